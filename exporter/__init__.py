@@ -1,0 +1,3 @@
+"""Prometheus exporter for the Podero Partner API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,201 @@
+"""`podero-exporter`: Prometheus-style flags, demo mode, config check, one-shot mode, signals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import FrameType
+
+import yaml
+
+from exporter import __version__
+from exporter.app import Exporter
+from exporter.clock import SystemClock
+from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.simulator import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
+from exporter.web import WebApp, parse_listen_address, start_web
+
+log = logging.getLogger("exporter")
+DEMO_INVERTERS = 3
+
+
+class LogfmtFormatter(logging.Formatter):
+    """`ts=... level=info logger=exporter.poller msg="..."`, as Prometheus' own tools log."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
+
+
+def _logfmt_value(value: str) -> str:
+    if value and not any(c in value for c in ' "=\n\t'):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            fields["exc"] = self.formatException(record.exc_info)
+        return json.dumps(fields)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # urllib3 logs request lines at debug level; keep it quiet so nothing about requests leaks.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="podero-exporter",
+        description="Prometheus exporter for solar inverters behind the Podero Partner API.",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        help="path to the YAML config (default: config.yaml)",
+    )
+    parser.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=":10042",
+        help="address to serve /metrics on (default: :10042)",
+    )
+    parser.add_argument(
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+    )
+    parser.add_argument(
+        "--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json")
+    )
+    parser.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="validate the config, print a summary and exit",
+    )
+    parser.add_argument(
+        "--once", action="store_true", help="poll every inverter once, print the metrics and exit"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against a built-in simulated Podero API (no config needed)",
+    )
+    parser.add_argument(
+        "--demo.inverters",
+        dest="demo_inverters",
+        type=int,
+        default=DEMO_INVERTERS,
+        help="simulated inverters in demo mode",
+    )
+    parser.add_argument("--version", action="version", version=f"podero-exporter {__version__}")
+    return parser.parse_args(argv)
+
+
+def _demo_config(count: int) -> tuple[Config, str]:
+    """Start the simulator on an ephemeral loopback port; the config that polls it."""
+    sim = start_simulator(SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults()))
+    raw = demo_config(sim)
+    raw["poll"] = {"interval_seconds": 30}
+    text = yaml.safe_dump(raw)
+    return parse_config(text, {}, source="demo"), sim.base_url
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        parse_listen_address(args.listen)
+        if args.demo:
+            config, sim_url = _demo_config(max(1, args.demo_inverters))
+            log.info("demo mode: simulated Podero API at %s", sim_url)
+        else:
+            config = load_config(args.config_file)
+    except (ConfigError, ValueError) as exc:
+        for line in str(exc).splitlines():
+            print(f"podero-exporter: config error: {line}", file=sys.stderr)
+        return 2
+    if args.config_check:
+        print(config.summary())
+        return 0
+
+    clock = SystemClock()
+    exporter = Exporter(config, clock)
+    if args.once:
+        result = exporter.poller.poll_all()
+        sys.stdout.write(exporter.page.render().decode())
+        exporter.stop()
+        return 0 if result.succeeded else 1
+
+    def reload() -> str | None:
+        if args.demo:
+            return "the demo config cannot be reloaded"
+        return exporter.reload(lambda: load_config(args.config_file))
+
+    web = start_web(
+        args.listen,
+        WebApp(
+            metrics=exporter.page.render,
+            ready=lambda: exporter.ready,
+            reload=reload,
+            status=lambda: f"Polling {len(exporter.store)} inverters.",
+        ),
+    )
+    exporter.start()
+    log.info(
+        "podero-exporter %s listening on %s, polling %d inverters",
+        __version__,
+        args.listen,
+        len(exporter.store),
+    )
+
+    stop = threading.Event()
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        threading.Thread(target=reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hup)
+    while not stop.wait(1.0):
+        pass
+    clock.stop()
+    exporter.stop()
+    web.shutdown()
+    web.server_close()
+    return 0

@@ -1,0 +1,392 @@
+"""The YAML config file: `${VAR}` expansion, secret files, validation, and error messages
+that name the key and the reason (`inverters[2].inverter_id: 'abc' is not a UUID`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+RESOLUTION_SECONDS = {
+    "15MIN": 900,
+    "1HOUR": 3600,
+    "1DAY": 86400,
+    "1WEEK": 7 * 86400,
+    "1MONTH": 30 * 86400,
+}
+DEFAULT_TOKEN_PATHS = {
+    "client_credentials": "/oauth2/token/",
+    "password": "/api/partners/v2.0/auth/token",
+}
+# Labels the exporter sets itself; a user label of the same name would clash.
+RESERVED_LABELS = frozenset({"inverter_id", "name", "org_id", "user_id", "job", "instance"})
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `str()` is one line per problem, each naming the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _read_secret_file(path: str, key: str) -> SecretStr:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+    value = text.strip()
+    if not value:
+        raise ValueError(f"{path!r} is empty")
+    return SecretStr(value)
+
+
+class AuthConfig(_Strict):
+    """Credentials for one of the two documented token flows."""
+
+    grant_type: Literal["client_credentials", "password"] = "client_credentials"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials_complete(self) -> AuthConfig:
+        for value_key, file_key in (
+            ("client_secret", "client_secret_file"),
+            ("password", "password_file"),
+        ):
+            if getattr(self, value_key) is not None and getattr(self, file_key) is not None:
+                raise ValueError(f"set either {value_key} or {file_key}, not both")
+        if self.grant_type == "client_credentials":
+            if not self.client_id:
+                raise ValueError("client_id is required for grant_type client_credentials")
+            if self.client_secret is None and self.client_secret_file is None:
+                raise ValueError(
+                    "client_secret or client_secret_file is required "
+                    "for grant_type client_credentials"
+                )
+        else:
+            if not self.username:
+                raise ValueError("username is required for grant_type password")
+            if self.password is None and self.password_file is None:
+                raise ValueError("password or password_file is required for grant_type password")
+        return self
+
+    def secret(self) -> SecretStr:
+        """The client secret (client credentials) or password (password grant), files read."""
+        if self.grant_type == "client_credentials":
+            value, file_key = self.client_secret, "client_secret_file"
+        else:
+            value, file_key = self.password, "password_file"
+        if value is not None:
+            return value
+        path = getattr(self, file_key)
+        assert path is not None  # guaranteed by _credentials_complete
+        return _read_secret_file(path, file_key)
+
+
+class RetryConfig(_Strict):
+    """How often and how long one API call is retried."""
+
+    attempts: int = Field(default=4, ge=1, le=10)
+    max_wait_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class PoderoConfig(_Strict):
+    """Where the API is and how to talk to it."""
+
+    base_url: str = "https://app.podero.com"
+    auth: AuthConfig
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    max_requests_per_second: float = Field(default=25.0, gt=0, le=10_000)
+    retry: RetryConfig = RetryConfig()
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        match = re.match(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<host>[^/?#]+)", value)
+        if not match:
+            raise ValueError(f"{value!r} is not a URL (expected https://host)")
+        if match["scheme"].lower() not in ("http", "https"):
+            raise ValueError(f"scheme {match['scheme']!r} is not supported (use https or http)")
+        return value.rstrip("/")
+
+    @property
+    def token_url(self) -> str:
+        """The absolute token endpoint: configured (relative or absolute) or the grant default."""
+        url = self.auth.token_url or DEFAULT_TOKEN_PATHS[self.auth.grant_type]
+        if "://" in url:
+            return url
+        return self.base_url + "/" + url.lstrip("/")
+
+
+class PollConfig(_Strict):
+    """How often and how far back each inverter is asked for data."""
+
+    interval_seconds: float = Field(default=60.0, ge=1, le=86400)
+    lookback_seconds: float = Field(default=3600.0, gt=0, le=31 * 86400)
+    resolution: Literal["15MIN", "1HOUR", "1DAY", "1WEEK", "1MONTH"] = "15MIN"
+    max_data_age_seconds: float = Field(default=3600.0, gt=0, le=90 * 86400)
+
+    @property
+    def resolution_seconds(self) -> int:
+        return RESOLUTION_SECONDS[self.resolution]
+
+
+class Thresholds(_Strict):
+    """Alert limits published as metrics so that alert rules can compare against them."""
+
+    battery_low_percent: float | None = Field(default=None, ge=0, le=100)
+    grid_export_high_watts: float | None = Field(default=None, ge=0)
+
+    def over(self, defaults: Thresholds) -> Thresholds:
+        """These thresholds, with unset keys taken from `defaults`."""
+        return Thresholds(
+            battery_low_percent=_first(self.battery_low_percent, defaults.battery_low_percent),
+            grid_export_high_watts=_first(
+                self.grid_export_high_watts, defaults.grid_export_high_watts
+            ),
+        )
+
+
+def _first(a: float | None, b: float | None) -> float | None:
+    return a if a is not None else b
+
+
+def _uuid_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a UUID")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a UUID") from None
+
+
+UuidStr = Annotated[str, Field(min_length=1)]
+
+
+class InverterConfig(_Strict):
+    """One inverter to poll, with its display name and extra labels."""
+
+    org_id: UuidStr
+    user_id: UuidStr
+    inverter_id: UuidStr
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    labels: dict[str, str] = {}
+    thresholds: Thresholds = Thresholds()
+
+    @field_validator("org_id", "user_id", "inverter_id", mode="before")
+    @classmethod
+    def _uuid(cls, value: Any) -> str:
+        return _uuid_str(value)
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key in labels:
+            if not _LABEL_NAME.match(key) or key.startswith("__"):
+                raise ValueError(f"{key!r} is not a valid Prometheus label name")
+            if key in RESERVED_LABELS:
+                raise ValueError(f"{key!r} is set by the exporter and cannot be a custom label")
+        return labels
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.inverter_id[:8]
+
+
+class ShardConfig(_Strict):
+    """This replica's share of the fleet: inverters whose id hashes to `index` modulo `count`."""
+
+    count: int = Field(default=1, ge=1, le=10_000)
+    index: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _index_in_range(self) -> ShardConfig:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} must be below count {self.count}")
+        return self
+
+    def owns(self, inverter_id: str) -> bool:
+        """Whether this shard polls the inverter; stable across restarts and replicas."""
+        return shard_of(inverter_id, self.count) == self.index
+
+
+def shard_of(inverter_id: str, count: int) -> int:
+    """The shard an inverter belongs to (a hash of its id, independent of the fleet size)."""
+    digest = hashlib.sha256(inverter_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+class Config(_Strict):
+    """The whole validated config file."""
+
+    podero: PoderoConfig
+    poll: PollConfig = PollConfig()
+    thresholds: Thresholds = Thresholds()
+    shard: ShardConfig = ShardConfig()
+    inverters: list[InverterConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_inverters(self) -> Config:
+        seen: dict[str, int] = {}
+        names: dict[str, int] = {}
+        for i, inverter in enumerate(self.inverters):
+            if inverter.inverter_id in seen:
+                raise ValueError(
+                    f"inverters[{i}].inverter_id: {inverter.inverter_id} "
+                    f"duplicates inverters[{seen[inverter.inverter_id]}]"
+                )
+            seen[inverter.inverter_id] = i
+            if inverter.name is not None:
+                if inverter.name in names:
+                    raise ValueError(
+                        f"inverters[{i}].name: {inverter.name!r} "
+                        f"duplicates inverters[{names[inverter.name]}]"
+                    )
+                names[inverter.name] = i
+        return self
+
+    def summary(self) -> str:
+        """One line for `--config.check`: what would be polled, and how; no secrets."""
+        return (
+            f"config ok: {len(self.inverters)} inverters, base_url {self.podero.base_url}, "
+            f"grant {self.podero.auth.grant_type}, interval {self.poll.interval_seconds:g}s, "
+            f"resolution {self.poll.resolution}"
+        )
+
+
+def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace `${VAR}` in every string of a parsed YAML tree; a missing variable is an error."""
+    if isinstance(node, str):
+
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set")
+            return env[name]
+
+        return _ENV_REF.sub(lookup, node)
+    if isinstance(node, dict):
+        return {key: expand_env(value, env, _join(path, key)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [expand_env(value, env, f"{path}[{i}]") for i, value in enumerate(node)]
+    return node
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-") or part in ("literal", "str", "int", "float"):
+            continue
+        else:
+            path = _join(path, part)
+    return path or "<root>"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "literal_error":
+        return f"{error['input']!r} is not one of {ctx.get('expected')}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        bound = {
+            "greater_than": ("gt", "greater than"),
+            "greater_than_equal": ("ge", "at least"),
+            "less_than": ("lt", "less than"),
+            "less_than_equal": ("le", "at most"),
+        }[kind]
+        return f"must be {bound[1]} {ctx.get(bound[0])}, got {error['input']!r}"
+    if kind in ("too_short", "string_too_short") and isinstance(error.get("input"), list):
+        return "must not be empty"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{error['msg'].lower()}, got {type(error['input']).__name__}"
+    return str(error["msg"])
+
+
+def _format_validation(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        message = _describe(error)
+        path = _loc_path(tuple(error["loc"]))
+        # Cross-field checks carry their own key path in the message.
+        if re.match(r"^[\w\[\]\.]+: ", message):
+            lines.append(message)
+        else:
+            lines.append(f"{path}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, env: Mapping[str, str], source: str = "config") -> Config:
+    """Validate config text; raises ConfigError naming each bad key."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{source}: the file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(raw).__name__}")
+    expanded = expand_env(raw, env)
+    try:
+        config = Config.model_validate(expanded)
+        config.podero.auth.secret()  # read secret files now, so a bad path fails the check
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc)) from None
+    except ValueError as exc:
+        key = (
+            "podero.auth.client_secret_file"
+            if expanded["podero"]["auth"].get("grant_type", "client_credentials")
+            == "client_credentials"
+            else "podero.auth.password_file"
+        )
+        raise ConfigError(f"{key}: {exc}") from None
+    return config
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file at `path`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+    return parse_config(text, os.environ if env is None else env, source=str(path))

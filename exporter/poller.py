@@ -1,0 +1,213 @@
+"""The background poll loop: asks the API for each inverter's newest point when one is due,
+concurrently up to `max_concurrency`, and writes the results into the store."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Protocol
+
+from exporter.api import ApiError, PoderoClient
+from exporter.clock import Clock, Stopped
+from exporter.config import PollConfig
+from exporter.readings import latest_reading
+from exporter.schedule import PollSchedule, after_poll, phase_offset
+from exporter.store import InverterTarget, ReadingStore
+
+log = logging.getLogger(__name__)
+
+
+class PollObserver(Protocol):
+    """Receives the duration and outcome of every inverter poll."""
+
+    def poll_done(self, seconds: float, ok: bool) -> None: ...
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """How a poll of many inverters went."""
+
+    succeeded: int
+    failed: int
+    seconds: float
+
+
+class Poller:
+    """Polls inverters on their schedules and records the outcome of each poll."""
+
+    def __init__(
+        self,
+        client: PoderoClient,
+        store: ReadingStore,
+        clock: Clock,
+        poll: PollConfig,
+        *,
+        max_concurrency: int,
+        observer: PollObserver,
+        skip_until_due: bool = True,
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._clock = clock
+        self._poll = poll
+        self._observer = observer
+        self._skip_until_due = skip_until_due
+        self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="poll")
+        self._lock = threading.Lock()
+        self._targets: dict[str, InverterTarget] = {}
+        self._schedules: dict[str, PollSchedule] = {}
+        self._queue: list[tuple[float, str]] = []
+        self._in_flight: set[str] = set()
+        self._wake = threading.Event()
+        self.first_cycle_done = threading.Event()
+        self.set_targets(target.target for target in store.snapshot())
+
+    @property
+    def store(self) -> ReadingStore:
+        return self._store
+
+    def set_targets(self, targets: Iterable[InverterTarget]) -> None:
+        """Poll exactly these inverters from now on; new ones are due at once."""
+        targets = list(targets)
+        self._store.set_targets(targets)
+        now = self._clock.time()
+        with self._lock:
+            self._targets = {t.inverter_id: t for t in targets}
+            for inverter_id in list(self._schedules):
+                if inverter_id not in self._targets:
+                    del self._schedules[inverter_id]
+            for inverter_id in self._targets:
+                if inverter_id not in self._schedules:
+                    offset = phase_offset(inverter_id, self._poll.interval_seconds)
+                    self._schedules[inverter_id] = PollSchedule(offset=offset, next_poll=now)
+                    heapq.heappush(self._queue, (now, inverter_id))
+        self._wake.set()
+
+    def schedule_of(self, inverter_id: str) -> PollSchedule | None:
+        with self._lock:
+            return self._schedules.get(inverter_id)
+
+    def poll_one(self, target: InverterTarget) -> bool:
+        """Poll one inverter now and record the result; True if the API answered usefully."""
+        started = time.perf_counter()
+        now = self._clock.time()
+        ok, newest, reading, error = False, None, None, ""
+        try:
+            points = self._client.inverter_data(
+                target.org_id,
+                target.user_id,
+                target.inverter_id,
+                start=now - self._poll.lookback_seconds,
+                end=now,
+                resolution=self._poll.resolution,
+            )
+        except ApiError as exc:
+            error = exc.reason
+            log.warning(
+                "poll failed for inverter %s (%s): %s", target.name, target.inverter_id, exc
+            )
+        except Stopped:
+            raise
+        except Exception as exc:  # a bug must not stop the loop; it is logged with its trace
+            error = f"internal error: {type(exc).__name__}"
+            log.exception("poll crashed for inverter %s (%s)", target.name, target.inverter_id)
+        else:
+            ok = True
+            reading = latest_reading(points, now)
+            newest = reading.time if reading else None
+        done = self._clock.time()
+        with self._lock:
+            schedule = self._schedules.get(target.inverter_id)
+            if schedule is not None:
+                schedule = after_poll(
+                    schedule,
+                    now=done,
+                    ok=ok,
+                    newest=newest,
+                    interval=self._poll.interval_seconds,
+                    resolution=self._poll.resolution_seconds,
+                    skip_until_due=self._skip_until_due,
+                )
+                self._schedules[target.inverter_id] = schedule
+                heapq.heappush(self._queue, (schedule.next_poll, target.inverter_id))
+        next_poll = schedule.next_poll if schedule else None
+        if ok:
+            self._store.record_success(target.inverter_id, reading, done, next_poll)
+        else:
+            self._store.record_failure(target.inverter_id, error, done, next_poll)
+        self._observer.poll_done(time.perf_counter() - started, ok)
+        return ok
+
+    def poll_all(self) -> CycleResult:
+        """Poll every inverter now, concurrently, and wait for all of them."""
+        with self._lock:
+            targets = list(self._targets.values())
+        return self._poll_many(targets)
+
+    def poll_due(self) -> CycleResult:
+        """Poll, and wait for, every inverter whose next poll is due by the clock's now."""
+        return self._poll_many(self._take_due(self._clock.time()))
+
+    def _poll_many(self, targets: list[InverterTarget]) -> CycleResult:
+        started = time.perf_counter()
+        futures = [self._executor.submit(self.poll_one, t) for t in targets]
+        wait(futures)
+        succeeded = sum(1 for f in futures if f.exception() is None and f.result())
+        return CycleResult(succeeded, len(targets) - succeeded, time.perf_counter() - started)
+
+    def _take_due(self, now: float) -> list[InverterTarget]:
+        due: list[InverterTarget] = []
+        with self._lock:
+            while self._queue and self._queue[0][0] <= now:
+                when, inverter_id = heapq.heappop(self._queue)
+                schedule = self._schedules.get(inverter_id)
+                # Skip heap entries left behind by a reschedule or a removed inverter.
+                if schedule is None or schedule.next_poll != when:
+                    continue
+                if inverter_id in self._in_flight:
+                    continue
+                due.append(self._targets[inverter_id])
+        return due
+
+    def next_wakeup(self) -> float | None:
+        with self._lock:
+            return self._queue[0][0] if self._queue else None
+
+    def run(self, stop: threading.Event) -> None:
+        """Poll everything once, then each inverter when it is due, until `stop` is set."""
+        try:
+            result = self.poll_all()
+            log.info(
+                "first poll cycle: %d ok, %d failed in %.1fs",
+                result.succeeded,
+                result.failed,
+                result.seconds,
+            )
+            self.first_cycle_done.set()
+            while not stop.is_set():
+                for target in self._take_due(self._clock.time()):
+                    with self._lock:
+                        self._in_flight.add(target.inverter_id)
+                    future = self._executor.submit(self.poll_one, target)
+                    future.add_done_callback(self._done_callback(target.inverter_id))
+                upcoming = self.next_wakeup()
+                delay = 1.0 if upcoming is None else upcoming - self._clock.time()
+                self._wake.clear()
+                self._wake.wait(min(max(delay, 0.01), 1.0))
+        except Stopped:
+            pass
+
+    def _done_callback(self, inverter_id: str) -> Callable[[Future[bool]], None]:
+        def done(_future: Future[bool]) -> None:
+            with self._lock:
+                self._in_flight.discard(inverter_id)
+
+        return done
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,120 @@
+"""Turning an inverter-data response into the one data point worth exporting.
+
+Pure functions: no HTTP, no threads, no clock of their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# Values the device measures; a point counts as a reading only if one of them is present.
+MEASURED_FIELDS = (
+    "solar_production_w",
+    "export_power_to_grid_w",
+    "household_consumption_w",
+    "battery_charge_level_percent",
+    "battery_charge_discharge_power_w",
+)
+# Forecasts and prices: exported alongside a measured point, never on their own.
+OTHER_FIELDS = ("price", "estimated_consumption", "unoptimized_consumption")
+VALUE_FIELDS = MEASURED_FIELDS + OTHER_FIELDS
+# Far beyond any household device; larger numbers are a broken response, not a reading.
+MAX_ABS_VALUE = 1e9
+
+
+class InvalidData(ValueError):
+    """The response body does not have the documented shape; the message says where."""
+
+
+@dataclass(frozen=True)
+class DataPoint:
+    """One time bucket of one inverter: its start time (epoch seconds) and non-null values."""
+
+    time: float
+    values: Mapping[str, float]
+
+    @property
+    def has_measurement(self) -> bool:
+        return any(field in self.values for field in MEASURED_FIELDS)
+
+
+def parse_time(value: Any) -> float:
+    """An ISO 8601 date-time with a zone (`Z` or an offset) as epoch seconds."""
+    if not isinstance(value, str):
+        raise InvalidData(f"time {value!r} is not a string")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidData(f"time {value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise InvalidData(f"time {value!r} has no time zone")
+    return parsed.timestamp()
+
+
+def _number(field: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidData(f"{field} {value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number) or abs(number) > MAX_ABS_VALUE:
+        raise InvalidData(f"{field} {value!r} is out of range")
+    if field == "battery_charge_level_percent" and not 0 <= number <= 100:
+        raise InvalidData(f"{field} {value!r} is not a percentage")
+    return number
+
+
+def parse_point(raw: Any, index: int) -> DataPoint | None:
+    """One element of `data`; None for a point without a time (nothing to place it at)."""
+    if not isinstance(raw, dict):
+        raise InvalidData(f"data[{index}] is not an object")
+    if raw.get("time") is None:
+        return None
+    try:
+        time = parse_time(raw["time"])
+        values = {
+            field: _number(field, raw[field])
+            for field in VALUE_FIELDS
+            if raw.get(field) is not None
+        }
+    except InvalidData as exc:
+        raise InvalidData(f"data[{index}]: {exc}") from None
+    return DataPoint(time=time, values=values)
+
+
+def parse_data_response(body: Any) -> list[DataPoint]:
+    """The points of a 200 response, sorted by time; raises InvalidData for a broken body."""
+    if not isinstance(body, dict):
+        raise InvalidData(f"body is a {type(body).__name__}, not an object")
+    if "data" not in body:
+        if "error" in body:
+            raise InvalidData(f"body is an error: {str(body['error'])[:200]}")
+        raise InvalidData("body has no 'data'")
+    data = body["data"]
+    if not isinstance(data, list):
+        raise InvalidData(f"'data' is a {type(data).__name__}, not a list")
+    points = [p for i, raw in enumerate(data) if (p := parse_point(raw, i)) is not None]
+    points.sort(key=lambda p: p.time)
+    for before, after in itertools.pairwise(points):
+        if before.time == after.time:
+            raise InvalidData(f"two points share the time {after.time:.0f}")
+    return points
+
+
+def latest_reading(points: list[DataPoint], now: float) -> DataPoint | None:
+    """The newest point at or before `now` that has at least one measured value."""
+    newest: DataPoint | None = None
+    for point in points:
+        if (
+            point.time <= now
+            and point.has_measurement
+            and (newest is None or point.time > newest.time)
+        ):
+            newest = point
+    return newest
