@@ -312,6 +312,10 @@ def _loc_path(loc: tuple[int | str, ...]) -> str:
     return path or "<root>"
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     kind = error["type"]
     ctx = error.get("ctx") or {}
@@ -330,7 +334,7 @@ def _describe(error: Mapping[str, Any]) -> str:
             "less_than": ("lt", "less than"),
             "less_than_equal": ("le", "at most"),
         }[kind]
-        return f"must be {bound[1]} {ctx.get(bound[0])}, got {error['input']!r}"
+        return f"must be {bound[1]} {_number(ctx.get(bound[0]))}, got {error['input']!r}"
     if kind in ("too_short", "string_too_short") and isinstance(error.get("input"), list):
         return "must not be empty"
     if kind.endswith("_type") or kind.endswith("_parsing"):

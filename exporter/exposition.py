@@ -42,8 +42,7 @@ def state_lines(state: InverterState) -> dict[str, str]:
         lines = {}
         for name, samples in inverter_samples(state).items():
             lines[name] = "".join(
-                f"{name}{{{_label_text(labels)}}} {_float(value)}\n"
-                for labels, value in samples
+                f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in samples
             )
         state._render_cache["lines"] = lines
     return lines

@@ -527,7 +527,7 @@ class SimulatedApi:
         override = self.overrides.get(inv.id, {})
         points: list[dict[str, Any]] = []
         t = _bucket_start(start, resolution)
-        while t <= end and t <= horizon and len(points) < MAX_POINTS:
+        while t < end and t <= horizon and len(points) < MAX_POINTS:
             t_end = _bucket_end(t, resolution)
             steps = [
                 (s, self.fleet.steps(inv, int(s // 86400))[int(s % 86400) // STEP])
@@ -807,7 +807,9 @@ def start_simulator(api: SimulatedApi, host: str = "127.0.0.1", port: int = 0) -
     """Serve `api` on host:port (0 = an ephemeral port) until `stop()`."""
     server = _SimServer((host, port), _Handler)
     server.api = api
-    thread = threading.Thread(target=server.serve_forever, name="simulator", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="simulator", daemon=True
+    )
     thread.start()
     return RunningSimulator(api=api, server=server, thread=thread)
 

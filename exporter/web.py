@@ -124,5 +124,7 @@ def start_web(address: str, app: WebApp) -> ExporterHTTPServer:
         server_class = _V6
     server = server_class((host, port), _Handler)
     server.app = app
-    threading.Thread(target=server.serve_forever, name="web", daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="web", daemon=True
+    ).start()
     return server

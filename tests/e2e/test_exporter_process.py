@@ -1,0 +1,141 @@
+"""The real exporter process against the simulator, checked with promtool."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import require_tool
+from tests.e2e.processes import (
+    exporter_command,
+    free_port,
+    running,
+    standalone_simulator,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+PER_INVERTER = (
+    "podero_inverter_solar_production_watts",
+    "podero_inverter_grid_export_watts",
+    "podero_inverter_household_consumption_watts",
+    "podero_inverter_battery_charge_ratio",
+    "podero_inverter_battery_power_watts",
+    "podero_inverter_estimated_consumption_watts",
+    "podero_inverter_unoptimized_consumption_watts",
+    "podero_inverter_price",
+    "podero_inverter_data_timestamp_seconds",
+    "podero_inverter_up",
+    "podero_inverter_last_success_timestamp_seconds",
+    "podero_inverter_info",
+)
+EXPORTER_WIDE = (
+    "podero_api_requests_total",
+    "podero_api_request_duration_seconds",
+    "podero_oauth_token_requests_total",
+    "podero_oauth_token_expiry_timestamp_seconds",
+    "podero_poll_duration_seconds",
+    "podero_exporter_build_info",
+)
+
+
+def names_per_metric(text: str) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, set()).add(sample.labels.get("name", ""))
+    return found
+
+
+def promtool_check(text: str) -> subprocess.CompletedProcess[str]:
+    promtool = require_tool("promtool")
+    return subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+
+
+def test_demo_serves_every_metric_for_every_inverter_and_passes_promtool(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with running(
+        exporter_command("--demo", "--web.listen-address", f"127.0.0.1:{port}"),
+        tmp_path / "exporter.log",
+    ) as proc:
+        wait_for(lambda: requests.get(f"{base}/-/healthy", timeout=1).ok, 15, "/-/healthy")
+
+        def complete() -> str | None:
+            text = requests.get(f"{base}/metrics", timeout=5).text
+            found = names_per_metric(text)
+            ok = all(len(found.get(m, ())) == 3 for m in PER_INVERTER)
+            return text if ok else None
+
+        text = wait_for(complete, 15, "every per-inverter metric for 3 inverters")
+        assert proc.poll() is None
+        found = names_per_metric(text)
+        for metric in EXPORTER_WIDE:
+            assert any(n.startswith(metric) for n in found), metric
+        assert requests.get(f"{base}/-/ready", timeout=5).status_code == 200
+        landing = requests.get(f"{base}/", timeout=5)
+        assert landing.ok and "href='metrics'" in landing.text
+        assert requests.get(f"{base}/nope", timeout=5).status_code == 404
+        result = promtool_check(text)
+        assert result.returncode == 0 and result.stdout == "" and result.stderr == "", (
+            result.stdout + result.stderr
+        )
+
+
+def test_once_against_a_standalone_simulator(tmp_path: Path) -> None:
+    with standalone_simulator(tmp_path, "--inverters", "4", "--seed", "3") as sim:
+        config = {
+            "podero": {
+                "base_url": sim["base_url"],
+                "auth": {
+                    "client_id": sim["client_id"],
+                    "client_secret_file": str(tmp_path / "secret"),
+                },
+            },
+            "inverters": [{**inv, "name": f"inv{i}"} for i, inv in enumerate(sim["inverters"])],
+        }
+        (tmp_path / "secret").write_text(sim["client_secret"] + "\n")
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        result = subprocess.run(
+            exporter_command("--config.file", str(tmp_path / "config.yaml"), "--once"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        found = names_per_metric(result.stdout)
+        assert found["podero_inverter_up"] == {"inv0", "inv1", "inv2", "inv3"}
+        assert promtool_check(result.stdout).returncode == 0
+        assert sim["client_secret"] not in result.stdout + result.stderr
+
+
+def test_once_fails_when_no_inverter_succeeds(tmp_path: Path) -> None:
+    with standalone_simulator(tmp_path, "--inverters", "1") as sim:
+        config = {
+            "podero": {
+                "base_url": sim["base_url"],
+                "auth": {"client_id": sim["client_id"], "client_secret": "wrong"},
+                "retry": {"attempts": 1},
+            },
+            "inverters": sim["inverters"],
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        result = subprocess.run(
+            exporter_command("--config.file", str(tmp_path / "config.yaml"), "--once"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert "podero_inverter_up" in result.stdout
+        assert "token: HTTP 401: invalid_client" in result.stderr

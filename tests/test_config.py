@@ -1,0 +1,330 @@
+"""Config validation: valid files load; each broken one is refused naming the key and reason."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.config import ConfigError, load_config, parse_config, shard_of
+from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """minimal_config with the value at a dotted path (list indexes as numbers) replaced."""
+    raw = copy.deepcopy(minimal_config())
+    node: Any = raw
+    parts = path.split(".")
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+    last = parts[-1]
+    if value is _DELETE:
+        del node[int(last) if last.isdigit() else last]
+    elif last.isdigit():
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return raw
+
+
+_DELETE = object()
+
+BROKEN: list[tuple[str, Any, str]] = [
+    # (id, config text or dict, the expected error line)
+    ("yaml-syntax", "podero: {base_url: [}\n", "YAML syntax error at line 1"),
+    ("top-level-list", "- a\n- b\n", "the top level must be a mapping"),
+    ("empty-file", "", "the file is empty"),
+    ("unknown-key", _with("podero.base_ulr", "https://x"), "podero.base_ulr: unknown key"),
+    (
+        "unknown-nested-key",
+        _with("poll.intervall_seconds", 5),
+        "poll.intervall_seconds: unknown key",
+    ),
+    (
+        "missing-podero",
+        {"inverters": minimal_config()["inverters"]},
+        "podero: required key is missing",
+    ),
+    (
+        "missing-client-id",
+        _with("podero.auth.client_id", _DELETE),
+        "podero.auth: client_id is required for grant_type client_credentials",
+    ),
+    (
+        "missing-secret",
+        _with("podero.auth.client_secret", _DELETE),
+        "podero.auth: client_secret or client_secret_file is required",
+    ),
+    (
+        "password-grant-no-password",
+        _with("podero.auth", {"grant_type": "password", "username": "u"}),
+        "podero.auth: password or password_file is required for grant_type password",
+    ),
+    (
+        "unknown-grant",
+        _with("podero.auth.grant_type", "implicit"),
+        "podero.auth.grant_type: 'implicit' is not one of 'client_credentials' or 'password'",
+    ),
+    (
+        "ftp-base-url",
+        _with("podero.base_url", "ftp://podero.com"),
+        "podero.base_url: scheme 'ftp' is not supported (use https or http)",
+    ),
+    (
+        "not-a-url",
+        _with("podero.base_url", "podero.com"),
+        "podero.base_url: 'podero.com' is not a URL (expected https://host)",
+    ),
+    (
+        "bad-uuid",
+        _with("inverters.1.inverter_id", "abc"),
+        "inverters[1].inverter_id: 'abc' is not a UUID",
+    ),
+    ("uuid-wrong-type", _with("inverters.0.org_id", 12), "inverters[0].org_id: 12 is not a UUID"),
+    (
+        "duplicate-inverter",
+        _with("inverters.1.inverter_id", INV_A),
+        f"inverters[1].inverter_id: {INV_A} duplicates inverters[0]",
+    ),
+    (
+        "duplicate-name",
+        _with("inverters.1.name", "a"),
+        "inverters[1].name: 'a' duplicates inverters[0]",
+    ),
+    (
+        "zero-interval",
+        _with("poll.interval_seconds", 0),
+        "poll.interval_seconds: must be at least 1, got 0",
+    ),
+    (
+        "negative-lookback",
+        _with("poll.lookback_seconds", -5),
+        "poll.lookback_seconds: must be greater than 0, got -5",
+    ),
+    (
+        "unknown-resolution",
+        _with("poll.resolution", "5MIN"),
+        "poll.resolution: '5MIN' is not one of '15MIN', '1HOUR', '1DAY', '1WEEK' or '1MONTH'",
+    ),
+    (
+        "wrong-type-timeout",
+        _with("podero.timeout_seconds", "fast"),
+        "podero.timeout_seconds: input should be a valid number, unable to parse string as a "
+        "number, got str",
+    ),
+    (
+        "wrong-type-concurrency",
+        _with("podero.max_concurrency", [4]),
+        "podero.max_concurrency: input should be a valid integer, got list",
+    ),
+    (
+        "concurrency-too-high",
+        _with("podero.max_concurrency", 10_000),
+        "podero.max_concurrency: must be at most 256, got 10000",
+    ),
+    (
+        "retry-attempts-zero",
+        _with("podero.retry.attempts", 0),
+        "podero.retry.attempts: must be at least 1, got 0",
+    ),
+    ("no-inverters", _with("inverters", []), "inverters: must not be empty"),
+    (
+        "inverters-not-list",
+        _with("inverters", {"a": 1}),
+        "inverters: input should be a valid list, got dict",
+    ),
+    (
+        "reserved-label",
+        _with("inverters.0.labels", {"name": "x"}),
+        "inverters[0].labels: 'name' is set by the exporter and cannot be a custom label",
+    ),
+    (
+        "bad-label-name",
+        _with("inverters.0.labels", {"site-name": "x"}),
+        "inverters[0].labels: 'site-name' is not a valid Prometheus label name",
+    ),
+    (
+        "threshold-over-100",
+        _with("thresholds", {"battery_low_percent": 150}),
+        "thresholds.battery_low_percent: must be at most 100, got 150",
+    ),
+    (
+        "shard-index-out-of-range",
+        _with("shard", {"count": 2, "index": 2}),
+        "shard: index 2 must be below count 2",
+    ),
+    (
+        "both-secret-and-file",
+        _with("podero.auth.client_secret_file", "/x"),
+        "podero.auth: set either client_secret or client_secret_file, not both",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_config_is_refused_with_key_and_reason(case: str, raw: Any, expected: str) -> None:
+    text = raw if isinstance(raw, str) else yaml.safe_dump(raw)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, {}, source="config.yaml")
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert expected in message
+
+
+def test_there_are_at_least_twenty_broken_cases() -> None:
+    assert len(BROKEN) >= 20
+
+
+def test_unset_env_var_names_the_variable_and_key() -> None:
+    raw = minimal_config()
+    raw["podero"]["auth"]["client_id"] = "${PODERO_CLIENT_ID}"
+    with pytest.raises(
+        ConfigError,
+        match=r"^podero\.auth\.client_id: environment variable "
+        r"PODERO_CLIENT_ID is not set$",
+    ):
+        parse_config(yaml.safe_dump(raw), {})
+
+
+def test_env_vars_are_substituted_in_any_string() -> None:
+    raw = minimal_config()
+    raw["podero"]["auth"]["client_id"] = "${CID}"
+    raw["inverters"][0]["name"] = "roof-${SITE}"
+    config = parse_config(yaml.safe_dump(raw), {"CID": "abc", "SITE": "vienna"})
+    assert config.podero.auth.client_id == "abc"
+    assert config.inverters[0].name == "roof-vienna"
+
+
+def test_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t\n")
+    raw = minimal_config()
+    del raw["podero"]["auth"]["client_secret"]
+    raw["podero"]["auth"]["client_secret_file"] = str(secret)
+    config = parse_config(yaml.safe_dump(raw), {})
+    assert config.podero.auth.secret().get_secret_value() == "s3cr3t"
+
+
+def test_missing_secret_file_is_refused(tmp_path: Path) -> None:
+    raw = minimal_config()
+    del raw["podero"]["auth"]["client_secret"]
+    raw["podero"]["auth"]["client_secret_file"] = str(tmp_path / "nope")
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_dump(raw), {})
+    assert str(info.value) == (
+        f"podero.auth.client_secret_file: cannot read '{tmp_path / 'nope'}': "
+        "No such file or directory"
+    )
+
+
+def test_secret_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    raw = minimal_config()
+    del raw["podero"]["auth"]["client_secret"]
+    raw["podero"]["auth"]["client_secret_file"] = str(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_dump(raw), {})
+    assert str(info.value) == (
+        f"podero.auth.client_secret_file: cannot read '{tmp_path}': Is a directory"
+    )
+
+
+def test_empty_secret_file_is_refused(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("\n")
+    raw = minimal_config()
+    raw["podero"]["auth"] = {
+        "grant_type": "password",
+        "username": "u",
+        "password_file": str(secret),
+    }
+    with pytest.raises(ConfigError, match=r"^podero\.auth\.password_file: .* is empty$"):
+        parse_config(yaml.safe_dump(raw), {})
+
+
+def test_secrets_never_appear_in_errors_or_repr() -> None:
+    raw = minimal_config()
+    raw["podero"]["auth"]["client_secret"] = "CANARY-SECRET"
+    raw["podero"]["timeout_seconds"] = "x"
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_dump(raw), {})
+    assert "CANARY-SECRET" not in str(info.value)
+    raw["podero"]["timeout_seconds"] = 5
+    config = parse_config(yaml.safe_dump(raw), {})
+    assert "CANARY-SECRET" not in repr(config)
+    assert "CANARY-SECRET" not in config.summary()
+
+
+def test_defaults_and_token_url() -> None:
+    raw = minimal_config()
+    config = parse_config(yaml.safe_dump(raw), {})
+    assert config.poll.interval_seconds == 60
+    assert config.poll.resolution_seconds == 900
+    assert config.podero.token_url == "https://podero.invalid/oauth2/token/"
+    raw["podero"]["auth"] = {"grant_type": "password", "username": "u", "password": "p"}
+    config = parse_config(yaml.safe_dump(raw), {})
+    assert config.podero.token_url == "https://podero.invalid/api/partners/v2.0/auth/token"
+    raw["podero"]["auth"]["token_url"] = "https://auth.example/token"
+    assert parse_config(yaml.safe_dump(raw), {}).podero.token_url == "https://auth.example/token"
+
+
+def test_uuids_are_normalised() -> None:
+    raw = minimal_config()
+    raw["inverters"][0]["inverter_id"] = INV_A.upper()
+    config = parse_config(yaml.safe_dump(raw), {})
+    assert config.inverters[0].inverter_id == INV_A
+
+
+def test_example_config_passes_check_with_its_env_vars(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("example-secret\n")
+    text = (ROOT / "config.example.yaml").read_text()
+    text = text.replace("/run/secrets/podero_client_secret", str(secret))
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    config = load_config(path, {"PODERO_CLIENT_ID": "example-client"})
+    assert config.podero.auth.client_id == "example-client"
+    assert len(config.inverters) >= 1
+
+
+def test_shards_are_stable_disjoint_and_covering() -> None:
+    ids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(2000)]
+    for count in (1, 2, 3, 7):
+        owners = [shard_of(i, count) for i in ids]
+        assert owners == [shard_of(i, count) for i in ids]  # stable
+        counts = [owners.count(k) for k in range(count)]
+        assert sum(counts) == len(ids)  # each id in exactly one shard
+        assert min(counts) > len(ids) / count * 0.8  # and the shares are even
+
+
+def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(minimal_config()))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_with("inverters.0.user_id", "nope")))
+    ok = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.file", str(good), "--config.check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("config ok: 2 inverters")
+    refused = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config.file", str(bad), "--config.check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "podero-exporter: config error: inverters[0].user_id: 'nope' is not a UUID"
+    )
+    assert "Traceback" not in refused.stderr
+    _ = (ORG, USER, INV_B)

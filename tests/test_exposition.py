@@ -1,0 +1,159 @@
+"""Staleness, and the fast cached rendering against prometheus_client's reference rendering."""
+
+from __future__ import annotations
+
+import random
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.clock import FakeClock
+from exporter.collector import FAMILIES, InverterCollector, current_samples, is_fresh
+from exporter.exposition import MetricsPage, render_inverters
+from exporter.readings import DataPoint
+from exporter.store import InverterState, InverterTarget, ReadingStore
+from tests.conftest import NOON
+
+VALUES = {
+    "solar_production_w": 2310.5,
+    "export_power_to_grid_w": -120.0,
+    "household_consumption_w": 900.0,
+    "battery_charge_level_percent": 64.0,
+    "battery_charge_discharge_power_w": -1200.0,
+    "estimated_consumption": 850.0,
+    "unoptimized_consumption": 950.0,
+    "price": 101.3,
+}
+
+
+def target(i: int, **kw: object) -> InverterTarget:
+    return InverterTarget(
+        inverter_id=f"{i:08x}-0000-4000-8000-000000000000",
+        org_id="o",
+        user_id="u",
+        name=f"inv-{i}",
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def samples_of(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]:
+    return {
+        (s.name, tuple(sorted(s.labels.items())), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_fresh_reading_exports_every_value_with_base_units() -> None:
+    state = InverterState(
+        target(1),
+        reading=DataPoint(NOON - 600, VALUES),
+        polled=True,
+        up=True,
+        last_success=NOON - 5,
+    )
+    samples = current_samples(state, NOON, 3600)
+    assert samples["podero_inverter_battery_charge_ratio"][0][1] == 0.64
+    assert samples["podero_inverter_grid_export_watts"][0][1] == -120.0
+    assert samples["podero_inverter_data_timestamp_seconds"][0][1] == NOON - 600
+    assert samples["podero_inverter_up"][0][1] == 1.0
+
+
+def test_stale_reading_keeps_up_info_and_timestamp_but_no_values() -> None:
+    state = InverterState(
+        target(1),
+        reading=DataPoint(NOON - 3601, VALUES),
+        polled=True,
+        up=False,
+        last_success=NOON - 3000,
+    )
+    assert not is_fresh(state, NOON, 3600)
+    names = set(current_samples(state, NOON, 3600))
+    assert names == {
+        "podero_inverter_data_timestamp_seconds",
+        "podero_inverter_up",
+        "podero_inverter_last_success_timestamp_seconds",
+        "podero_inverter_info",
+    }
+
+
+def test_never_polled_inverter_has_info_only() -> None:
+    assert set(current_samples(InverterState(target(1)), NOON, 3600)) == {"podero_inverter_info"}
+
+
+def test_thresholds_only_where_configured() -> None:
+    with_threshold = InverterState(target(1, battery_low_ratio=0.3))
+    without = InverterState(target(2))
+    assert (
+        current_samples(with_threshold, NOON, 3600)["podero_inverter_battery_low_threshold_ratio"][
+            0
+        ][1]
+        == 0.3
+    )
+    assert "podero_inverter_battery_low_threshold_ratio" not in current_samples(without, NOON, 60)
+
+
+def random_store(n: int, seed: int) -> ReadingStore:
+    rng = random.Random(seed)
+    targets = [
+        target(
+            i,
+            labels=(("site", f's"\\{i}\n'),) if i % 3 == 0 else (),
+            grid_export_high_watts=7000.0 if i % 2 else None,
+        )
+        for i in range(n)
+    ]
+    store = ReadingStore(targets)
+    for t in targets:
+        roll = rng.random()
+        if roll < 0.1:
+            continue  # never polled
+        values = {k: v * rng.uniform(0.5, 1.5) for k, v in VALUES.items() if rng.random() < 0.8}
+        age = rng.choice([60, 600, 4000])
+        reading = DataPoint(NOON - age, values) if values else None
+        if roll < 0.2:
+            store.record_failure(t.inverter_id, "HTTP 503", NOON - 10, NOON + 50)
+        else:
+            store.record_success(t.inverter_id, reading, NOON - 10, NOON + 50)
+    return store
+
+
+def test_fast_rendering_equals_the_reference_rendering() -> None:
+    clock = FakeClock(NOON)
+    store = random_store(500, seed=3)
+    registry = CollectorRegistry()
+    registry.register(InverterCollector(store, clock, lambda: 3600.0))
+    reference = generate_latest(registry).decode()
+    fast = render_inverters(store.snapshot(), NOON, 3600.0)
+    assert samples_of(fast) == samples_of(reference)
+    assert len(samples_of(fast)) > 2000
+    # Same families, same order, same HELP text.
+    fast_families = [(f.name, f.documentation) for f in text_string_to_metric_families(fast)]
+    ref_families = [(f.name, f.documentation) for f in text_string_to_metric_families(reference)]
+    assert fast_families == ref_families == [(f.name, f.help) for f in FAMILIES]
+
+
+def test_page_is_cached_until_the_store_changes_or_data_turns_stale() -> None:
+    clock = FakeClock(NOON)
+    store = ReadingStore([target(1)])
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    store.record_success(target(1).inverter_id, DataPoint(NOON - 3500, VALUES), NOON, None)
+    first = page.inverter_text()
+    assert "podero_inverter_solar_production_watts{" in first
+    assert page.inverter_text() is first  # nothing changed: the same object, not a re-render
+    clock.advance(101)  # the reading is now older than max_data_age_seconds
+    stale = page.inverter_text()
+    assert "podero_inverter_solar_production_watts{" not in stale
+    assert "podero_inverter_data_timestamp_seconds{" in stale
+    store.record_failure(target(1).inverter_id, "HTTP 500", clock.time(), None)
+    assert (
+        'podero_inverter_up{inverter_id="00000001-0000-4000-8000-000000000000",name="inv-1"} '
+        "0.0" in page.inverter_text()
+    )
+
+
+def test_removed_inverters_disappear() -> None:
+    store = ReadingStore([target(1), target(2)])
+    store.set_targets([target(2)])
+    text = render_inverters(store.snapshot(), NOON, 3600)
+    assert "inv-1" not in text and "inv-2" in text

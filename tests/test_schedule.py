@@ -1,0 +1,102 @@
+"""The scheduler's decisions on a fake timeline: phases, skip-until-due, backoff."""
+
+from __future__ import annotations
+
+import statistics
+
+from exporter.schedule import (
+    PollSchedule,
+    after_poll,
+    aligned_after,
+    aligned_at_or_after,
+    next_due,
+    phase_offset,
+)
+
+INTERVAL = 60.0
+RES = 900.0
+T0 = 1_795_435_200.0  # a quarter-hour boundary
+
+
+def test_phases_are_stable_and_spread_evenly() -> None:
+    ids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(6000)]
+    offsets = [phase_offset(i, INTERVAL) for i in ids]
+    assert offsets == [phase_offset(i, INTERVAL) for i in ids]
+    assert all(0 <= o < INTERVAL for o in offsets)
+    per_second = [0] * 60
+    for o in offsets:
+        per_second[int(o)] += 1
+    # 100 per one-second slot on average; no slot holds a burst.
+    assert max(per_second) < 150 and min(per_second) > 60
+    assert abs(statistics.mean(offsets) - 30) < 1.5
+
+
+def test_alignment() -> None:
+    assert aligned_at_or_after(T0 + 10, 60, 10) == T0 + 10
+    assert aligned_after(T0 + 10, 60, 10) == T0 + 70
+    assert aligned_at_or_after(T0 + 11, 60, 10) == T0 + 70
+
+
+def poll(s: PollSchedule, now: float, newest: float | None, ok: bool = True) -> PollSchedule:
+    return after_poll(s, now=now, ok=ok, newest=newest, interval=INTERVAL, resolution=RES)
+
+
+def test_skips_polls_until_the_next_point_can_exist() -> None:
+    s = PollSchedule(offset=5.0)
+    # First sighting: newest point at T0 seen at T0+400; the next one is due at T0+900.
+    s = poll(s, T0 + 400, T0)
+    assert next_due(s, RES) == T0 + RES
+    assert s.next_poll == T0 + RES + 5  # the first phase slot at or after the due time
+    # Nothing yet at the due time: poll again one interval later.
+    s = poll(s, s.next_poll, T0)
+    assert s.misses == 1 and s.next_poll == T0 + RES + 65
+    # It arrives: the observed lag (point time to sighting) is learned.
+    s = poll(s, s.next_poll, T0 + RES)
+    assert s.misses == 0 and s.lag == 65
+    assert s.next_poll == T0 + 2 * RES + 65
+    # Next time it is there at once: no skipped or wasted poll.
+    s = poll(s, s.next_poll, T0 + 2 * RES)
+    assert s.misses == 0
+    assert s.next_poll >= T0 + 3 * RES + 60
+
+
+def test_errors_poll_again_at_the_interval_without_learning() -> None:
+    s = poll(PollSchedule(offset=0.0), T0 + 100, T0)
+    failed = poll(s, T0 + 120, None, ok=False)
+    assert failed.next_poll == T0 + 180
+    assert failed.newest == T0 and failed.lag == s.lag
+
+
+def test_silent_inverter_backs_off_up_to_one_resolution() -> None:
+    s = poll(PollSchedule(offset=0.0), T0 + 1, T0)
+    now = s.next_poll
+    gaps = []
+    for _ in range(40):
+        before = now
+        s = poll(s, now, T0)
+        now = s.next_poll
+        gaps.append(now - before)
+    # Patient for one resolution (15 polls at the interval), then doubling up to 900 s.
+    assert gaps[:14] == [60.0] * 14
+    assert gaps[15] == 120 and gaps[16] == 240
+    assert max(gaps) == RES and gaps[-1] == RES
+
+
+def test_inverter_without_any_data_is_polled_at_the_interval_then_backs_off() -> None:
+    s = PollSchedule(offset=30.0)
+    s = poll(s, T0, None)
+    assert s.next_poll == T0 + 30
+    assert s.misses == 1
+
+
+def test_without_skip_until_due_every_interval_is_polled() -> None:
+    s = after_poll(
+        PollSchedule(offset=0.0),
+        now=T0 + 1,
+        ok=True,
+        newest=T0,
+        interval=INTERVAL,
+        resolution=RES,
+        skip_until_due=False,
+    )
+    assert s.next_poll == T0 + 60
