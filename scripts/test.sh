@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs and run it: lint, types, unit and end-to-end tests.
+# Works on a fresh Debian machine with Python 3.11 (uses sudo for apt-get when not root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${need_apt[*]}"
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e '.[test]'
+
+echo "== ruff"; .venv/bin/ruff check exporter tests benchmarks && .venv/bin/ruff format --check exporter tests benchmarks
+echo "== mypy"; .venv/bin/mypy exporter
+echo "== pytest"; .venv/bin/python -m pytest "$@"
