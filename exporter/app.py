@@ -37,13 +37,13 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
 class Exporter:
     """One running exporter: the poll loop, its store, and the metrics page over it."""
 
-    def __init__(self, config: Config, clock: Clock, *, skip_until_due: bool = True) -> None:
+    def __init__(self, config: Config, clock: Clock) -> None:
         self.clock = clock
         self.config = config
         self.telemetry = Telemetry()
         self.store = ReadingStore(targets_from_config(config))
         self.client = build_client(config, clock, self.telemetry)
-        self.poller = self._new_poller(skip_until_due)
+        self.poller = self._new_poller()
         self.page = MetricsPage(
             self.store,
             clock,
@@ -54,9 +54,8 @@ class Exporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._reload_lock = threading.Lock()
-        self._skip_until_due = skip_until_due
 
-    def _new_poller(self, skip_until_due: bool) -> Poller:
+    def _new_poller(self) -> Poller:
         return Poller(
             self.client,
             self.store,
@@ -64,7 +63,6 @@ class Exporter:
             self.config.poll,
             max_concurrency=self.config.podero.max_concurrency,
             observer=self.telemetry,
-            skip_until_due=skip_until_due,
         )
 
     @property
@@ -99,7 +97,7 @@ class Exporter:
                 self.config = new
                 self.store.set_targets(targets_from_config(new))
                 old_poller, old_stop = self.poller, self._stop
-                self.poller = self._new_poller(self._skip_until_due)
+                self.poller = self._new_poller()
                 self.poller.first_cycle_done.set()
                 if self._thread is not None:
                     old_stop.set()

@@ -18,9 +18,10 @@ from exporter.config import AuthConfig
 
 log = logging.getLogger(__name__)
 
-# Renew when this share of the lifetime is left, but never more than MAX_RENEW_AHEAD early.
+# Renew when this share of the lifetime is left, but never more than MAX_RENEW_AHEAD early
+# (15 minutes: more than the 10 minutes after which PoderoAuthFailing fires).
 RENEW_AHEAD_FRACTION = 0.1
-MAX_RENEW_AHEAD = 300.0
+MAX_RENEW_AHEAD = 900.0
 DEFAULT_LIFETIME = 36000.0
 
 

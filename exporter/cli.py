@@ -126,7 +126,10 @@ def _demo_config(count: int) -> tuple[Config, str]:
     """Start the simulator on an ephemeral loopback port; the config that polls it."""
     sim = start_simulator(SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults()))
     raw = demo_config(sim)
-    raw["poll"] = {"interval_seconds": 30}
+    # The demo polls every 10 s (no skipping) so that simulator scenarios show at once, and
+    # sets thresholds so that the alert rules and the dashboard's threshold lines have data.
+    raw["poll"] = {"interval_seconds": 10, "skip_until_due": False}
+    raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 7000}
     text = yaml.safe_dump(raw)
     return parse_config(text, {}, source="demo"), sim.base_url
 

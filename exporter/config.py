@@ -149,6 +149,8 @@ class PollConfig(_Strict):
     lookback_seconds: float = Field(default=3600.0, gt=0, le=31 * 86400)
     resolution: Literal["15MIN", "1HOUR", "1DAY", "1WEEK", "1MONTH"] = "15MIN"
     max_data_age_seconds: float = Field(default=3600.0, gt=0, le=90 * 86400)
+    # Skip polls until the inverter's next data point can exist (false: every interval).
+    skip_until_due: bool = True
 
     @property
     def resolution_seconds(self) -> int:

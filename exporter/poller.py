@@ -49,14 +49,12 @@ class Poller:
         *,
         max_concurrency: int,
         observer: PollObserver,
-        skip_until_due: bool = True,
     ) -> None:
         self._client = client
         self._store = store
         self._clock = clock
         self._poll = poll
         self._observer = observer
-        self._skip_until_due = skip_until_due
         self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="poll")
         self._lock = threading.Lock()
         self._targets: dict[str, InverterTarget] = {}
@@ -131,7 +129,7 @@ class Poller:
                     newest=newest,
                     interval=self._poll.interval_seconds,
                     resolution=self._poll.resolution_seconds,
-                    skip_until_due=self._skip_until_due,
+                    skip_until_due=self._poll.skip_until_due,
                 )
                 self._schedules[target.inverter_id] = schedule
                 heapq.heappush(self._queue, (schedule.next_poll, target.inverter_id))

@@ -56,6 +56,8 @@ UNITS = {
     "price": "EUR/MWh",
 }
 MAX_POINTS = 5000
+# Batteries keep this much charge (percent) as backup reserve and never discharge below it.
+BATTERY_RESERVE = 20.0
 MANUFACTURERS = (
     ("Fronius", "Symo GEN24 10.0 Plus"),
     ("Huawei", "SUN2000-8KTL-M1"),
@@ -221,7 +223,7 @@ def _price(inv: SimInverter, t: float) -> float:
 @lru_cache(maxsize=50_000)
 def _day_steps(inv: SimInverter, day: int) -> list[dict[str, float | None]]:
     """The 96 quarter-hours of one day: solar, load, battery and grid in balance."""
-    level = 25.0 + 40.0 * _unit(inv.seed, "level", day)
+    level = BATTERY_RESERVE + 5.0 + 40.0 * _unit(inv.seed, "level", day)
     steps: list[dict[str, float | None]] = []
     for k in range(86400 // STEP):
         t = day * 86400 + k * STEP
@@ -235,7 +237,7 @@ def _day_steps(inv: SimInverter, day: int) -> list[dict[str, float | None]]:
                 room = (100.0 - level) / 100.0 * inv.battery_capacity_wh / hours
                 battery_w = -min(surplus, inv.battery_max_w, room)
             else:
-                stored = max(0.0, level - 10.0) / 100.0 * inv.battery_capacity_wh / hours
+                stored = max(0.0, level - BATTERY_RESERVE) / 100.0 * inv.battery_capacity_wh / hours
                 battery_w = min(-surplus, inv.battery_max_w, stored)
             level -= battery_w * hours / inv.battery_capacity_wh * 100.0
             level = min(100.0, max(0.0, level))

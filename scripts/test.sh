@@ -22,6 +22,6 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 
-echo "== ruff"; .venv/bin/ruff check exporter tests benchmarks && .venv/bin/ruff format --check exporter tests benchmarks
+echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy exporter
 echo "== pytest"; .venv/bin/python -m pytest "$@"
