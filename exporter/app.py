@@ -53,6 +53,8 @@ class Exporter:
         self.telemetry.config_loaded(True, clock.time())
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._refresher: threading.Thread | None = None
+        self._closed = threading.Event()
         self._reload_lock = threading.Lock()
 
     def _new_poller(self) -> Poller:
@@ -70,14 +72,20 @@ class Exporter:
         return self.poller.first_cycle_done.is_set()
 
     def start(self) -> None:
-        """Start polling in the background."""
+        """Start polling, and rendering what changed, in the background."""
         self._thread = threading.Thread(
             target=self.poller.run, args=(self._stop,), name="poll-loop", daemon=True
         )
         self._thread.start()
+        if self._refresher is None:
+            self._refresher = threading.Thread(
+                target=self.page.run_refresher, args=(self._closed,), name="render", daemon=True
+            )
+            self._refresher.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._closed.set()
         self.poller.close()
 
     def reload(self, load: Callable[[], Config]) -> str | None:

@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     web = start_web(
         args.listen,
         WebApp(
-            metrics=exporter.page.render,
+            metrics=exporter.page.chunks,
             ready=lambda: exporter.ready,
             reload=reload,
             status=lambda: f"Polling {len(exporter.store)} inverters.",

@@ -1,25 +1,29 @@
 """The /metrics body, rendered when data changes rather than on every scrape.
 
-Each inverter state renders its own lines once (states are immutable); the page joins them
-per family and keeps the result until the store changes or a reading turns stale. The
-samples are those of `collector.current_samples`, so the output equals the reference
-prometheus_client rendering of `InverterCollector`.
+Each inverter state renders its own lines once (states are immutable). The page keeps, for
+every family, one slot per inverter; a scrape updates only the slots of inverters that
+changed since the previous scrape (or whose reading turned stale) and joins the slots.
+The samples are those of `collector.current_samples`, so the output equals the reference
+prometheus_client rendering of `InverterCollector` (a test holds them together).
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.utils import floatToGoString
 
 from exporter.clock import Clock
-from exporter.collector import FAMILIES, FAMILY_BY_NAME, inverter_samples, is_fresh
+from exporter.collector import FAMILIES, Labels, inverter_samples, is_fresh
 from exporter.store import InverterState, ReadingStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_HEADERS = {f.name: f"# HELP {f.name} {f.help}\n# TYPE {f.name} gauge\n" for f in FAMILIES}
+_HEADERS = {f.name: f"# HELP {f.name} {f.help}\n# TYPE {f.name} gauge\n".encode() for f in FAMILIES}
+_VALUE_FAMILIES = frozenset(f.name for f in FAMILIES if f.is_value)
 
 
 def _escape(value: str) -> str:
@@ -31,45 +35,52 @@ def _float(value: float) -> str:
     return text
 
 
-def _label_text(labels: tuple[tuple[str, str], ...]) -> str:
+@lru_cache(maxsize=65536)
+def _label_text(labels: Labels) -> str:
     return ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
 
 
-def state_lines(state: InverterState) -> dict[str, str]:
+def state_lines(state: InverterState) -> dict[str, bytes]:
     """This state's exposition lines by family name, rendered once per state object."""
-    lines: dict[str, str] | None = state._render_cache.get("lines")
+    lines: dict[str, bytes] | None = state._render_cache.get("lines")
     if lines is None:
-        lines = {}
-        for name, samples in inverter_samples(state).items():
-            lines[name] = "".join(
+        lines = {
+            name: "".join(
                 f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in samples
-            )
+            ).encode()
+            for name, samples in inverter_samples(state).items()
+        }
         state._render_cache["lines"] = lines
     return lines
 
 
-def render_inverters(states: list[InverterState], now: float, max_age: float) -> str:
+def _visible(state: InverterState, now: float, max_age: float) -> dict[str, bytes]:
+    lines = state_lines(state)
+    if is_fresh(state, now, max_age):
+        return lines
+    return {name: text for name, text in lines.items() if name not in _VALUE_FAMILIES}
+
+
+def render_inverters(states: list[InverterState], now: float, max_age: float) -> bytes:
     """The per-inverter families as text format 0.0.4, value series only where fresh."""
-    per_family: dict[str, list[str]] = {f.name: [_HEADERS[f.name]] for f in FAMILIES}
+    per_family: dict[str, list[bytes]] = {f.name: [_HEADERS[f.name]] for f in FAMILIES}
     for state in states:
-        fresh = is_fresh(state, now, max_age)
-        for name, text in state_lines(state).items():
-            if fresh or not FAMILY_BY_NAME[name].is_value:
-                per_family[name].append(text)
-    return "".join("".join(parts) for parts in per_family.values())
+        for name, text in _visible(state, now, max_age).items():
+            per_family[name].append(text)
+    return b"".join(b"".join(parts) for parts in per_family.values())
 
 
-def _stale_at(states: list[InverterState], now: float, max_age: float) -> float:
-    """The next moment at which a fresh reading turns stale (the cached body expires)."""
-    soonest = float("inf")
-    for state in states:
-        if state.reading is not None and is_fresh(state, now, max_age):
-            soonest = min(soonest, state.reading.time + max_age)
-    return soonest
+# Inverters per cached block: a change re-joins one block per family, not the whole family.
+BLOCK = 256
 
 
 class MetricsPage:
-    """Builds and caches the full /metrics body: inverter families plus process telemetry."""
+    """Builds the /metrics body: inverter families (incrementally) plus telemetry.
+
+    Each family's lines are kept as one slot per inverter, grouped in blocks whose joined
+    bytes are cached; an update re-renders only changed inverters and re-joins only their
+    blocks. `refresh()` can run in the background so that scrapes find everything ready.
+    """
 
     def __init__(
         self,
@@ -83,23 +94,91 @@ class MetricsPage:
         self._max_age = max_age
         self._telemetry = telemetry
         self._lock = threading.Lock()
-        self._key: tuple[int, float] | None = None
-        self._valid_until = float("-inf")
-        self._body = ""
+        self._epoch = -1
+        self._seq = -1
+        self._rendered_max_age = -1.0
+        self._slot: dict[str, int] = {}
+        self._slots: dict[str, list[bytes]] = {}
+        self._blocks: dict[str, list[bytes | None]] = {}
+        self._states: list[InverterState] = []
+        self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
+        self._chunks: list[bytes] | None = None
 
-    def inverter_text(self) -> str:
-        """The per-inverter part, rebuilt only when something it shows has changed."""
+    def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
+        n = len(states)
+        self._states = list(states)
+        self._slot = {s.target.inverter_id: i for i, s in enumerate(states)}
+        self._slots = {f.name: [b""] * n for f in FAMILIES}
+        self._blocks = {f.name: [None] * ((n + BLOCK - 1) // BLOCK) for f in FAMILIES}
+        self._stale_at = []
+        for i, state in enumerate(states):
+            self._fill(i, state, now, max_age)
+
+    def _set(self, name: str, i: int, text: bytes) -> None:
+        slots = self._slots[name]
+        if slots[i] != text:
+            slots[i] = text
+            self._blocks[name][i // BLOCK] = None
+            self._chunks = None
+
+    def _fill(self, i: int, state: InverterState, now: float, max_age: float) -> None:
+        self._states[i] = state
+        visible = _visible(state, now, max_age)
+        for name in self._slots:
+            self._set(name, i, visible.get(name, b""))
+        if state.reading is not None and is_fresh(state, now, max_age):
+            heapq.heappush(self._stale_at, (state.reading.time + max_age, i))
+
+    def refresh(self) -> list[bytes]:
+        """Bring the per-inverter part up to date; returns it as chunks of the body."""
         now = self._clock.time()
+        max_age = self._max_age()
         with self._lock:
-            version, states = self._store.versioned_snapshot()
-            max_age = self._max_age()
-            key = (version, max_age)
-            if key != self._key or now >= self._valid_until:
-                self._body = render_inverters(states, now, max_age)
-                self._key = key
-                self._valid_until = _stale_at(states, now, max_age)
-            return self._body
+            epoch, seq, changed = self._store.changes_since(self._epoch, self._seq)
+            if changed is None or max_age != self._rendered_max_age:
+                epoch, seq, states = self._store.epoch_snapshot()
+                self._rebuild(states, now, max_age)
+                self._rendered_max_age = max_age
+                self._chunks = None
+            else:
+                for state in changed:
+                    self._fill(self._slot[state.target.inverter_id], state, now, max_age)
+            while self._stale_at and self._stale_at[0][0] < now:
+                _, i = heapq.heappop(self._stale_at)
+                # The entry may belong to a reading that a newer one has since replaced.
+                if not is_fresh(self._states[i], now, max_age):
+                    for name in _VALUE_FAMILIES:
+                        self._set(name, i, b"")
+            self._epoch, self._seq = epoch, seq
+            if self._chunks is None:
+                self._chunks = self._join()
+            return self._chunks
+
+    def _join(self) -> list[bytes]:
+        chunks: list[bytes] = []
+        for name, blocks in self._blocks.items():
+            chunks.append(_HEADERS[name])
+            slots = self._slots[name]
+            for b, blob in enumerate(blocks):
+                if blob is None:
+                    blob = blocks[b] = b"".join(slots[b * BLOCK : (b + 1) * BLOCK])
+                if blob:
+                    chunks.append(blob)
+        return chunks
+
+    def inverter_bytes(self) -> bytes:
+        """The per-inverter part as one bytes object."""
+        return b"".join(self.refresh())
+
+    def chunks(self) -> list[bytes]:
+        """The whole exposition body as chunks, ready to be written one after another."""
+        return [*self.refresh(), generate_latest(self._telemetry)]
 
     def render(self) -> bytes:
         """The whole exposition body."""
-        return self.inverter_text().encode() + generate_latest(self._telemetry)
+        return b"".join(self.chunks())
+
+    def run_refresher(self, stop: threading.Event, interval: float = 1.0) -> None:
+        """Refresh every `interval` seconds until `stop`, so scrapes find the body ready."""
+        while not stop.wait(interval):
+            self.refresh()

@@ -69,7 +69,12 @@ class ReadingStore:
     def __init__(self, targets: Iterable[InverterTarget] = ()) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, InverterState] = {}
-        self._version = 0
+        # Change tracking for readers that update incrementally: `epoch` moves when the set
+        # of inverters changes; `_changed` maps inverter id to the sequence number of its last
+        # change, kept in change order (oldest first).
+        self._epoch = 0
+        self._seq = 0
+        self._changed: dict[str, int] = {}
         self.set_targets(targets)
 
     def set_targets(self, targets: Iterable[InverterTarget]) -> None:
@@ -85,7 +90,8 @@ class ReadingStore:
                 else:
                     states[target.inverter_id] = old
             self._states = states
-            self._version += 1
+            self._epoch += 1
+            self._changed.clear()
 
     def get(self, inverter_id: str) -> InverterState | None:
         with self._lock:
@@ -102,7 +108,6 @@ class ReadingStore:
             keep = old.reading
             if reading is not None and (keep is None or reading.time >= keep.time):
                 keep = reading
-            self._version += 1
             self._states[inverter_id] = InverterState(
                 target=old.target,
                 reading=keep,
@@ -113,6 +118,7 @@ class ReadingStore:
                 last_error=None,
                 next_poll=next_poll,
             )
+            self._mark_changed(inverter_id)
 
     def record_failure(
         self, inverter_id: str, error: str, now: float, next_poll: float | None
@@ -122,7 +128,6 @@ class ReadingStore:
             old = self._states.get(inverter_id)
             if old is None:
                 return
-            self._version += 1
             self._states[inverter_id] = InverterState(
                 target=old.target,
                 reading=old.reading,
@@ -133,16 +138,35 @@ class ReadingStore:
                 last_error=error,
                 next_poll=next_poll,
             )
+            self._mark_changed(inverter_id)
+
+    def _mark_changed(self, inverter_id: str) -> None:
+        self._seq += 1
+        self._changed.pop(inverter_id, None)
+        self._changed[inverter_id] = self._seq
 
     def snapshot(self) -> list[InverterState]:
         """Every inverter's current state, in a stable order."""
         with self._lock:
             return list(self._states.values())
 
-    def versioned_snapshot(self) -> tuple[int, list[InverterState]]:
-        """The snapshot and a number that changes whenever any state changes."""
+    def changes_since(self, epoch: int, seq: int) -> tuple[int, int, list[InverterState] | None]:
+        """(epoch, seq, states changed after `seq`), or None for the states when the set of
+        inverters changed since `epoch` (the reader must start again from `snapshot()`)."""
         with self._lock:
-            return self._version, list(self._states.values())
+            if epoch != self._epoch:
+                return self._epoch, self._seq, None
+            changed = []
+            for inverter_id in reversed(self._changed):
+                if self._changed[inverter_id] <= seq:
+                    break
+                changed.append(self._states[inverter_id])
+            return self._epoch, self._seq, changed
+
+    def epoch_snapshot(self) -> tuple[int, int, list[InverterState]]:
+        """(epoch, seq, every state): a consistent starting point for `changes_since`."""
+        with self._lock:
+            return self._epoch, self._seq, list(self._states.values())
 
     def __len__(self) -> int:
         with self._lock:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class WebApp:
     """What the HTTP handlers need: the metrics body, readiness, and the reload action."""
 
-    metrics: Callable[[], bytes]
+    metrics: Callable[[], list[bytes]]  # the body in chunks, written one after another
     ready: Callable[[], bool]
     reload: Callable[[], str | None]  # None on success, else the reason it failed
     status: Callable[[], str] = lambda: ""
@@ -50,18 +50,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self,
         status: int,
-        body: bytes,
+        body: bytes | list[bytes],
         content_type: str = "text/plain; charset=utf-8",
         extra: dict[str, str] | None = None,
     ) -> None:
+        chunks = [body] if isinstance(body, bytes) else body
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(sum(len(c) for c in chunks)))
         for key, value in (extra or {}).items():
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            for chunk in chunks:
+                self.wfile.write(chunk)
 
     def do_GET(self) -> None:
         app = self.server.app

@@ -124,7 +124,7 @@ def test_fast_rendering_equals_the_reference_rendering() -> None:
     registry = CollectorRegistry()
     registry.register(InverterCollector(store, clock, lambda: 3600.0))
     reference = generate_latest(registry).decode()
-    fast = render_inverters(store.snapshot(), NOON, 3600.0)
+    fast = render_inverters(store.snapshot(), NOON, 3600.0).decode()
     assert samples_of(fast) == samples_of(reference)
     assert len(samples_of(fast)) > 2000
     # Same families, same order, same HELP text.
@@ -138,17 +138,18 @@ def test_page_is_cached_until_the_store_changes_or_data_turns_stale() -> None:
     store = ReadingStore([target(1)])
     page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
     store.record_success(target(1).inverter_id, DataPoint(NOON - 3500, VALUES), NOON, None)
-    first = page.inverter_text()
-    assert "podero_inverter_solar_production_watts{" in first
-    assert page.inverter_text() is first  # nothing changed: the same object, not a re-render
+    first = page.inverter_bytes()
+    assert b"podero_inverter_solar_production_watts{" in first
+    chunks = page.refresh()
+    assert page.refresh() is chunks  # nothing changed: the same chunks, not a re-render
     clock.advance(101)  # the reading is now older than max_data_age_seconds
-    stale = page.inverter_text()
-    assert "podero_inverter_solar_production_watts{" not in stale
-    assert "podero_inverter_data_timestamp_seconds{" in stale
+    stale = page.inverter_bytes()
+    assert b"podero_inverter_solar_production_watts{" not in stale
+    assert b"podero_inverter_data_timestamp_seconds{" in stale
     store.record_failure(target(1).inverter_id, "HTTP 500", clock.time(), None)
     assert (
-        'podero_inverter_up{inverter_id="00000001-0000-4000-8000-000000000000",name="inv-1"} '
-        "0.0" in page.inverter_text()
+        b'podero_inverter_up{inverter_id="00000001-0000-4000-8000-000000000000",name="inv-1"} 0.0'
+        in page.inverter_bytes()
     )
 
 
@@ -156,4 +157,23 @@ def test_removed_inverters_disappear() -> None:
     store = ReadingStore([target(1), target(2)])
     store.set_targets([target(2)])
     text = render_inverters(store.snapshot(), NOON, 3600)
-    assert "inv-1" not in text and "inv-2" in text
+    assert b"inv-1" not in text and b"inv-2" in text
+
+
+def test_incremental_page_equals_a_full_render_through_changes_and_time() -> None:
+    rng = random.Random(5)
+    clock = FakeClock(NOON)
+    store = random_store(300, seed=11)
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    targets = [s.target for s in store.snapshot()]
+    for step in range(40):
+        for t in rng.sample(targets, 15):
+            if rng.random() < 0.3:
+                store.record_failure(t.inverter_id, "HTTP 502", clock.time(), None)
+            else:
+                reading = DataPoint(clock.time() - rng.choice([0, 600, 3000]), dict(VALUES))
+                store.record_success(t.inverter_id, reading, clock.time(), None)
+        if step == 20:
+            store.set_targets(targets[:200])
+        clock.advance(rng.choice([1, 30, 400]))
+        assert page.inverter_bytes() == render_inverters(store.snapshot(), clock.time(), 3600)
