@@ -34,6 +34,21 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
     return PoderoClient(podero.base_url, transport, tokens)
 
 
+def warn_if_over_budget(config: Config, inverters: int) -> None:
+    """Say so at start when the request budget cannot keep up with the fleet."""
+    needed = config.required_requests_per_second(inverters)
+    budget = config.podero.max_requests_per_second
+    if needed > 0.8 * budget:
+        log.warning(
+            "%d inverters need about %.1f requests/s at resolution %s, close to or above "
+            "podero.max_requests_per_second=%g: raise it or shard the fleet",
+            inverters,
+            needed,
+            config.poll.resolution,
+            budget,
+        )
+
+
 class Exporter:
     """One running exporter: the poll loop, its store, and the metrics page over it."""
 
@@ -51,6 +66,7 @@ class Exporter:
             self.telemetry.registry,
         )
         self.telemetry.config_loaded(True, clock.time())
+        warn_if_over_budget(config, len(self.store))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._refresher: threading.Thread | None = None

@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from types import FrameType
 
 import yaml
+from pydantic import ValidationError
 
 from exporter import __version__
 from exporter.app import Exporter
 from exporter.clock import SystemClock
-from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.config import Config, ConfigError, ShardConfig, load_config, parse_config
 from exporter.simulator import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
 from exporter.web import WebApp, parse_listen_address, start_web
 
@@ -118,6 +119,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEMO_INVERTERS,
         help="simulated inverters in demo mode",
     )
+    parser.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        type=int,
+        default=None,
+        help="split the fleet into this many shards (overrides shard.count)",
+    )
+    parser.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        type=int,
+        default=None,
+        help="the shard this replica polls, 0 to count-1 (overrides shard.index)",
+    )
     parser.add_argument("--version", action="version", version=f"podero-exporter {__version__}")
     return parser.parse_args(argv)
 
@@ -125,13 +140,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _demo_config(count: int) -> tuple[Config, str]:
     """Start the simulator on an ephemeral loopback port; the config that polls it."""
     sim = start_simulator(SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults()))
-    raw = demo_config(sim)
+    raw = demo_config(sim.describe())
     # The demo polls every 10 s (no skipping) so that simulator scenarios show at once, and
     # sets thresholds so that the alert rules and the dashboard's threshold lines have data.
     raw["poll"] = {"interval_seconds": 10, "skip_until_due": False}
     raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 7000}
     text = yaml.safe_dump(raw)
     return parse_config(text, {}, source="demo"), sim.base_url
+
+
+def with_flags(config: Config, args: argparse.Namespace) -> Config:
+    """The config with command-line overrides (sharding) applied."""
+    if args.shard_count is None and args.shard_index is None:
+        return config
+    count = config.shard.count if args.shard_count is None else args.shard_count
+    index = config.shard.index if args.shard_index is None else args.shard_index
+    try:
+        shard = ShardConfig(count=count, index=index)
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"--shard.count/--shard.index: {reason}") from None
+    return config.model_copy(update={"shard": shard})
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config file named on the command line, validated, with flags applied."""
+    return with_flags(load_config(args.config_file), args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -141,9 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parse_listen_address(args.listen)
         if args.demo:
             config, sim_url = _demo_config(max(1, args.demo_inverters))
+            config = with_flags(config, args)
             log.info("demo mode: simulated Podero API at %s", sim_url)
         else:
-            config = load_config(args.config_file)
+            config = load(args)
     except (ConfigError, ValueError) as exc:
         for line in str(exc).splitlines():
             print(f"podero-exporter: config error: {line}", file=sys.stderr)
@@ -163,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def reload() -> str | None:
         if args.demo:
             return "the demo config cannot be reloaded"
-        return exporter.reload(lambda: load_config(args.config_file))
+        return exporter.reload(lambda: load(args))
 
     web = start_web(
         args.listen,

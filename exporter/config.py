@@ -273,11 +273,19 @@ class Config(_Strict):
 
     def summary(self) -> str:
         """One line for `--config.check`: what would be polled, and how; no secrets."""
+        shard = ""
+        if self.shard.count > 1:
+            owned = sum(1 for i in self.inverters if self.shard.owns(i.inverter_id))
+            shard = f" ({owned} in shard {self.shard.index} of {self.shard.count})"
         return (
-            f"config ok: {len(self.inverters)} inverters, base_url {self.podero.base_url}, "
-            f"grant {self.podero.auth.grant_type}, interval {self.poll.interval_seconds:g}s, "
-            f"resolution {self.poll.resolution}"
+            f"config ok: {len(self.inverters)} inverters{shard}, "
+            f"base_url {self.podero.base_url}, grant {self.podero.auth.grant_type}, "
+            f"interval {self.poll.interval_seconds:g}s, resolution {self.poll.resolution}"
         )
+
+    def required_requests_per_second(self, inverters: int) -> float:
+        """Steady-state API rate for this many inverters polled once per resolution bucket."""
+        return inverters / self.poll.resolution_seconds
 
 
 def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:

@@ -16,14 +16,18 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import random
 import re
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -31,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from exporter.clock import Clock, SystemClock
+from exporter.clock import Clock, FakeClock, SystemClock
 
 API = "/api/partners/v2.0"
 STEP = 900  # the simulator's base bucket: 15 minutes
@@ -334,6 +338,7 @@ class SimulatedApi:
         self.counts: Counter[tuple[str, str]] = Counter()
         self._arrivals: deque[float] = deque()
         self.busiest_second = 0
+        self.connections = 0
         self.overrides: dict[str, dict[str, float]] = {}
 
     # --- faults and counting -------------------------------------------------------------
@@ -365,11 +370,13 @@ class SimulatedApi:
                 "responses": responses,
                 "requests": sum(self.counts.values()),
                 "busiest_second": self.busiest_second,
+                "connections": self.connections,
             }
 
     def reset_stats(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.connections = 0
             self._arrivals.clear()
             self.busiest_second = 0
 
@@ -575,6 +582,9 @@ _USERS = re.compile(rf"^{API}/org/([^/]+)/users/?$")
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle's algorithm and the
+    # peer's delayed ACK add ~40 ms to every keep-alive response.
+    disable_nagle_algorithm = True
     server: _SimServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -756,6 +766,12 @@ class _Handler(BaseHTTPRequestHandler):
             values = {k: float(v) for k, v in body.get("values", {}).items() if k in MEASURED}
             api.overrides[str(body["inverter_id"])] = values
             self._send(200, b"{}")
+        elif path == "/_sim/clock" and isinstance(body, dict) and "now" in body:
+            if not isinstance(api.clock, FakeClock):
+                self._send(400, b'{"error": "start the simulator with --fake-clock"}')
+                return
+            api.clock.set(float(body["now"]))
+            self._send(200, b"{}")
         elif path == "/_sim/reset-stats":
             api.reset_stats()
             self._send(200, b"{}")
@@ -767,6 +783,11 @@ class _SimServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     api: SimulatedApi
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.api._lock:
+            self.api.connections += 1
+        super().process_request(request, client_address)
 
     def describe(self) -> dict[str, Any]:
         api = self.api
@@ -782,6 +803,7 @@ class _SimServer(ThreadingHTTPServer):
                 {"org_id": i.org_id, "user_id": i.user_id, "inverter_id": i.id}
                 for i in api.fleet.inverters
             ],
+            "publish_lag_s": {i.id: i.publish_lag_s for i in api.fleet.inverters},
         }
 
 
@@ -816,9 +838,8 @@ def start_simulator(api: SimulatedApi, host: str = "127.0.0.1", port: int = 0) -
     return RunningSimulator(api=api, server=server, thread=thread)
 
 
-def demo_config(sim: RunningSimulator, inverters: int | None = None) -> dict[str, Any]:
-    """An exporter config (as a dict) for polling this simulator with client credentials."""
-    info = sim.describe()
+def demo_config(info: dict[str, Any], inverters: int | None = None) -> dict[str, Any]:
+    """An exporter config (as a dict) for polling a simulator, given its `describe()`."""
     listed = info["inverters"] if inverters is None else info["inverters"][:inverters]
     names = ("rooftop-vienna", "garage-graz", "barn-linz", "villa-salzburg", "shed-innsbruck")
     return {
@@ -852,6 +873,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
     parser.add_argument("--token-lifetime", type=int, default=36000, help="token expires_in")
     parser.add_argument(
+        "--fake-clock",
+        type=float,
+        default=None,
+        metavar="EPOCH",
+        help="run on a clock that starts at EPOCH and moves only by "
+        "POST /_sim/clock (for simulated days in benchmarks)",
+    )
+    parser.add_argument(
         "--describe-json",
         action="store_true",
         help="print the credentials and ids as one JSON line",
@@ -862,6 +891,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the simulator only serves on loopback addresses")
     api = SimulatedApi(
         SimFleet(seed=args.seed, inverters=args.inverters, orgs=args.orgs),
+        clock=None if args.fake_clock is None else FakeClock(args.fake_clock),
         faults=Faults(latency_ms=args.latency_ms, token_lifetime_s=args.token_lifetime),
     )
     sim = start_simulator(api, host, port)
@@ -888,3 +918,37 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+@contextlib.contextmanager
+def spawn(*args: str, log_path: str | None = None) -> Iterator[dict[str, Any]]:
+    """Run `podero-simulator` in a child process on an ephemeral loopback port for the
+    duration of the block; yields its description (base_url, credentials, ids)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cmd = [
+        sys.executable,
+        "-m",
+        "exporter.simulator",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--describe-json",
+        *args,
+    ]
+    log = open(log_path or os.devnull, "wb")  # noqa: SIM115 - closed in finally
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"podero-simulator exited with {proc.wait()}")
+        yield dict(json.loads(line))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

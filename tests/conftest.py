@@ -76,7 +76,7 @@ def sim(clock: FakeClock) -> Iterator[RunningSimulator]:
 
 @pytest.fixture
 def sim_config(sim: RunningSimulator) -> Config:
-    raw = demo_config(sim)
+    raw = demo_config(sim.describe())
     raw["podero"]["retry"] = {"attempts": 2, "max_wait_seconds": 1}
     raw["podero"]["max_requests_per_second"] = 1000
     return to_config(raw)

@@ -328,3 +328,71 @@ def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
     )
     assert "Traceback" not in refused.stderr
     _ = (ORG, USER, INV_B)
+
+
+def test_shard_flags_override_the_config(tmp_path: Path) -> None:
+    raw = minimal_config()
+    raw["inverters"] = [
+        {"org_id": ORG, "user_id": USER, "inverter_id": f"{i:08x}-0000-4000-8000-000000000000"}
+        for i in range(40)
+    ]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    owned = []
+    for index in range(3):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "--config.file",
+                str(path),
+                "--config.check",
+                "--shard.count",
+                "3",
+                "--shard.index",
+                str(index),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        owned.append(int(result.stdout.split("(")[1].split()[0]))
+    assert sum(owned) == 40 and all(n > 0 for n in owned)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(path),
+            "--config.check",
+            "--shard.count",
+            "2",
+            "--shard.index",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        "podero-exporter: config error: --shard.count/--shard.index: index 2 must be below count 2"
+    )
+
+
+def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
+    from exporter.store import targets_from_config
+
+    raw = minimal_config()
+    raw["inverters"] = [
+        {"org_id": ORG, "user_id": USER, "inverter_id": f"{i:08x}-0000-4000-8000-000000000000"}
+        for i in range(100)
+    ]
+    seen: list[str] = []
+    for index in range(4):
+        raw["shard"] = {"count": 4, "index": index}
+        seen += [t.inverter_id for t in targets_from_config(parse_config(yaml.safe_dump(raw), {}))]
+    assert sorted(seen) == sorted(i["inverter_id"] for i in raw["inverters"])

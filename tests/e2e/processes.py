@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -11,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import requests
 
@@ -65,29 +64,3 @@ def running(
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-
-
-@contextmanager
-def standalone_simulator(tmp: Path, *args: str) -> Iterator[dict[str, Any]]:
-    """`podero-simulator` in its own process; yields its description (URL, credentials, ids)."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "exporter.simulator",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--describe-json",
-        *args,
-    ]
-    log = tmp / f"simulator-{port}.log"
-    with running(cmd, log):
-        info = wait_for(lambda: _first_json_line(log), 20, "the simulator")
-        yield info
-
-
-def _first_json_line(path: Path) -> dict[str, Any] | None:
-    for line in path.read_text().splitlines():
-        if line.startswith("{"):
-            return dict(json.loads(line))
-    return None

@@ -10,12 +10,12 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.simulator import spawn
 from tests.conftest import require_tool
 from tests.e2e.processes import (
     exporter_command,
     free_port,
     running,
-    standalone_simulator,
     wait_for,
 )
 
@@ -91,7 +91,7 @@ def test_demo_serves_every_metric_for_every_inverter_and_passes_promtool(tmp_pat
 
 
 def test_once_against_a_standalone_simulator(tmp_path: Path) -> None:
-    with standalone_simulator(tmp_path, "--inverters", "4", "--seed", "3") as sim:
+    with spawn("--inverters", "4", "--seed", "3") as sim:
         config = {
             "podero": {
                 "base_url": sim["base_url"],
@@ -119,7 +119,7 @@ def test_once_against_a_standalone_simulator(tmp_path: Path) -> None:
 
 
 def test_once_fails_when_no_inverter_succeeds(tmp_path: Path) -> None:
-    with standalone_simulator(tmp_path, "--inverters", "1") as sim:
+    with spawn("--inverters", "1") as sim:
         config = {
             "podero": {
                 "base_url": sim["base_url"],

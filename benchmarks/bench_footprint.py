@@ -1,0 +1,62 @@
+"""Benchmark 4: memory and CPU at 10,000 inverters over an hour of simulated polling.
+
+The exporter and the spawned simulator share a fake clock moved in one-second ticks; the
+exporter polls when due, as in production, and its page is refreshed every tick. Prints the
+resident memory of the exporter process afterwards (goal <= 150 MB) and CPU seconds per
+1,000 polls.
+
+    python -m benchmarks.bench_footprint [--inverters 10000] [--hours 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+from benchmarks.harness import LockstepClock, exporter_config, machine, rss_mb, verdict
+from exporter.app import Exporter
+from exporter.simulator import spawn
+
+START = 1_795_428_000.0  # 2026-11-23 10:00:00 UTC
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inverters", type=int, default=10_000)
+    parser.add_argument("--hours", type=float, default=1.0)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    baseline_rss = rss_mb()
+    with spawn("--inverters", str(args.inverters), "--fake-clock", str(START)) as sim:
+        clock = LockstepClock(START, sim["base_url"])
+        config = exporter_config(sim, max_concurrency=16, max_requests_per_second=10_000)
+        exporter = Exporter(config, clock)
+        cpu_started = time.process_time()
+        polls = exporter.poller.poll_all().succeeded
+        exporter.page.refresh()
+        after_first = rss_mb()
+        now, end = START, START + args.hours * 3600
+        while now < end:
+            now += 1.0
+            clock.set(now)
+            result = exporter.poller.poll_due()
+            polls += result.succeeded + result.failed
+            exporter.page.refresh()
+        cpu = time.process_time() - cpu_started
+        gc.collect()
+        final = rss_mb()
+        exporter.stop()
+    print(f"{args.inverters} inverters, {args.hours:g} h simulated, {polls} polls")
+    print(
+        f"resident memory: {final:.1f} MB at the end (interpreter alone {baseline_rss:.1f} MB, "
+        f"after the first cycle {after_first:.1f} MB; goal <= 150 MB: {verdict(final <= 150)})"
+    )
+    print(
+        f"CPU: {cpu:.1f} s in all = {cpu / polls * 1000:.2f} CPU seconds per 1,000 polls "
+        "(polling, parsing and rendering; the simulator runs in its own process)"
+    )
+
+
+if __name__ == "__main__":
+    main()

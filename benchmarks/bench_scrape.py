@@ -1,0 +1,111 @@
+"""Benchmark 3: the cost of a scrape at 10,000 inverters.
+
+The exporter polls a spawned simulator (its loop keeps running, so data keeps changing as in
+production) while two concurrent scrapers fetch /metrics. The baseline renders the same store
+through prometheus_client's generate_latest on every scrape (the usual exporter), served the
+same way in the same run. Goal: p50 <= 50 ms and at least 10x faster than the baseline.
+
+    python -m benchmarks.bench_scrape [--inverters 10000] [--scrapes 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import requests
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.harness import exporter_config, machine, median, percentile, verdict
+from exporter.app import Exporter
+from exporter.clock import SystemClock
+from exporter.collector import InverterCollector
+from exporter.simulator import spawn
+from exporter.web import WebApp, start_web
+
+
+def scrape_many(host: str, port: int, scrapes: int) -> tuple[list[float], int]:
+    """One scraper (run in its own process, as Prometheus is): latency of each scrape."""
+    latencies = []
+    size = 0
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    for _ in range(scrapes):
+        started = time.perf_counter()
+        connection.request("GET", "/metrics")
+        size = len(connection.getresponse().read())
+        latencies.append(time.perf_counter() - started)
+    connection.close()
+    return latencies, size
+
+
+def scrape_latencies(port: int, scrapes: int, scrapers: int = 2) -> tuple[list[float], int]:
+    """Latency of each scrape by `scrapers` concurrent scraper processes; and the body size."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(scrapers, mp_context=context) as pool:
+        results = list(
+            pool.map(scrape_many, ["127.0.0.1"] * scrapers, [port] * scrapers, [scrapes] * scrapers)
+        )
+    return [t for latencies, _ in results for t in latencies], results[0][1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inverters", type=int, default=10_000)
+    parser.add_argument("--scrapes", type=int, default=100, help="per scraper")
+    parser.add_argument("--baseline-scrapes", type=int, default=10, help="per scraper")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with spawn("--inverters", str(args.inverters)) as sim:
+        config = exporter_config(sim, max_concurrency=32, max_requests_per_second=10_000)
+        exporter = Exporter(config, SystemClock())
+        exporter.start()
+        exporter.poller.first_cycle_done.wait()
+        ours = start_web("127.0.0.1:0", WebApp(exporter.page.chunks, lambda: True, lambda: None))
+        reference = CollectorRegistry()
+        reference.register(
+            InverterCollector(
+                exporter.store, exporter.clock, lambda: config.poll.max_data_age_seconds
+            )
+        )
+        reference.register(_Telemetry(exporter))
+        baseline = start_web(
+            "127.0.0.1:0", WebApp(lambda: [generate_latest(reference)], lambda: True, lambda: None)
+        )
+        ours_url = f"http://127.0.0.1:{ours.server_address[1]}/metrics"
+        samples = sum(
+            len(f.samples)
+            for f in text_string_to_metric_families(requests.get(ours_url, timeout=60).text)
+        )
+        fast, size = scrape_latencies(ours.server_address[1], args.scrapes)
+        slow, _ = scrape_latencies(baseline.server_address[1], args.baseline_scrapes)
+        exporter.stop()
+    p50, p99 = median(fast) * 1000, percentile(fast, 99) * 1000
+    b50, b99 = median(slow) * 1000, percentile(slow, 99) * 1000
+    print(
+        f"{args.inverters} inverters, {samples} samples, {size / 1e6:.1f} MB per scrape, "
+        f"2 concurrent scrapers, polling running"
+    )
+    print(
+        f"this exporter:            p50 {p50:7.1f} ms, p99 {p99:7.1f} ms "
+        f"({len(fast)} scrapes; goal p50 <= 50 ms: {verdict(p50 <= 50)})"
+    )
+    print(f"generate_latest baseline: p50 {b50:7.1f} ms, p99 {b99:7.1f} ms ({len(slow)} scrapes)")
+    print(f"speed-up at p50: {b50 / p50:.1f}x (goal >= 10x: {verdict(b50 / p50 >= 10)})")
+
+
+class _Telemetry:
+    """The exporter's own registry as a collector, so the baseline serves the same samples."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self._registry = exporter.telemetry.registry
+
+    def collect(self):  # type: ignore[no-untyped-def]
+        return self._registry.collect()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Shared pieces of the benchmark scripts: configs for a simulator, clocks in lockstep,
+and small statistics. Run the scripts from the repository root: `python -m benchmarks.NAME`."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from typing import Any
+
+import requests
+import yaml
+
+from exporter.clock import FakeClock
+from exporter.config import Config, parse_config
+from exporter.simulator import demo_config
+
+
+def exporter_config(sim: dict[str, Any], **podero: Any) -> Config:
+    """A config polling every inverter of a spawned simulator; `podero` keys override."""
+    raw = demo_config(sim)
+    raw["podero"].update(podero)
+    raw["poll"] = raw.get("poll", {})
+    return parse_config(yaml.safe_dump(raw), {})
+
+
+def with_poll(config: Config, **poll: Any) -> Config:
+    return config.model_copy(update={"poll": config.poll.model_copy(update=poll)})
+
+
+class LockstepClock(FakeClock):
+    """A fake clock for the exporter that also moves the spawned simulator's clock."""
+
+    def __init__(self, start: float, sim_url: str) -> None:
+        super().__init__(start)
+        self._url = sim_url
+        self._session = requests.Session()
+        self.set(start)
+
+    def set(self, now: float) -> None:
+        super().set(now)
+        self._session.post(f"{self._url}/_sim/clock", json={"now": now}, timeout=10)
+
+
+def sim_stats(sim: dict[str, Any]) -> dict[str, Any]:
+    return dict(requests.get(f"{sim['base_url']}/_sim/stats", timeout=10).json())
+
+
+def reset_sim_stats(sim: dict[str, Any]) -> None:
+    requests.post(f"{sim['base_url']}/_sim/reset-stats", timeout=10)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB (Linux)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
