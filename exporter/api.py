@@ -229,6 +229,10 @@ class PoderoClient:
         self._transport = transport
         self._tokens = tokens
 
+    @property
+    def token_expires_at(self) -> float | None:
+        return self._tokens.expires_at
+
     def get_json(self, endpoint: str, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET a path below the API prefix; a 401 renews the token and tries once more."""
         url = self._base + path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -21,6 +22,7 @@ from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, ShardConfig, load_config, parse_config
 from exporter.simulator import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
 from exporter.web import WebApp, parse_listen_address, start_web
+from exporter.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")
 DEMO_INVERTERS = 3
@@ -90,6 +92,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="address to serve /metrics on (default: :10042)",
     )
     parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="exporter-toolkit web config: TLS and basic auth for every endpoint",
+    )
+    parser.add_argument(
         "--log.level",
         dest="log_level",
         default="info",
@@ -140,7 +148,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def _demo_config(count: int) -> tuple[Config, str]:
     """Start the simulator on an ephemeral loopback port; the config that polls it."""
     sim = start_simulator(SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults()))
-    raw = demo_config(sim.describe())
+    info = sim.describe()
+    raw = demo_config(info)
+    # No inverters by hand: the demo discovers the simulated organization's fleet.
+    raw["inverters"] = []
+    raw["discovery"] = {"org_ids": info["org_ids"], "refresh_interval_seconds": 300}
     # The demo polls every 10 s (no skipping) so that simulator scenarios show at once, and
     # sets thresholds so that the alert rules and the dashboard's threshold lines have data.
     raw["poll"] = {"interval_seconds": 10, "skip_until_due": False}
@@ -179,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("demo mode: simulated Podero API at %s", sim_url)
         else:
             config = load(args)
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
     except (ConfigError, ValueError) as exc:
         for line in str(exc).splitlines():
             print(f"podero-exporter: config error: {line}", file=sys.stderr)
@@ -190,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     clock = SystemClock()
     exporter = Exporter(config, clock)
     if args.once:
-        result = exporter.poller.poll_all()
+        result = exporter.poll_once()
         sys.stdout.write(exporter.page.render().decode())
         exporter.stop()
         return 0 if result.succeeded else 1
@@ -206,10 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics=exporter.page.chunks,
             ready=lambda: exporter.ready,
             reload=reload,
-            status=lambda: f"Polling {len(exporter.store)} inverters.",
+            status=exporter.status_view(),
         ),
+        web_config,
     )
     exporter.start()
+    if web_config is not None:
+        log.info("web config %s: %s", args.web_config_file, describe(web_config))
     log.info(
         "podero-exporter %s listening on %s, polling %d inverters",
         __version__,
@@ -232,8 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGHUP, on_hup)
     while not stop.wait(1.0):
         pass
-    clock.stop()
+    clock.stop()  # wakes every retry and budget wait with Stopped
     exporter.stop()
     web.shutdown()
     web.server_close()
-    return 0
+    log.info("stopped")
+    logging.shutdown()
+    sys.stdout.flush()
+    # API calls still in flight are read-only GETs with nothing to save: abandon them rather
+    # than wait up to timeout x attempts for their threads (the interpreter would join them).
+    os._exit(0)

@@ -100,7 +100,8 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "podero_inverter_info",
-        "Always 1; labels describe the inverter (ids and configured labels).",
+        "Always 1; labels describe the inverter: ids, configured labels, and where known "
+        "manufacturer, model, price_zone and lifecycle_state.",
     ),
     Family(
         "podero_inverter_battery_low_threshold_ratio",
@@ -110,7 +111,42 @@ FAMILIES: tuple[Family, ...] = (
         "podero_inverter_grid_export_high_threshold_watts",
         "Configured grid-export-high alert threshold in watts (thresholds.grid_export_high_watts).",
     ),
+    Family(
+        "podero_inverter_authenticated",
+        "1 if the manufacturer connection is authenticated (API field is_authenticated), "
+        "0 if it lapsed and the customer must reconnect.",
+    ),
+    Family(
+        "podero_inverter_action_needed",
+        "1 if the API says the customer must act on this inverter (API field action_needed).",
+    ),
+    Family(
+        "podero_inverter_connection_status",
+        "State set of the API field connection_status: 1 for the current status, 0 for the "
+        "other known ones.",
+    ),
+    Family(
+        "podero_inverter_monitoring_status",
+        "State set of the API field monitoring_status: 1 for the current status, 0 for the "
+        "other known ones.",
+    ),
+    Family(
+        "podero_inverter_solar_power_rating_watts",
+        "Rated solar power in watts (API field solar_power_rating_kw x 1000).",
+    ),
+    Family(
+        "podero_inverter_battery_capacity_joules",
+        "Battery capacity in joules (API field battery_capacity_kwh x 3.6e6).",
+    ),
+    Family(
+        "podero_inverter_battery_connected",
+        "1 if a battery is connected (API field is_battery_connected).",
+    ),
 )
+# The statuses every inverter reports a series for (a state set); any other status the API
+# sends is added as one more series.
+CONNECTION_STATES = ("connected", "disconnected", "unknown")
+MONITORING_STATES = ("ok", "warning", "error", "unknown")
 FAMILY_BY_NAME = {family.name: family for family in FAMILIES}
 
 
@@ -140,11 +176,48 @@ def inverter_samples(state: InverterState) -> dict[str, list[Sample]]:
         add("podero_inverter_up", 1.0 if state.up else 0.0)
     add("podero_inverter_last_success_timestamp_seconds", state.last_success)
     add("podero_inverter_next_poll_timestamp_seconds", state.next_poll)
-    info = (*ids, ("org_id", target.org_id), ("user_id", target.user_id), *target.labels)
+    inventory = target.inventory
+    described: Labels = ()
+    if inventory is not None:
+        described = tuple(
+            (key, value)
+            for key, value in (
+                ("manufacturer", inventory.manufacturer),
+                ("model", inventory.model),
+                ("price_zone", inventory.price_zone),
+                ("lifecycle_state", inventory.lifecycle_state),
+            )
+            if value is not None
+        )
+    info = (
+        *ids,
+        ("org_id", target.org_id),
+        ("user_id", target.user_id),
+        *described,
+        *target.labels,
+    )
     add("podero_inverter_info", 1.0, info)
     add("podero_inverter_battery_low_threshold_ratio", target.battery_low_ratio)
     add("podero_inverter_grid_export_high_threshold_watts", target.grid_export_high_watts)
+    if inventory is not None:
+        add("podero_inverter_authenticated", _bool(inventory.is_authenticated))
+        add("podero_inverter_action_needed", _bool(inventory.action_needed))
+        for name, known, current in (
+            ("podero_inverter_connection_status", CONNECTION_STATES, inventory.connection_status),
+            ("podero_inverter_monitoring_status", MONITORING_STATES, inventory.monitoring_status),
+        ):
+            if current is None:
+                continue
+            for status in (*known, *((current,) if current not in known else ())):
+                add(name, 1.0 if status == current else 0.0, (*ids, ("status", status)))
+        add("podero_inverter_solar_power_rating_watts", inventory.solar_power_rating_watts)
+        add("podero_inverter_battery_capacity_joules", inventory.battery_capacity_joules)
+        add("podero_inverter_battery_connected", _bool(inventory.battery_connected))
     return samples
+
+
+def _bool(value: bool | None) -> float | None:
+    return None if value is None else (1.0 if value else 0.0)
 
 
 def current_samples(state: InverterState, now: float, max_age: float) -> dict[str, list[Sample]]:

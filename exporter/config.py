@@ -242,6 +242,30 @@ def shard_of(inverter_id: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
+class DiscoveryConfig(_Strict):
+    """Find every inverter of these organizations through the API's list endpoints."""
+
+    org_ids: list[UuidStr] = Field(min_length=1)
+    refresh_interval_seconds: float = Field(default=3600.0, ge=60, le=7 * 86400)
+    include_deleted: bool = False
+    lifecycle_states: list[str] | None = None  # absent: every state
+    exclude_inverter_ids: list[UuidStr] = []
+
+    @field_validator("org_ids", "exclude_inverter_ids", mode="before")
+    @classmethod
+    def _uuids(cls, values: Any) -> Any:
+        if not isinstance(values, list):
+            return values
+        return [_uuid_str(v) for v in values]
+
+    @field_validator("org_ids")
+    @classmethod
+    def _unique(cls, values: list[str]) -> list[str]:
+        if len(set(values)) != len(values):
+            raise ValueError("an org_id is listed twice")
+        return values
+
+
 class Config(_Strict):
     """The whole validated config file."""
 
@@ -249,7 +273,14 @@ class Config(_Strict):
     poll: PollConfig = PollConfig()
     thresholds: Thresholds = Thresholds()
     shard: ShardConfig = ShardConfig()
-    inverters: list[InverterConfig] = Field(min_length=1)
+    discovery: DiscoveryConfig | None = None
+    inverters: list[InverterConfig] = []
+
+    @model_validator(mode="after")
+    def _something_to_poll(self) -> Config:
+        if not self.inverters and self.discovery is None:
+            raise ValueError("inverters: must not be empty (or configure discovery)")
+        return self
 
     @model_validator(mode="after")
     def _unique_inverters(self) -> Config:
@@ -352,7 +383,8 @@ def _describe(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
-def _format_validation(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per pydantic error: `key.path: reason`."""
     lines = []
     for error in exc.errors(include_url=False):
         message = _describe(error)
@@ -383,7 +415,7 @@ def parse_config(text: str, env: Mapping[str, str], source: str = "config") -> C
         config = Config.model_validate(expanded)
         config.podero.auth.secret()  # read secret files now, so a bad path fails the check
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc)) from None
+        raise ConfigError(format_validation_error(exc)) from None
     except ValueError as exc:
         key = (
             "podero.auth.client_secret_file"

@@ -302,6 +302,8 @@ class Faults:
     revoke: float = 0.0
     token_error: float = 0.0
     token_lifetime_s: int = 36000
+    token_prefix: str = ""  # marks issued tokens (canaries in secret-hygiene tests)
+    broken_inverters: tuple[str, ...] = ()  # these inverters' data always answers 503
 
 
 class ApiError(Exception):
@@ -382,7 +384,7 @@ class SimulatedApi:
 
     # --- tokens ----------------------------------------------------------------------------
     def _issue(self, with_refresh: bool) -> dict[str, Any]:
-        token = secrets.token_urlsafe(24)
+        token = self.faults.token_prefix + secrets.token_urlsafe(24)
         lifetime = self.faults.token_lifetime_s
         with self._lock:
             self._tokens[token] = self.clock.time() + lifetime
@@ -634,7 +636,11 @@ class _Handler(BaseHTTPRequestHandler):
         if f.latency_ms:
             time.sleep(f.latency_ms / 1000.0)
         if api.roll(f.slow):
+            # Longer than the client waits: it gives up, so no answer is sent at all.
+            api.count(endpoint, "timeout")
             time.sleep(f.slow_s)
+            self.close_connection = True
+            return True
         if api.roll(f.reset):
             self._reset(endpoint)
             return True
@@ -728,6 +734,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self._broken_body(endpoint):
                 return
             args = [str(g) for g in match.groups()]
+            if endpoint == "inverter_data" and args[2] in api.faults.broken_inverters:
+                raise ApiError(503, "This inverter's data is unavailable.")
             payload: Any
             if endpoint == "inverter_data":
                 payload = api.inverter_data(args[0], args[1], args[2], query)
@@ -760,7 +768,9 @@ class _Handler(BaseHTTPRequestHandler):
             if unknown:
                 self._send(400, json.dumps({"error": f"unknown faults {sorted(unknown)}"}).encode())
                 return
-            api.faults = Faults(**{**asdict(api.faults), **body})
+            merged = {**asdict(api.faults), **body}
+            merged["broken_inverters"] = tuple(merged["broken_inverters"])
+            api.faults = Faults(**merged)
             self._send(200, json.dumps(asdict(api.faults)).encode())
         elif path == "/_sim/override" and isinstance(body, dict) and "inverter_id" in body:
             values = {k: float(v) for k, v in body.get("values", {}).items() if k in MEASURED}
@@ -873,6 +883,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
     parser.add_argument("--token-lifetime", type=int, default=36000, help="token expires_in")
     parser.add_argument(
+        "--faults",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help='faults to inject, e.g. {"error_5xx": 0.1, "rate_limit": 0.05}',
+    )
+    parser.add_argument(
         "--fake-clock",
         type=float,
         default=None,
@@ -892,7 +909,9 @@ def main(argv: list[str] | None = None) -> int:
     api = SimulatedApi(
         SimFleet(seed=args.seed, inverters=args.inverters, orgs=args.orgs),
         clock=None if args.fake_clock is None else FakeClock(args.fake_clock),
-        faults=Faults(latency_ms=args.latency_ms, token_lifetime_s=args.token_lifetime),
+        faults=Faults(
+            **{"latency_ms": args.latency_ms, "token_lifetime_s": args.token_lifetime} | args.faults
+        ),
     )
     sim = start_simulator(api, host, port)
     info = sim.describe()

@@ -12,6 +12,24 @@ from exporter.readings import DataPoint
 
 
 @dataclass(frozen=True)
+class Inventory:
+    """What the API's inverter listing says about a device (None where it says nothing)."""
+
+    manufacturer: str | None = None
+    model: str | None = None
+    price_zone: str | None = None
+    lifecycle_state: str | None = None
+    connection_status: str | None = None
+    monitoring_status: str | None = None
+    is_authenticated: bool | None = None
+    action_needed: bool | None = None
+    solar_power_rating_watts: float | None = None
+    battery_capacity_joules: float | None = None
+    battery_connected: bool | None = None
+    owner: str | None = None  # the customer's external id or e-mail local part
+
+
+@dataclass(frozen=True)
 class InverterTarget:
     """One inverter to poll and how it is labelled; thresholds already merged with defaults."""
 
@@ -22,6 +40,8 @@ class InverterTarget:
     labels: tuple[tuple[str, str], ...] = ()
     battery_low_ratio: float | None = None
     grid_export_high_watts: float | None = None
+    inventory: Inventory | None = None
+    discovered: bool = False
 
     @classmethod
     def from_config(cls, inverter: InverterConfig, config: Config) -> InverterTarget:
@@ -36,15 +56,6 @@ class InverterTarget:
             battery_low_ratio=None if low is None else low / 100.0,
             grid_export_high_watts=thresholds.grid_export_high_watts,
         )
-
-
-def targets_from_config(config: Config) -> list[InverterTarget]:
-    """The inverters this replica polls: the configured ones in its shard."""
-    return [
-        InverterTarget.from_config(inverter, config)
-        for inverter in config.inverters
-        if config.shard.owns(inverter.inverter_id)
-    ]
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ that the API client and the poller call.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from exporter import __version__
@@ -78,6 +81,23 @@ class Telemetry:
             "When the configuration was last loaded successfully, Unix seconds.",
             registry=r,
         )
+        self.discovery_inverters = Gauge(
+            "podero_discovery_inverters",
+            "Inverters known from discovery per organization (after filters).",
+            ["org_id"],
+            registry=r,
+        )
+        self.discovery_success = Gauge(
+            "podero_discovery_last_success_timestamp_seconds",
+            "When every list call of this organization last succeeded, Unix seconds.",
+            ["org_id"],
+            registry=r,
+        )
+        self.discovery_duration = Gauge(
+            "podero_discovery_duration_seconds",
+            "Duration of the last discovery run (all organizations).",
+            registry=r,
+        )
         build = Gauge(
             "podero_exporter_build_info",
             "Always 1; the version label says which exporter build is running.",
@@ -101,6 +121,15 @@ class Telemetry:
     def poll_done(self, seconds: float, ok: bool) -> None:
         self.poll_duration.observe(seconds)
         self.polls.labels("success" if ok else "failure").inc()
+
+    def discovery_done(
+        self, org_counts: dict[str, int], succeeded: Iterable[str], seconds: float
+    ) -> None:
+        for org, count in org_counts.items():
+            self.discovery_inverters.labels(org).set(count)
+        for org in succeeded:
+            self.discovery_success.labels(org).set(time.time())
+        self.discovery_duration.set(seconds)
 
     def config_loaded(self, ok: bool, now: float) -> None:
         self.reload_ok.set(1 if ok else 0)

@@ -134,7 +134,26 @@ BROKEN: list[tuple[str, Any, str]] = [
         _with("podero.retry.attempts", 0),
         "podero.retry.attempts: must be at least 1, got 0",
     ),
-    ("no-inverters", _with("inverters", []), "inverters: must not be empty"),
+    (
+        "no-inverters",
+        _with("inverters", []),
+        "inverters: must not be empty (or configure discovery)",
+    ),
+    (
+        "discovery-bad-org",
+        _with("discovery", {"org_ids": ["nope"]}),
+        "discovery.org_ids: 'nope' is not a UUID",
+    ),
+    (
+        "discovery-no-orgs",
+        _with("discovery", {"org_ids": []}),
+        "discovery.org_ids: must not be empty",
+    ),
+    (
+        "discovery-refresh-too-fast",
+        _with("discovery", {"org_ids": [ORG], "refresh_interval_seconds": 5}),
+        "discovery.refresh_interval_seconds: must be at least 60, got 5",
+    ),
     (
         "inverters-not-list",
         _with("inverters", {"a": 1}),
@@ -384,7 +403,7 @@ def test_shard_flags_override_the_config(tmp_path: Path) -> None:
 
 
 def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
-    from exporter.store import targets_from_config
+    from exporter.discovery import merge_targets
 
     raw = minimal_config()
     raw["inverters"] = [
@@ -394,5 +413,5 @@ def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
     seen: list[str] = []
     for index in range(4):
         raw["shard"] = {"count": 4, "index": index}
-        seen += [t.inverter_id for t in targets_from_config(parse_config(yaml.safe_dump(raw), {}))]
+        seen += [t.inverter_id for t in merge_targets(parse_config(yaml.safe_dump(raw), {}), [])]
     assert sorted(seen) == sorted(i["inverter_id"] for i in raw["inverters"])

@@ -1,0 +1,247 @@
+"""Fleet discovery and device inventory: every inverter of the configured organizations,
+found through the API's list endpoints, merged with the statically configured ones.
+
+A failed or partial refresh never shrinks the fleet: what could not be listed keeps its
+last known inventory. Inverters really gone from a successful listing are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from exporter.api import ApiError, InvalidResponse, PoderoClient
+from exporter.config import Config, DiscoveryConfig
+from exporter.store import Inventory, InverterTarget
+
+log = logging.getLogger(__name__)
+
+JOULES_PER_KWH = 3.6e6
+
+
+class DiscoveryObserver(Protocol):
+    """Receives the outcome of each discovery run."""
+
+    def discovery_done(
+        self, org_counts: dict[str, int], succeeded: Iterable[str], seconds: float
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class DiscoveredInverter:
+    """An inverter as the list endpoints show it."""
+
+    org_id: str
+    user_id: str
+    inverter_id: str
+    name: str
+    inventory: Inventory
+    deleted: bool = False
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _number(value: Any, factor: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value) * factor
+
+
+def owner_of(user: dict[str, Any]) -> str | None:
+    """A readable, stable handle for a customer: the external id, else the e-mail's local part."""
+    external = _text(user.get("external_user_id"))
+    if external:
+        return external
+    email = _text(user.get("email"))
+    return email.split("@", 1)[0] if email else None
+
+
+def default_name(owner: str | None, inverter_id: str) -> str:
+    """The name of a discovered inverter without a configured one, stable across restarts."""
+    return f"{owner or 'inverter'}-{inverter_id[:6]}"
+
+
+def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
+    """Inventory fields of one inverter listing (or detail), liberal in what it accepts."""
+    model = item.get("device_model") if isinstance(item.get("device_model"), dict) else {}
+    assert isinstance(model, dict)
+    return Inventory(
+        manufacturer=_text(model.get("manufacturer")),
+        model=_text(model.get("model")),
+        price_zone=_text(item.get("price_zone")),
+        lifecycle_state=_text(item.get("lifecycle_state")),
+        connection_status=_text(item.get("connection_status")),
+        monitoring_status=_text(item.get("monitoring_status")),
+        is_authenticated=_flag(item.get("is_authenticated")),
+        action_needed=_flag(item.get("action_needed")),
+        solar_power_rating_watts=_number(item.get("solar_power_rating_kw"), 1000.0),
+        battery_capacity_joules=_number(item.get("battery_capacity_kwh"), JOULES_PER_KWH),
+        battery_connected=_flag(item.get("is_battery_connected")),
+        owner=owner,
+    )
+
+
+def _listed(body: Any, endpoint: str) -> list[dict[str, Any]]:
+    if not isinstance(body, list):
+        raise InvalidResponse(endpoint, f"expected a list, got {type(body).__name__}")
+    return [item for item in body if isinstance(item, dict) and _text(item.get("id"))]
+
+
+class FleetDiscovery:
+    """Lists the organizations' users and their inverters, keeping what it cannot refresh."""
+
+    def __init__(
+        self, client: PoderoClient, config: DiscoveryConfig, observer: DiscoveryObserver
+    ) -> None:
+        self._client = client
+        self._config = config
+        self._observer = observer
+        # org -> user -> that user's inverters, as last listed successfully
+        self._known: dict[str, dict[str, list[DiscoveredInverter]]] = {}
+        self.last_success: float | None = None
+
+    def refresh(self, now: float) -> list[DiscoveredInverter]:
+        """List every org again; returns the (filtered) inventory after this refresh."""
+        started = time.perf_counter()
+        succeeded = []
+        deleted = "true" if self._config.include_deleted else "false"
+        for org in self._config.org_ids:
+            try:
+                users = _listed(
+                    self._client.get_json(
+                        "users", f"/org/{org}/users", {"include_deleted": deleted}
+                    ),
+                    "users",
+                )
+            except ApiError as exc:
+                log.warning(
+                    "discovery: listing the users of org %s failed, keeping its last "
+                    "known inventory: %s",
+                    org,
+                    exc,
+                )
+                continue
+            previous = self._known.get(org, {})
+            listed: dict[str, list[DiscoveredInverter]] = {}
+            complete = True
+            for user in users:
+                user_id = str(user["id"])
+                try:
+                    items = _listed(
+                        self._client.get_json(
+                            "inverters",
+                            f"/org/{org}/users/{user_id}/inverters",
+                            {"include_deleted": deleted},
+                        ),
+                        "inverters",
+                    )
+                except ApiError as exc:
+                    complete = False
+                    log.warning(
+                        "discovery: listing the inverters of user %s failed, keeping theirs: %s",
+                        user_id,
+                        exc,
+                    )
+                    listed[user_id] = previous.get(user_id, [])
+                    continue
+                owner = owner_of(user)
+                listed[user_id] = [
+                    DiscoveredInverter(
+                        org_id=org,
+                        user_id=user_id,
+                        inverter_id=str(item["id"]),
+                        name=default_name(owner, str(item["id"])),
+                        inventory=inventory_from(item, owner),
+                        deleted=item.get("deleted_at") is not None,
+                    )
+                    for item in items
+                ]
+            self._known[org] = listed
+            if complete:
+                succeeded.append(org)
+        inventory = self.inventory()
+        counts = {org: sum(1 for d in inventory if d.org_id == org) for org in self._config.org_ids}
+        self._observer.discovery_done(counts, succeeded, time.perf_counter() - started)
+        if succeeded:
+            self.last_success = now
+        return inventory
+
+    def inventory(self) -> list[DiscoveredInverter]:
+        """The known inverters that pass the configured filters."""
+        states = self._config.lifecycle_states
+        excluded = set(self._config.exclude_inverter_ids)
+        found = []
+        for users in self._known.values():
+            for inverters in users.values():
+                for d in inverters:
+                    if d.inverter_id in excluded:
+                        continue
+                    if d.deleted and not self._config.include_deleted:
+                        continue
+                    if states is not None and d.inventory.lifecycle_state not in states:
+                        continue
+                    found.append(d)
+        return found
+
+
+def merge_targets(
+    config: Config,
+    discovered: Iterable[DiscoveredInverter],
+    static_inventory: dict[str, Inventory] | None = None,
+) -> list[InverterTarget]:
+    """The inverters to poll: configured ones (which win for name, labels and thresholds)
+    plus discovered ones, each with its inventory where known, in this replica's shard."""
+    static_inventory = static_inventory or {}
+    targets: dict[str, InverterTarget] = {}
+    for inverter in config.inverters:
+        target = InverterTarget.from_config(inverter, config)
+        targets[target.inverter_id] = replace(
+            target, inventory=static_inventory.get(target.inverter_id)
+        )
+    for d in discovered:
+        if d.inverter_id in targets:
+            targets[d.inverter_id] = replace(targets[d.inverter_id], inventory=d.inventory)
+            continue
+        defaults = config.thresholds
+        low = defaults.battery_low_percent
+        targets[d.inverter_id] = InverterTarget(
+            inverter_id=d.inverter_id,
+            org_id=d.org_id,
+            user_id=d.user_id,
+            name=d.name,
+            battery_low_ratio=None if low is None else low / 100.0,
+            grid_export_high_watts=defaults.grid_export_high_watts,
+            inventory=d.inventory,
+            discovered=True,
+        )
+    return [t for t in targets.values() if config.shard.owns(t.inverter_id)]
+
+
+def static_only_inventory(
+    client: PoderoClient, targets: Iterable[InverterTarget]
+) -> dict[str, Inventory]:
+    """Inventory of configured inverters that discovery does not list, one detail call each."""
+    found = {}
+    for target in targets:
+        try:
+            body = client.get_json(
+                "inverter",
+                f"/org/{target.org_id}/users/{target.user_id}/inverters/{target.inverter_id}",
+            )
+        except ApiError as exc:
+            log.warning(
+                "inventory of inverter %s (%s) failed: %s", target.name, target.inverter_id, exc
+            )
+            continue
+        if isinstance(body, dict):
+            found[target.inverter_id] = inventory_from(body)
+    return found

@@ -1,0 +1,307 @@
+"""The operator's status page (`/`) and its JSON twin (`/api/v1/inverters`): every inverter
+with its ids, model, last poll result, data age, next poll and current values.
+
+Filtering, sorting and paging happen on the server, so 10,000 rows stay fast; the page has
+no external assets and escapes every string that came from the API or the config.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from exporter import __version__
+from exporter.clock import Clock
+from exporter.collector import is_fresh
+from exporter.store import InverterState, ReadingStore
+
+PAGE_SIZE = 100
+VALUE_COLUMNS = (
+    ("solar_w", "solar_production_w", 1.0),
+    ("grid_w", "export_power_to_grid_w", 1.0),
+    ("household_w", "household_consumption_w", 1.0),
+    ("battery_ratio", "battery_charge_level_percent", 0.01),
+    ("battery_w", "battery_charge_discharge_power_w", 1.0),
+    ("price", "price", 1.0),
+)
+SEARCHED = (
+    "name",
+    "inverter_id",
+    "org_id",
+    "user_id",
+    "manufacturer",
+    "model",
+    "status",
+    "last_error",
+    "lifecycle_state",
+    "connection_status",
+)
+# (column key, heading, how to show a value)
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("name", "Name", "text"),
+    ("inverter_id", "Inverter / user / org", "ids"),
+    ("manufacturer", "Manufacturer / model", "model"),
+    ("status", "Last poll", "status"),
+    ("data_age_seconds", "Data age", "age"),
+    ("next_poll_in_seconds", "Next poll", "age"),
+    ("solar_w", "Solar", "watts"),
+    ("grid_w", "Grid (+export)", "watts"),
+    ("household_w", "Household", "watts"),
+    ("battery_ratio", "Battery", "percent"),
+    ("battery_w", "Battery (+discharge)", "watts"),
+    ("price", "Price", "number"),
+)
+
+
+def inverter_row(state: InverterState, now: float, max_age: float) -> dict[str, Any]:
+    """One inverter as the status page and the JSON API show it."""
+    target, reading, inventory = state.target, state.reading, state.target.inventory
+    fresh = is_fresh(state, now, max_age)
+    status = "never polled" if not state.polled else ("ok" if state.up else "failed")
+    row: dict[str, Any] = {
+        "name": target.name,
+        "inverter_id": target.inverter_id,
+        "user_id": target.user_id,
+        "org_id": target.org_id,
+        "discovered": target.discovered,
+        "manufacturer": inventory.manufacturer if inventory else None,
+        "model": inventory.model if inventory else None,
+        "lifecycle_state": inventory.lifecycle_state if inventory else None,
+        "connection_status": inventory.connection_status if inventory else None,
+        "authenticated": inventory.is_authenticated if inventory else None,
+        "action_needed": inventory.action_needed if inventory else None,
+        "status": status,
+        "last_error": state.last_error,
+        "last_poll": state.last_poll,
+        "last_success": state.last_success,
+        "data_time": reading.time if reading else None,
+        "data_age_seconds": round(now - reading.time, 1) if reading else None,
+        "data_fresh": fresh,
+        "next_poll": state.next_poll,
+        "next_poll_in_seconds": round(state.next_poll - now, 1) if state.next_poll else None,
+    }
+    for key, field, factor in VALUE_COLUMNS:
+        value = reading.values.get(field) if (reading and fresh) else None
+        row[key] = None if value is None else value * factor
+    return row
+
+
+@dataclass(frozen=True)
+class Query:
+    """Filter, sort order and page of a status request."""
+
+    q: str = ""
+    sort: str = "name"
+    desc: bool = False
+    page: int = 1
+    limit: int = PAGE_SIZE
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], limit: int) -> Query:
+        sort = params.get("sort", "name")
+        if not any(sort == key for key, _, _ in COLUMNS) and sort not in ("org_id", "user_id"):
+            sort = "name"
+        try:
+            page = max(1, int(params.get("page", "1")))
+            limit = max(0, int(params.get("limit", str(limit))))
+        except ValueError:
+            page = 1
+        return cls(params.get("q", "")[:200], sort, params.get("order") == "desc", page, limit)
+
+
+def select(rows: list[dict[str, Any]], query: Query) -> tuple[list[dict[str, Any]], int]:
+    """The rows matching the filter, sorted, and the page asked for; and how many matched."""
+    needle = query.q.strip().lower()
+    if needle:
+        rows = [r for r in rows if any(needle in str(r[k] or "").lower() for k in SEARCHED)]
+    present = [r for r in rows if r[query.sort] is not None]
+    missing = [r for r in rows if r[query.sort] is None]
+
+    def key(r: dict[str, Any]) -> Any:
+        value = r[query.sort]
+        return value.lower() if isinstance(value, str) else value
+
+    present.sort(key=key, reverse=query.desc)
+    ordered = present + missing  # rows without the value go last either way
+    if not query.limit:
+        return ordered, len(ordered)
+    start = (query.page - 1) * query.limit
+    return ordered[start : start + query.limit], len(ordered)
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return "never"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    sign, s = ("-" if seconds < 0 else ""), abs(seconds)
+    if s < 90:
+        return f"{sign}{s:.0f} s"
+    if s < 5400:
+        return f"{sign}{s / 60:.0f} min"
+    if s < 172800:
+        return f"{sign}{s / 3600:.1f} h"
+    return f"{sign}{s / 86400:.1f} d"
+
+
+def _cell(kind: str, row: dict[str, Any], key: str) -> str:
+    e = html.escape
+    value = row[key]
+    if kind == "ids":
+        return (
+            f"<code>{e(row['inverter_id'])}</code><br><small>user "
+            f"<code>{e(row['user_id'])}</code><br>org <code>{e(row['org_id'])}</code></small>"
+        )
+    if kind == "model":
+        parts = [p for p in (row["manufacturer"], row["model"]) if p]
+        flags = []
+        if row["authenticated"] is False:
+            flags.append("<b class=bad>not authenticated</b>")
+        if row["action_needed"]:
+            flags.append("<b class=bad>action needed</b>")
+        return e(" ".join(parts) or "-") + ("<br>" + " ".join(flags) if flags else "")
+    if kind == "status":
+        css = {"ok": "ok", "failed": "bad"}.get(row["status"], "")
+        text = f"<span class={css or 'muted'}>{e(row['status'])}</span>"
+        if row["last_error"]:
+            text += f"<br><small class=bad>{e(row['last_error'])}</small>"
+        return text + f"<br><small class=muted>{e(_when(row['last_poll']))}</small>"
+    if value is None:
+        return "<span class=muted>-</span>"
+    if kind == "age":
+        stale = key == "data_age_seconds" and not row["data_fresh"]
+        return f"<span class={'bad' if stale else ''}>{e(_duration(value))}</span>"
+    if kind == "watts":
+        return f"{value:,.0f} W"
+    if kind == "percent":
+        return f"{value * 100:.0f} %"
+    if kind == "number":
+        return f"{value:g}"
+    return e(str(value))
+
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em;margin:0 0 .3em}
+header p{margin:.2em 0;color:#555}
+table{border-collapse:collapse;width:100%;margin-top:1em}
+th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+th a{color:inherit;text-decoration:none}th a:hover{text-decoration:underline}
+td.num{text-align:right;white-space:nowrap}
+code{font-size:11px}.ok{color:#17803d}.bad{color:#b42318}.muted{color:#888}
+input[type=search]{font:inherit;padding:.3em .5em;width:24em}
+nav{margin-top:1em}nav a{margin-right:1em}
+"""
+SCRIPT = """
+const box=document.getElementById('q');let timer;
+box.addEventListener('input',()=>{clearTimeout(timer);
+timer=setTimeout(()=>box.form.submit(),350);});
+"""
+
+
+@dataclass(frozen=True)
+class Header:
+    """The facts at the top of the page."""
+
+    started: float
+    token_expiry: float | None
+    last_inventory: float | None
+    discovery: bool
+
+
+class StatusView:
+    """Renders the store's current snapshot as the status page or as JSON."""
+
+    def __init__(
+        self,
+        store: ReadingStore,
+        clock: Clock,
+        max_age: Callable[[], float],
+        header: Callable[[], Header],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._max_age = max_age
+        self._header = header
+
+    def rows(self) -> list[dict[str, Any]]:
+        now, max_age = self._clock.time(), self._max_age()
+        return [inverter_row(s, now, max_age) for s in self._store.snapshot()]
+
+    def json(self, params: Mapping[str, str]) -> bytes:
+        """`/api/v1/inverters`: every inverter (or the filtered, sorted page asked for)."""
+        rows, total = select(self.rows(), Query.parse(params, limit=0))
+        return json.dumps({"total": total, "inverters": rows}).encode()
+
+    def html(self, params: Mapping[str, str]) -> bytes:
+        """`/`: the status page."""
+        query = Query.parse(params, limit=PAGE_SIZE)
+        all_rows = self.rows()
+        rows, total = select(all_rows, query)
+        now, head, e = self._clock.time(), self._header(), html.escape
+        polls = [r["last_poll"] for r in all_rows if r["last_poll"]]
+        up = sum(1 for r in all_rows if r["status"] == "ok")
+        expiry = head.token_expiry
+        token = (
+            "no token yet"
+            if expiry is None
+            else (f"expires {_when(expiry)} (in {_duration(expiry - now)})")
+        )
+        parts = [
+            "<!doctype html><html lang=en><head><meta charset=utf-8>",
+            "<meta name=viewport content='width=device-width,initial-scale=1'>",
+            "<title>Podero exporter</title><style>",
+            STYLE,
+            "</style></head><body><header>",
+            "<h1>Podero exporter</h1>",
+            f"<p>Version {e(__version__)} · up {e(_duration(now - head.started))} · "
+            f"<a href='metrics'>/metrics</a> · <a href='api/v1/inverters'>JSON</a></p>",
+            f"<p>{up} of {len(all_rows)} inverters reporting · access token {e(token)}</p>",
+            f"<p>Last poll {e(_when(max(polls) if polls else None))} · "
+            f"{'discovery' if head.discovery else 'inventory'} {e(_when(head.last_inventory))}"
+            "</p></header>",
+            "<form method=get><input type=search id=q name=q placeholder='Filter by name, id, "
+            f"model, error…' value='{e(query.q)}' autocomplete=off>",
+            f"<input type=hidden name=sort value='{e(query.sort)}'>",
+            f"<input type=hidden name=order value='{'desc' if query.desc else 'asc'}'>",
+            f" <span id=count>{total} of {len(all_rows)} inverters</span></form>",
+            "<table id=inverters><thead><tr>",
+        ]
+        for key, heading, _ in COLUMNS:
+            desc = query.sort == key and not query.desc
+            link = urlencode({"q": query.q, "sort": key, "order": "desc" if desc else "asc"})
+            arrow = (" ▼" if query.desc else " ▲") if query.sort == key else ""
+            parts.append(f"<th><a href='?{e(link)}' data-sort='{key}'>{e(heading)}{arrow}</a></th>")
+        parts.append("</tr></thead><tbody>")
+        for row in rows:
+            parts.append(f"<tr data-inverter-id='{e(row['inverter_id'])}'>")
+            for key, _, kind in COLUMNS:
+                css = " class=num" if kind in ("watts", "percent", "number", "age") else ""
+                parts.append(f"<td{css}>{_cell(kind, row, key)}</td>")
+            parts.append("</tr>")
+        parts.append("</tbody></table><nav>")
+        pages = max(1, math.ceil(total / query.limit)) if query.limit else 1
+        for label, page in (("« previous", query.page - 1), ("next »", query.page + 1)):
+            if 1 <= page <= pages:
+                link = urlencode(
+                    {
+                        "q": query.q,
+                        "sort": query.sort,
+                        "order": "desc" if query.desc else "asc",
+                        "page": page,
+                    }
+                )
+                parts.append(f"<a href='?{e(link)}'>{label}</a>")
+        parts.append(f"<span>page {query.page} of {pages}</span></nav>")
+        parts.append(f"<script>{SCRIPT}</script></body></html>")
+        return "".join(parts).encode()

@@ -1,0 +1,297 @@
+"""--web.config.file: strict parsing, basic auth with bcrypt, TLS with real clients."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import bcrypt
+import pytest
+import requests
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.config import ConfigError
+from exporter.web import ExporterHTTPServer, WebApp, start_web
+from exporter.webconfig import BasicAuth, load_web_config
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+ALICE_HASH = bcrypt.hashpw(b"wonderland", bcrypt.gensalt(10)).decode().replace("$2b$", "$2y$")
+
+
+@dataclass
+class Pki:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    san: str | None = None,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san:
+        import ipaddress
+
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san))]), critical=False
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca_key = _key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = _cert("test CA", ca_key, ca_name, ca_key, ca=True)
+    server_key, client_key = _key(), _key()
+    server = _cert("127.0.0.1", server_key, ca_name, ca_key, san="127.0.0.1")
+    client = _cert("prometheus", client_key, ca_name, ca_key)
+    pem = serialization.Encoding.PEM
+    (d / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (d / "server.crt").write_bytes(server.public_bytes(pem))
+    (d / "client.crt").write_bytes(client.public_bytes(pem))
+    return Pki(
+        d / "ca.crt",
+        d / "server.crt",
+        _write_key(server_key, d / "server.key"),
+        d / "client.crt",
+        _write_key(client_key, d / "client.key"),
+    )
+
+
+def serve(tmp_path: Path, config: dict[str, object]) -> Iterator[str]:
+    path = tmp_path / "web.yml"
+    path.write_text(yaml.safe_dump(config))
+    web_config = load_web_config(path)
+    server: ExporterHTTPServer = start_web(
+        "127.0.0.1:0", WebApp(lambda: [b"podero_up 1\n"], lambda: True, lambda: None), web_config
+    )
+    try:
+        yield str(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def basic_server(tmp_path: Path) -> Iterator[str]:
+    yield from serve(
+        tmp_path,
+        {
+            "basic_auth_users": {"alice": ALICE_HASH},
+            "http_server_config": {"headers": {"X-Frame-Options": "deny"}},
+        },
+    )
+
+
+def test_basic_auth_right_password(basic_server: str) -> None:
+    r = requests.get(
+        f"http://127.0.0.1:{basic_server}/metrics", auth=("alice", "wonderland"), timeout=10
+    )
+    assert r.status_code == 200 and r.text == "podero_up 1\n"
+    assert r.headers["X-Frame-Options"] == "deny"
+
+
+@pytest.mark.parametrize("auth", [("alice", "wrong"), ("mallory", "wonderland"), None])
+def test_basic_auth_refuses_with_401_and_challenge(
+    basic_server: str, auth: tuple[str, str] | None
+) -> None:
+    for path in ("/metrics", "/", "/-/healthy"):
+        r = requests.get(f"http://127.0.0.1:{basic_server}{path}", auth=auth, timeout=10)
+        assert r.status_code == 401
+        assert r.headers["WWW-Authenticate"] == 'Basic realm="podero-exporter"'
+        assert "podero_up" not in r.text
+
+
+def test_unknown_user_costs_a_bcrypt_check_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[bytes] = []
+    real = bcrypt.checkpw
+
+    def counting(password: bytes, hashed: bytes) -> bool:
+        checked.append(hashed)
+        return real(password, hashed)
+
+    monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", counting)
+    auth = BasicAuth({"alice": ALICE_HASH})
+    assert not auth.allows("Basic " + base64.b64encode(b"mallory:x").decode())
+    assert not auth.allows("Basic " + base64.b64encode(b"alice:x").decode())
+    # Both went through one bcrypt check with the same cost factor.
+    assert [h.split(b"$")[2] for h in checked] == [b"10", b"10"]
+
+
+def test_successful_logins_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = BasicAuth({"alice": ALICE_HASH})
+    header = "Basic " + base64.b64encode(b"alice:wonderland").decode()
+    assert auth.allows(header)
+    monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", lambda *_: pytest.fail("no cache"))
+    assert auth.allows(header)
+
+
+def tls_config(pki: Pki, **extra: object) -> dict[str, object]:
+    return {
+        "tls_server_config": {
+            "cert_file": str(pki.server_cert),
+            "key_file": str(pki.server_key),
+            **extra,
+        }
+    }
+
+
+def test_tls_serves_https(tmp_path: Path, pki: Pki) -> None:
+    for port in serve(tmp_path, tls_config(pki)):
+        r = requests.get(f"https://127.0.0.1:{port}/metrics", verify=str(pki.ca), timeout=10)
+        assert r.status_code == 200
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+
+
+def test_client_certificate_required(tmp_path: Path, pki: Pki) -> None:
+    config = tls_config(
+        pki, client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(pki.ca)
+    )
+    for port in serve(tmp_path, config):
+        url = f"https://127.0.0.1:{port}/metrics"
+        ok = requests.get(
+            url, verify=str(pki.ca), cert=(str(pki.client_cert), str(pki.client_key)), timeout=10
+        )
+        assert ok.status_code == 200
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(url, verify=str(pki.ca), timeout=10)
+
+
+def test_tls_below_min_version_is_refused(tmp_path: Path, pki: Pki) -> None:
+    for port in serve(tmp_path, tls_config(pki, min_version="TLS13")):
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        with (
+            socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw,
+            pytest.raises(ssl.SSLError),
+        ):
+            context.wrap_socket(raw, server_hostname="127.0.0.1")
+        modern = ssl.create_default_context(cafile=str(pki.ca))
+        with (
+            socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw,
+            modern.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.version() == "TLSv1.3"
+
+
+def test_tls_and_basic_auth_together(tmp_path: Path, pki: Pki) -> None:
+    for port in serve(tmp_path, {**tls_config(pki), "basic_auth_users": {"alice": ALICE_HASH}}):
+        url = f"https://127.0.0.1:{port}/metrics"
+        assert requests.get(url, verify=str(pki.ca), timeout=10).status_code == 401
+        assert (
+            requests.get(
+                url, verify=str(pki.ca), auth=("alice", "wonderland"), timeout=10
+            ).status_code
+            == 200
+        )
+
+
+BROKEN_WEB_CONFIGS = [
+    ({"tls_server_config": {"cert_file": "a"}, "extra": 1}, "extra: unknown key"),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "client_auth": "x"}},
+        "tls_server_config.client_auth: unknown key",
+    ),
+    ({"tls_server_config": {"key_file": "b"}}, "set exactly one of cert_file or cert"),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "min_version": "SSL3"}},
+        "tls_server_config.min_version: 'SSL3' is not one of",
+    ),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "client_auth_type": "RequireAndVerifyClientCert",
+            }
+        },
+        "needs client_ca_file",
+    ),
+    ({"basic_auth_users": {"alice": "plaintext"}}, "is not a bcrypt hash"),
+    ({"http_server_config": {"headers": {"Server": "x"}}}, "header 'Server' cannot be set"),
+    (
+        {"tls_server_config": {"cert_file": "/nonexistent.crt", "key_file": "/nonexistent.key"}},
+        "cannot load certificates",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "message"), BROKEN_WEB_CONFIGS)
+def test_web_config_is_parsed_strictly(
+    tmp_path: Path, raw: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_web_config(path)
+
+
+def readme_web_config() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("```yaml\n# web-config.yml")
+    return text[start + len("```yaml\n") : text.index("```", start + 7)]
+
+
+def test_readme_example_passes_promtool_check_web_config(tmp_path: Path, pki: Pki) -> None:
+    promtool = require_tool("promtool")
+    text = readme_web_config()
+    (tmp_path / "server.crt").write_bytes(pki.server_cert.read_bytes())
+    (tmp_path / "server.key").write_bytes(pki.server_key.read_bytes())
+    (tmp_path / "ca.crt").write_bytes(pki.ca.read_bytes())
+    text = text.replace("/etc/podero-exporter/", str(tmp_path) + "/")
+    (tmp_path / "web-config.yml").write_text(text)
+    result = subprocess.run(
+        [promtool, "check", "web-config", str(tmp_path / "web-config.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    load_web_config(tmp_path / "web-config.yml")  # and the exporter accepts it too
