@@ -15,7 +15,7 @@ import gc
 import time
 
 from benchmarks.harness import LockstepClock, exporter_config, machine, rss_mb, verdict
-from exporter.app import Exporter
+from exporter.app import Exporter, limit_malloc_arenas, release_free_memory
 from exporter.simulator import spawn
 
 START = 1_795_428_000.0  # 2026-11-23 10:00:00 UTC
@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=1.0)
     args = parser.parse_args()
     print(f"machine: {machine()}")
+    limit_malloc_arenas()  # as the podero-exporter command does at start
     baseline_rss = rss_mb()
     with spawn("--inverters", str(args.inverters), "--fake-clock", str(START)) as sim:
         clock = LockstepClock(START, sim["base_url"])
@@ -34,6 +35,7 @@ def main() -> None:
         exporter = Exporter(config, clock)
         cpu_started = time.process_time()
         polls = exporter.poller.poll_all().succeeded
+        release_free_memory()  # as the poll loop does after its first cycle
         exporter.page.refresh()
         after_first = rss_mb()
         now, end = START, START + args.hours * 3600

@@ -21,7 +21,7 @@ def exporter_config(sim: dict[str, Any], **podero: Any) -> Config:
     raw = demo_config(sim)
     raw["podero"].update(podero)
     raw["poll"] = raw.get("poll", {})
-    return parse_config(yaml.safe_dump(raw), {})
+    return parse_config(yaml.dump(raw, Dumper=yaml.CSafeDumper), {})
 
 
 def with_poll(config: Config, **poll: Any) -> Config:

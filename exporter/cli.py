@@ -17,7 +17,7 @@ import yaml
 from pydantic import ValidationError
 
 from exporter import __version__
-from exporter.app import Exporter
+from exporter.app import Exporter, limit_malloc_arenas
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, ShardConfig, load_config, parse_config
 from exporter.simulator import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
@@ -200,6 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(config.summary())
         return 0
 
+    limit_malloc_arenas()
     clock = SystemClock()
     exporter = Exporter(config, clock)
     if args.once:

@@ -400,7 +400,9 @@ def format_validation_error(exc: ValidationError) -> str:
 def parse_config(text: str, env: Mapping[str, str], source: str = "config") -> Config:
     """Validate config text; raises ConfigError naming each bad key."""
     try:
-        raw = yaml.safe_load(text)
+        # libyaml's loader where PyYAML has it: far faster, and far less garbage, for the
+        # config of a fleet with thousands of inverters.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

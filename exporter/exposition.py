@@ -1,7 +1,7 @@
 """The /metrics body, rendered when data changes rather than on every scrape.
 
-Each inverter state renders its own lines once (states are immutable). The page keeps, for
-every family, one slot per inverter; a scrape updates only the slots of inverters that
+The page keeps, for every family, one slot per inverter (rendered when that inverter's state
+changes); a scrape updates only the slots of inverters that
 changed since the previous scrape (or whose reading turned stale) and joins the slots.
 The samples are those of `collector.current_samples`, so the output equals the reference
 prometheus_client rendering of `InverterCollector` (a test holds them together).
@@ -41,17 +41,13 @@ def _label_text(labels: Labels) -> str:
 
 
 def state_lines(state: InverterState) -> dict[str, bytes]:
-    """This state's exposition lines by family name, rendered once per state object."""
-    lines: dict[str, bytes] | None = state._render_cache.get("lines")
-    if lines is None:
-        lines = {
-            name: "".join(
-                f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in samples
-            ).encode()
-            for name, samples in inverter_samples(state).items()
-        }
-        state._render_cache["lines"] = lines
-    return lines
+    """This state's exposition lines by family name."""
+    return {
+        name: "".join(
+            f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in samples
+        ).encode()
+        for name, samples in inverter_samples(state).items()
+    }
 
 
 def _visible(state: InverterState, now: float, max_age: float) -> dict[str, bytes]:
@@ -122,12 +118,16 @@ class MetricsPage:
             self._chunks = None
 
     def _fill(self, i: int, state: InverterState, now: float, max_age: float) -> None:
+        previous = self._states[i]
         self._states[i] = state
         visible = _visible(state, now, max_age)
         for name in self._slots:
             self._set(name, i, visible.get(name, b""))
-        if state.reading is not None and is_fresh(state, now, max_age):
-            heapq.heappush(self._stale_at, (state.reading.time + max_age, i))
+        reading = state.reading
+        known = previous.reading.time if previous is not state and previous.reading else None
+        # One expiry entry per reading (not per poll): polls that bring nothing new add none.
+        if reading is not None and reading.time != known and is_fresh(state, now, max_age):
+            heapq.heappush(self._stale_at, (reading.time + max_age, i))
 
     def refresh(self) -> list[bytes]:
         """Bring the per-inverter part up to date; returns it as chunks of the body."""

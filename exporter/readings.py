@@ -31,7 +31,7 @@ class InvalidData(ValueError):
     """The response body does not have the documented shape; the message says where."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DataPoint:
     """One time bucket of one inverter: its start time (epoch seconds) and non-null values."""
 

@@ -304,6 +304,7 @@ class Faults:
     token_lifetime_s: int = 36000
     token_prefix: str = ""  # marks issued tokens (canaries in secret-hygiene tests)
     broken_inverters: tuple[str, ...] = ()  # these inverters' data always answers 503
+    failing_endpoints: tuple[str, ...] = ()  # e.g. ("users",): these always answer 503
 
 
 class ApiError(Exception):
@@ -736,6 +737,8 @@ class _Handler(BaseHTTPRequestHandler):
             args = [str(g) for g in match.groups()]
             if endpoint == "inverter_data" and args[2] in api.faults.broken_inverters:
                 raise ApiError(503, "This inverter's data is unavailable.")
+            if endpoint in api.faults.failing_endpoints:
+                raise ApiError(503, "Service temporarily unavailable.")
             payload: Any
             if endpoint == "inverter_data":
                 payload = api.inverter_data(args[0], args[1], args[2], query)
@@ -769,7 +772,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, json.dumps({"error": f"unknown faults {sorted(unknown)}"}).encode())
                 return
             merged = {**asdict(api.faults), **body}
-            merged["broken_inverters"] = tuple(merged["broken_inverters"])
+            for key in ("broken_inverters", "failing_endpoints"):
+                merged[key] = tuple(merged[key])
             api.faults = Faults(**merged)
             self._send(200, json.dumps(asdict(api.faults)).encode())
         elif path == "/_sim/override" and isinstance(body, dict) and "inverter_id" in body:

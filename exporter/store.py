@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from exporter.config import Config, InverterConfig
 from exporter.readings import DataPoint
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Inventory:
     """What the API's inverter listing says about a device (None where it says nothing)."""
 
@@ -29,7 +28,7 @@ class Inventory:
     owner: str | None = None  # the customer's external id or e-mail local part
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InverterTarget:
     """One inverter to poll and how it is labelled; thresholds already merged with defaults."""
 
@@ -58,7 +57,7 @@ class InverterTarget:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InverterState:
     """The latest knowledge about one inverter; replaced, never mutated."""
 
@@ -70,8 +69,6 @@ class InverterState:
     last_success: float | None = None
     last_error: str | None = None
     next_poll: float | None = None
-    # Filled lazily by the exposition, once per state object (states are immutable).
-    _render_cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class ReadingStore:
@@ -97,7 +94,7 @@ class ReadingStore:
                 if old is None:
                     states[target.inverter_id] = InverterState(target=target)
                 elif old.target != target:
-                    states[target.inverter_id] = replace(old, target=target, _render_cache={})
+                    states[target.inverter_id] = replace(old, target=target)
                 else:
                     states[target.inverter_id] = old
             self._states = states

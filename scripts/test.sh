@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs and run it: lint, types, unit and end-to-end tests.
+# Install everything the test suite needs and run it: lint, types, unit and end-to-end tests
+# (Debian's prometheus for promtool and the real-server tests, chromium for the status page).
 # Works on a fresh Debian machine with Python 3.11 (uses sudo for apt-get when not root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,8 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
