@@ -188,8 +188,9 @@ class SimFleet:
                     # Variety for discovery and health views; small fleets stay healthy.
                     is_authenticated=i % 13 != 12,
                     connection_status="connected" if i % 13 != 12 else "disconnected",
-                    action_needed=i % 17 == 16,
-                    monitoring_status="ok" if i % 17 != 16 else "warning",
+                    # The demo's third inverter needs action, so dashboards show the case.
+                    action_needed=i % 17 == 2,
+                    monitoring_status="ok" if i % 17 != 2 else "warning",
                     lifecycle_state="authenticated" if i % 23 != 22 else "pending",
                     deleted=i % 29 == 28,
                 )

@@ -130,6 +130,51 @@ def timeseries(
     }
 
 
+def bargauge(title: str, description: str, unit: str, *targets: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "bargauge",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": list(targets),
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "min": 0,
+                "color": {"mode": "palette-classic"},
+                "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
+            },
+            "overrides": [],
+        },
+        "options": {
+            "orientation": "horizontal",
+            "displayMode": "basic",
+            "showUnfilled": True,
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
+    }
+
+
+def table(
+    title: str, description: str, unit: str, *targets: dict[str, Any], hidden: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": DS,
+        "targets": [{**t, "format": "table", "instant": True, "range": False} for t in targets],
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"showHeader": True, "cellHeight": "sm"},
+        "transformations": [
+            {
+                "id": "organize",
+                "options": {"excludeByName": {name: True for name in hidden}, "renameByName": {}},
+            }
+        ],
+    }
+
+
 def dashed(regex: str, color: str) -> dict[str, Any]:
     return {
         "matcher": {"id": "byRegexp", "options": regex},
@@ -210,6 +255,48 @@ def build() -> dict[str, Any]:
         ),
         4,
         4,
+    )
+
+    layout.row("Fleet inventory", "What the Podero API says about the devices.")
+    layout.add(
+        bargauge(
+            "Inverters by manufacturer and model",
+            "How many of the selected inverters each manufacturer and model accounts for.",
+            "none",
+            target(
+                f"count by (manufacturer, model) (podero_inverter_info{{{SEL}}})",
+                "{{manufacturer}} {{model}}",
+            ),
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        table(
+            "Inverters needing action",
+            "Inverters whose owner must act: Podero flags action_needed, or the manufacturer "
+            "connection lapsed (the customer must reconnect).",
+            "none",
+            target(
+                f'label_replace(podero_inverter_action_needed{{{SEL}}} == 1, "reason", '
+                f'"action needed", "", "") or label_replace(podero_inverter_authenticated'
+                f'{{{SEL}}} == 0, "reason", "manufacturer connection lapsed", "", "")',
+                "",
+            ),
+            hidden=("Time", "Value", "__name__", "job", "instance"),
+        ),
+        10,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Discovered inverters",
+            "Inverters found by discovery, per organization.",
+            "none",
+            target('podero_discovery_inverters{job=~"$job"}', "{{org_id}}"),
+        ),
+        6,
+        8,
     )
 
     layout.row("Inverter $name", "One row per selected inverter.", repeat="name")

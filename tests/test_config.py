@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -415,3 +417,27 @@ def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
         raw["shard"] = {"count": 4, "index": index}
         seen += [t.inverter_id for t in merge_targets(parse_config(yaml.safe_dump(raw), {}), [])]
     assert sorted(seen) == sorted(i["inverter_id"] for i in raw["inverters"])
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """main() configures the root logger; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("case", "raw", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_config_exits_2_with_one_line(
+    case: str, raw: Any, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter.cli import main
+
+    path = tmp_path / "config.yaml"
+    path.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw))
+    assert main(["--config.file", str(path), "--config.check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and expected in err and "Traceback" not in err

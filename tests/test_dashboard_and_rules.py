@@ -114,6 +114,8 @@ def test_required_panels_exist() -> None:
         "API request latency p95",
         "Token expiry",
         "Poll duration p95",
+        "Inverters by manufacturer and model",
+        "Inverters needing action",
     } <= titles
     battery = next(p for p in data_panels() if p["title"] == "Battery charge")
     assert any("threshold" in t["expr"] for t in battery["targets"])
@@ -186,7 +188,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules() -> None:
     result = promtool("check", "rules", "podero.rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 6 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_promtool_test_rules() -> None:
@@ -206,9 +208,11 @@ def test_every_alert_has_severity_summary_description_and_a_test() -> None:
         "PoderoInverterPollFailing",
         "PoderoAuthFailing",
         "PoderoExporterDown",
+        "PoderoInverterNotAuthenticated",
+        "PoderoInverterActionNeeded",
     } <= names
     for rule in rules:
-        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["labels"]["severity"] in ("info", "warning", "critical")
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
         assert f"alertname: {rule['alert']}" in tests
 

@@ -35,6 +35,15 @@ PER_INVERTER = (
     "podero_inverter_last_success_timestamp_seconds",
     "podero_inverter_info",
 )
+INVENTORY = (
+    "podero_inverter_authenticated",
+    "podero_inverter_action_needed",
+    "podero_inverter_connection_status",
+    "podero_inverter_monitoring_status",
+    "podero_inverter_solar_power_rating_watts",
+    "podero_inverter_battery_capacity_joules",
+    "podero_inverter_battery_connected",
+)
 EXPORTER_WIDE = (
     "podero_api_requests_total",
     "podero_api_request_duration_seconds",
@@ -72,7 +81,7 @@ def test_demo_serves_every_metric_for_every_inverter_and_passes_promtool(tmp_pat
         def complete() -> str | None:
             text = requests.get(f"{base}/metrics", timeout=5).text
             found = names_per_metric(text)
-            ok = all(len(found.get(m, ())) == 3 for m in PER_INVERTER)
+            ok = all(len(found.get(m, ())) == 3 for m in PER_INVERTER + INVENTORY)
             return text if ok else None
 
         text = wait_for(complete, 15, "every per-inverter metric for 3 inverters")
@@ -88,6 +97,10 @@ def test_demo_serves_every_metric_for_every_inverter_and_passes_promtool(tmp_pat
         assert result.returncode == 0 and result.stdout == "" and result.stderr == "", (
             result.stdout + result.stderr
         )
+        # Discovery is on in the demo: inventory metrics for every discovered inverter.
+        for metric in INVENTORY:
+            assert len(found.get(metric, ())) == 3, metric
+        assert 'manufacturer="' in text and 'podero_discovery_inverters{org_id="' in text
 
 
 def test_once_against_a_standalone_simulator(tmp_path: Path) -> None:
