@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,6 +30,31 @@ ORG = "11111111-1111-4111-8111-111111111111"
 USER = "22222222-2222-4222-8222-222222222222"
 INV_A = "33333333-3333-4333-8333-333333333333"
 INV_B = "44444444-4444-4444-8444-444444444444"
+
+
+# The per-inverter value metrics the core issue specifies, named here on purpose rather than
+# derived from the code, so that a metric the exporter stops exporting fails the tests.
+VALUE_METRICS = (
+    "podero_inverter_solar_production_watts",
+    "podero_inverter_grid_export_watts",
+    "podero_inverter_household_consumption_watts",
+    "podero_inverter_battery_charge_ratio",
+    "podero_inverter_battery_power_watts",
+    "podero_inverter_estimated_consumption_watts",
+    "podero_inverter_unoptimized_consumption_watts",
+    "podero_inverter_price",
+)
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m exporter ARGS` in a child process, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def minimal_config(**overrides: Any) -> dict[str, Any]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import pytest
 import yaml
 
 from exporter.config import ConfigError, load_config, parse_config, shard_of
-from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config
+from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -329,20 +327,10 @@ def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
     good.write_text(yaml.safe_dump(minimal_config()))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_with("inverters.0.user_id", "nope")))
-    ok = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(good), "--config.check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = run_cli("--config.file", str(good), "--config.check")
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("config ok: 2 inverters")
-    refused = subprocess.run(
-        [sys.executable, "-m", "exporter", "--config.file", str(bad), "--config.check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    refused = run_cli("--config.file", str(bad), "--config.check")
     assert refused.returncode == 2
     assert refused.stderr.strip() == (
         "podero-exporter: config error: inverters[0].user_id: 'nope' is not a UUID"
@@ -361,42 +349,20 @@ def test_shard_flags_override_the_config(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(raw))
     owned = []
     for index in range(3):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config.file",
-                str(path),
-                "--config.check",
-                "--shard.count",
-                "3",
-                "--shard.index",
-                str(index),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        owned.append(int(result.stdout.split("(")[1].split()[0]))
-    assert sum(owned) == 40 and all(n > 0 for n in owned)
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
+        result = run_cli(
             "--config.file",
             str(path),
             "--config.check",
             "--shard.count",
-            "2",
+            "3",
             "--shard.index",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+            str(index),
+        )
+        assert result.returncode == 0, result.stderr
+        owned.append(int(result.stdout.split("(")[1].split()[0]))
+    assert sum(owned) == 40 and all(n > 0 for n in owned)
+    bad = run_cli(
+        "--config.file", str(path), "--config.check", "--shard.count", "2", "--shard.index", "2"
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == (

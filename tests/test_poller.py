@@ -13,20 +13,9 @@ from exporter.app import Exporter
 from exporter.clock import FakeClock
 from exporter.config import Config
 from exporter.simulator import Faults, RunningSimulator
-from tests.conftest import INV_A, INV_B, NOON, ORG, USER, minimal_config, to_config
+from tests.conftest import INV_A, INV_B, NOON, ORG, USER, VALUE_METRICS, minimal_config, to_config
 from tests.test_exposition import samples_of
 from tests.test_readings import BROKEN
-
-VALUE_METRICS = (
-    "podero_inverter_solar_production_watts",
-    "podero_inverter_grid_export_watts",
-    "podero_inverter_household_consumption_watts",
-    "podero_inverter_battery_charge_ratio",
-    "podero_inverter_battery_power_watts",
-    "podero_inverter_estimated_consumption_watts",
-    "podero_inverter_unoptimized_consumption_watts",
-    "podero_inverter_price",
-)
 
 
 def series(exporter: Exporter, name: str) -> dict[str, float]:

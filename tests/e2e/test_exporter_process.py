@@ -11,7 +11,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.simulator import spawn
-from tests.conftest import require_tool
+from tests.conftest import VALUE_METRICS, require_tool, run_cli
 from tests.e2e.processes import (
     exporter_command,
     free_port,
@@ -22,14 +22,7 @@ from tests.e2e.processes import (
 pytestmark = pytest.mark.e2e
 
 PER_INVERTER = (
-    "podero_inverter_solar_production_watts",
-    "podero_inverter_grid_export_watts",
-    "podero_inverter_household_consumption_watts",
-    "podero_inverter_battery_charge_ratio",
-    "podero_inverter_battery_power_watts",
-    "podero_inverter_estimated_consumption_watts",
-    "podero_inverter_unoptimized_consumption_watts",
-    "podero_inverter_price",
+    *VALUE_METRICS,
     "podero_inverter_data_timestamp_seconds",
     "podero_inverter_up",
     "podero_inverter_last_success_timestamp_seconds",
@@ -117,13 +110,7 @@ def test_once_against_a_standalone_simulator(tmp_path: Path) -> None:
         }
         (tmp_path / "secret").write_text(sim["client_secret"] + "\n")
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        result = subprocess.run(
-            exporter_command("--config.file", str(tmp_path / "config.yaml"), "--once"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli("--config.file", str(tmp_path / "config.yaml"), "--once")
         assert result.returncode == 0, result.stderr
         found = names_per_metric(result.stdout)
         assert found["podero_inverter_up"] == {"inv0", "inv1", "inv2", "inv3"}
@@ -142,13 +129,7 @@ def test_once_fails_when_no_inverter_succeeds(tmp_path: Path) -> None:
             "inverters": sim["inverters"],
         }
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-        result = subprocess.run(
-            exporter_command("--config.file", str(tmp_path / "config.yaml"), "--once"),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli("--config.file", str(tmp_path / "config.yaml"), "--once")
         assert result.returncode == 1
         assert "podero_inverter_up" in result.stdout
         assert "token: HTTP 401: invalid_client" in result.stderr

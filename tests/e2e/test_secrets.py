@@ -3,7 +3,6 @@ landing page, --config.check output, error messages or tracebacks."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import yaml
 
 from exporter.simulator import Faults, RunningSimulator, SimFleet, SimulatedApi, demo_config
 from exporter.simulator import start_simulator as start_sim
+from tests.conftest import run_cli
 from tests.e2e.processes import exporter_command, free_port, running, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -144,13 +144,7 @@ def test_config_check_and_config_errors(tmp_path: Path, canary_sim: RunningSimul
     for i, raw in enumerate(variants):
         path = tmp_path / f"c{i}.yaml"
         path.write_text(yaml.safe_dump(raw))
-        result = subprocess.run(
-            exporter_command("--config.file", str(path), "--config.check"),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        result = run_cli("--config.file", str(path), "--config.check")
         outputs.append(result.stdout + result.stderr)
         assert "Traceback" not in result.stderr
     assert outputs[0].startswith("config ok")
