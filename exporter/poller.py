@@ -133,7 +133,7 @@ class Poller:
                     skip_until_due=self._poll.skip_until_due,
                 )
                 self._schedules[target.inverter_id] = schedule
-                heapq.heappush(self._queue, (schedule.next_poll, target.inverter_id))
+                self._enqueue(schedule.next_poll, target.inverter_id)
         next_poll = schedule.next_poll if schedule else None
         if ok:
             self._store.record_success(target.inverter_id, reading, done, next_poll)
@@ -141,6 +141,14 @@ class Poller:
             self._store.record_failure(target.inverter_id, error, done, next_poll)
         self._observer.poll_done(time.perf_counter() - started, ok)
         return ok
+
+    def _enqueue(self, when: float, inverter_id: str) -> None:
+        """Queue a poll (lock held). Entries superseded by a newer schedule are skipped when
+        popped; if polls outside the loop (poll_all) pile them up, the queue is rebuilt."""
+        heapq.heappush(self._queue, (when, inverter_id))
+        if len(self._queue) > 2 * len(self._schedules) + 1024:
+            self._queue = [(s.next_poll, i) for i, s in self._schedules.items()]
+            heapq.heapify(self._queue)
 
     def poll_all(self) -> CycleResult:
         """Poll every inverter now, concurrently, and wait for all of them."""

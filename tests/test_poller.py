@@ -186,3 +186,13 @@ def test_broken_response_is_counted_logged_once_and_isolated(
 
 def test_there_are_at_least_fifteen_broken_response_cases() -> None:
     assert len(CASES) >= 15
+
+
+def test_repeated_full_cycles_do_not_grow_the_queue(sim_config: Config, clock: FakeClock) -> None:
+    exporter = Exporter(sim_config, clock)
+    for _ in range(400):
+        exporter.poller.poll_all()
+        clock.advance(60)
+    assert len(exporter.poller._queue) <= 2 * 5 + 1024
+    assert exporter.poller.poll_due().succeeded + exporter.poller.poll_due().succeeded <= 5
+    exporter.stop()
