@@ -39,19 +39,6 @@ class ApiObserver(Protocol):
     def token_result(self, ok: bool, expires_at: float | None) -> None: ...
 
 
-class NullObserver:
-    """An observer that ignores everything (for tools and tests that do not count)."""
-
-    def request_done(self, endpoint: str, code: str, seconds: float) -> None:
-        pass
-
-    def invalid_response(self, endpoint: str) -> None:
-        pass
-
-    def token_result(self, ok: bool, expires_at: float | None) -> None:
-        pass
-
-
 class ApiError(Exception):
     """A call that did not produce a usable answer; the message is safe to log and show."""
 

@@ -66,10 +66,6 @@ class Poller:
         self.first_cycle_done = threading.Event()
         self.set_targets(target.target for target in store.snapshot())
 
-    @property
-    def store(self) -> ReadingStore:
-        return self._store
-
     def set_targets(self, targets: Iterable[InverterTarget]) -> None:
         """Poll exactly these inverters from now on; new ones are due at once."""
         targets = list(targets)
@@ -84,12 +80,8 @@ class Poller:
                 if inverter_id not in self._schedules:
                     offset = phase_offset(inverter_id, self._poll.interval_seconds)
                     self._schedules[inverter_id] = PollSchedule(offset=offset, next_poll=now)
-                    heapq.heappush(self._queue, (now, inverter_id))
+                    self._enqueue(now, inverter_id)
         self._wake.set()
-
-    def schedule_of(self, inverter_id: str) -> PollSchedule | None:
-        with self._lock:
-            return self._schedules.get(inverter_id)
 
     def poll_one(self, target: InverterTarget) -> bool:
         """Poll one inverter now and record the result; True if the API answered usefully."""

@@ -182,10 +182,6 @@ class BasicAuth:
         self._cache: set[bytes] = set()
         self._lock = threading.Lock()
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._users)
-
     def allows(self, header: str | None) -> bool:
         """Whether the header carries a known user's right password."""
         if not self._users:
