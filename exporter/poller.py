@@ -63,6 +63,7 @@ class Poller:
         self._queue: list[tuple[float, str]] = []
         self._in_flight: set[str] = set()
         self._wake = threading.Event()
+        self._closed = False
         self.first_cycle_done = threading.Event()
         self.set_targets(target.target for target in store.snapshot())
 
@@ -212,6 +213,10 @@ class Poller:
                 self._wake.wait(min(max(delay, 0.01), 1.0))
         except Stopped:
             pass
+        except RuntimeError:
+            # close() shut the workers down while this loop was handing out work: stopping.
+            if not self._closed:
+                raise
 
     def _done_callback(self, inverter_id: str) -> Callable[[Future[bool]], None]:
         def done(_future: Future[bool]) -> None:
@@ -221,4 +226,7 @@ class Poller:
         return done
 
     def close(self) -> None:
+        """Stop taking work; polls in flight are abandoned (their threads end on their own)."""
+        self._closed = True
+        self._wake.set()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -196,3 +197,25 @@ def test_repeated_full_cycles_do_not_grow_the_queue(sim_config: Config, clock: F
     assert len(exporter.poller._queue) <= 2 * 5 + 1024
     assert exporter.poller.poll_due().succeeded + exporter.poller.poll_due().succeeded <= 5
     exporter.stop()
+
+
+def test_the_loop_ends_quietly_when_stopped(sim_config: Config, clock: FakeClock) -> None:
+    exporter = Exporter(sim_config, clock)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            exporter.poller.run(stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    assert exporter.poller.first_cycle_done.wait(30)
+    clock.advance(3600)  # everything is due: the loop is busy handing out work
+    stop.set()
+    exporter.stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert errors == []
