@@ -37,7 +37,7 @@ class LockstepClock(FakeClock):
     """A fake clock for the exporter that also moves the spawned simulator's clock."""
 
     def __init__(self, start: float, sim_url: str) -> None:
-        super().__init__(start)
+        super().__init__(start, record_sleeps=False)
         self._url = sim_url
         self._session = requests.Session()
         self.set(start)

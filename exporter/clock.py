@@ -48,9 +48,10 @@ class SystemClock:
 class FakeClock:
     """A clock that only moves when told to; `sleep` advances it instead of waiting."""
 
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
+    def __init__(self, start: float = 1_700_000_000.0, *, record_sleeps: bool = True) -> None:
         self._now = start
         self._lock = threading.Lock()
+        self._record = record_sleeps  # long benchmark runs keep no history
         self.sleeps: list[float] = []
 
     def time(self) -> float:
@@ -62,7 +63,8 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         with self._lock:
-            self.sleeps.append(seconds)
+            if self._record:
+                self.sleeps.append(seconds)
             self._now += max(0.0, seconds)
 
     def advance(self, seconds: float) -> None:

@@ -148,6 +148,22 @@ FAMILIES: tuple[Family, ...] = (
 CONNECTION_STATES = ("connected", "disconnected", "unknown")
 MONITORING_STATES = ("ok", "warning", "error", "unknown")
 FAMILY_BY_NAME = {family.name: family for family in FAMILIES}
+# Families that depend only on the inverter's target (its config and inventory), not on polls:
+# they change only when the set of targets is replaced.
+TARGET_FAMILIES = frozenset(
+    {
+        "podero_inverter_info",
+        "podero_inverter_battery_low_threshold_ratio",
+        "podero_inverter_grid_export_high_threshold_watts",
+        "podero_inverter_authenticated",
+        "podero_inverter_action_needed",
+        "podero_inverter_connection_status",
+        "podero_inverter_monitoring_status",
+        "podero_inverter_solar_power_rating_watts",
+        "podero_inverter_battery_capacity_joules",
+        "podero_inverter_battery_connected",
+    }
+)
 
 
 def is_fresh(state: InverterState, now: float, max_age: float) -> bool:

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.utils import floatToGoString
 
 from exporter.clock import Clock
-from exporter.collector import FAMILIES, Labels, inverter_samples, is_fresh
+from exporter.collector import FAMILIES, TARGET_FAMILIES, Labels, inverter_samples, is_fresh
 from exporter.store import InverterState, ReadingStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _HEADERS = {f.name: f"# HELP {f.name} {f.help}\n# TYPE {f.name} gauge\n".encode() for f in FAMILIES}
 _VALUE_FAMILIES = frozenset(f.name for f in FAMILIES if f.is_value)
+# Families that polls change; the others (TARGET_FAMILIES) change only with the targets.
+_POLLED_FAMILIES = tuple(f.name for f in FAMILIES if f.name not in TARGET_FAMILIES)
 
 
 def _escape(value: str) -> str:
@@ -40,18 +42,21 @@ def _label_text(labels: Labels) -> str:
     return ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
 
 
-def state_lines(state: InverterState) -> dict[str, bytes]:
-    """This state's exposition lines by family name."""
+def state_lines(state: InverterState, families: Collection[str] | None = None) -> dict[str, bytes]:
+    """This state's exposition lines by family name (only `families`, if given)."""
     return {
         name: "".join(
             f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in samples
         ).encode()
         for name, samples in inverter_samples(state).items()
+        if families is None or name in families
     }
 
 
-def _visible(state: InverterState, now: float, max_age: float) -> dict[str, bytes]:
-    lines = state_lines(state)
+def _visible(
+    state: InverterState, now: float, max_age: float, families: Collection[str] | None = None
+) -> dict[str, bytes]:
+    lines = state_lines(state, families)
     if is_fresh(state, now, max_age):
         return lines
     return {name: text for name, text in lines.items() if name not in _VALUE_FAMILIES}
@@ -73,9 +78,11 @@ BLOCK = 256
 class MetricsPage:
     """Builds the /metrics body: inverter families (incrementally) plus telemetry.
 
-    Each family's lines are kept as one slot per inverter, grouped in blocks whose joined
-    bytes are cached; an update re-renders only changed inverters and re-joins only their
-    blocks. `refresh()` can run in the background so that scrapes find everything ready.
+    Each polled family's lines are kept as one slot per inverter, grouped in blocks whose
+    joined bytes are cached; an update re-renders only changed inverters and re-joins only
+    their blocks. Families that describe the targets are kept as joined blocks only: they
+    change only with the set of targets, which rebuilds everything. `refresh()` can run in
+    the background so that scrapes find everything ready.
     """
 
     def __init__(
@@ -101,14 +108,21 @@ class MetricsPage:
         self._chunks: list[bytes] | None = None
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
-        n = len(states)
+        n, blocks = len(states), (len(states) + BLOCK - 1) // BLOCK
         self._states = list(states)
         self._slot = {s.target.inverter_id: i for i, s in enumerate(states)}
-        self._slots = {f.name: [b""] * n for f in FAMILIES}
-        self._blocks = {f.name: [None] * ((n + BLOCK - 1) // BLOCK) for f in FAMILIES}
+        self._slots = {name: [b""] * n for name in _POLLED_FAMILIES}
+        self._blocks = {f.name: [None] * blocks for f in FAMILIES}
         self._stale_at = []
+        described: dict[str, list[list[bytes]]] = {
+            n: [[] for _ in range(blocks)] for n in TARGET_FAMILIES
+        }
         for i, state in enumerate(states):
             self._fill(i, state, now, max_age)
+            for name, text in state_lines(state, TARGET_FAMILIES).items():
+                described[name][i // BLOCK].append(text)
+        for name, parts in described.items():
+            self._blocks[name] = [b"".join(p) for p in parts]
 
     def _set(self, name: str, i: int, text: bytes) -> None:
         slots = self._slots[name]
@@ -120,8 +134,8 @@ class MetricsPage:
     def _fill(self, i: int, state: InverterState, now: float, max_age: float) -> None:
         previous = self._states[i]
         self._states[i] = state
-        visible = _visible(state, now, max_age)
-        for name in self._slots:
+        visible = _visible(state, now, max_age, _POLLED_FAMILIES)
+        for name in _POLLED_FAMILIES:
             self._set(name, i, visible.get(name, b""))
         reading = state.reading
         known = previous.reading.time if previous is not state and previous.reading else None
@@ -158,10 +172,9 @@ class MetricsPage:
         chunks: list[bytes] = []
         for name, blocks in self._blocks.items():
             chunks.append(_HEADERS[name])
-            slots = self._slots[name]
             for b, blob in enumerate(blocks):
-                if blob is None:
-                    blob = blocks[b] = b"".join(slots[b * BLOCK : (b + 1) * BLOCK])
+                if blob is None:  # only polled families' blocks are ever invalidated
+                    blob = blocks[b] = b"".join(self._slots[name][b * BLOCK : (b + 1) * BLOCK])
                 if blob:
                     chunks.append(blob)
         return chunks
