@@ -16,7 +16,8 @@ import gc
 import time
 
 from benchmarks.harness import LockstepClock, exporter_config, machine, rss_mb, verdict
-from exporter.app import Exporter, limit_malloc_arenas, release_free_memory
+from exporter.app import Exporter
+from exporter.memory import limit_malloc_arenas, release_free_memory
 from exporter.simulator import spawn
 
 START = 1_795_428_000.0  # 2026-11-23 10:00:00 UTC

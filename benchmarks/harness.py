@@ -16,7 +16,6 @@ from exporter.clock import FakeClock
 from exporter.config import Config, parse_config
 from exporter.simulator import demo_config
 
-
 # Benchmarks inject faults on purpose: keep the per-poll warnings out of their output.
 logging.getLogger("exporter").setLevel(logging.ERROR)
 

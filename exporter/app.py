@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import threading
 from collections.abc import Callable
@@ -20,13 +18,13 @@ from exporter.discovery import (
     static_only_inventory,
 )
 from exporter.exposition import MetricsPage
+from exporter.memory import release_free_memory
 from exporter.poller import CycleResult, Poller
 from exporter.status import Header, StatusView
 from exporter.store import Inventory, InverterTarget, ReadingStore
 from exporter.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
 # Configured inverters' inventory is refreshed this often when discovery is off.
 DEFAULT_INVENTORY_INTERVAL = 3600.0
 
@@ -44,20 +42,6 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
     )
     tokens = TokenProvider(podero.auth, podero.token_url, transport, clock)
     return PoderoClient(podero.base_url, transport, tokens)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread malloc arenas: many worker threads otherwise each keep an
-    arena of freed memory, and resident memory grows with the thread count, not the data."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, arenas)
-
-
-def release_free_memory() -> None:
-    """Hand memory freed after a big burst (the first poll cycle) back to the system."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def warn_if_over_budget(config: Config, inverters: int) -> None:

@@ -17,9 +17,10 @@ import yaml
 from pydantic import ValidationError
 
 from exporter import __version__
-from exporter.app import Exporter, limit_malloc_arenas
+from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, ShardConfig, load_config, parse_config
+from exporter.memory import limit_malloc_arenas
 from exporter.simulator import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
 from exporter.web import WebApp, parse_listen_address, start_web
 from exporter.webconfig import describe, load_web_config

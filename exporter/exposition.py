@@ -19,6 +19,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.clock import Clock
 from exporter.collector import FAMILIES, TARGET_FAMILIES, Labels, inverter_samples, is_fresh
+from exporter.memory import release_free_memory
 from exporter.store import InverterState, ReadingStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -108,6 +109,8 @@ class MetricsPage:
         self._chunks: list[bytes] | None = None
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
+        # Let go of the old page first, so the new one reuses its memory instead of doubling it.
+        self._slots, self._blocks, self._chunks = {}, {}, None
         n, blocks = len(states), (len(states) + BLOCK - 1) // BLOCK
         self._states = list(states)
         self._slot = {s.target.inverter_id: i for i, s in enumerate(states)}
@@ -123,6 +126,8 @@ class MetricsPage:
                 described[name][i // BLOCK].append(text)
         for name, parts in described.items():
             self._blocks[name] = [b"".join(p) for p in parts]
+        del described
+        release_free_memory()
 
     def _set(self, name: str, i: int, text: bytes) -> None:
         slots = self._slots[name]
