@@ -18,7 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter.clock import Clock
-from exporter.store import InverterState, ReadingStore
+from exporter.store import InverterState, InverterTarget, ReadingStore
 
 Labels = tuple[tuple[str, str], ...]
 Sample = tuple[Labels, float]
@@ -172,16 +172,22 @@ def is_fresh(state: InverterState, now: float, max_age: float) -> bool:
     return reading is not None and reading.time <= now and now - reading.time <= max_age
 
 
-def inverter_samples(state: InverterState) -> dict[str, list[Sample]]:
-    """Every sample this inverter exports, by family name, ignoring staleness."""
-    target = state.target
-    ids: Labels = (("inverter_id", target.inverter_id), ("name", target.name))
-    samples: dict[str, list[Sample]] = {}
+def _ids(target: InverterTarget) -> Labels:
+    return (("inverter_id", target.inverter_id), ("name", target.name))
 
+
+def _adder(samples: dict[str, list[Sample]], ids: Labels) -> Callable[..., None]:
     def add(name: str, value: float | None, labels: Labels = ids) -> None:
         if value is not None:
             samples.setdefault(name, []).append((labels, float(value)))
 
+    return add
+
+
+def polled_samples(state: InverterState) -> dict[str, list[Sample]]:
+    """The samples that polls change: values, timestamps, up, next poll."""
+    samples: dict[str, list[Sample]] = {}
+    add = _adder(samples, _ids(state.target))
     reading = state.reading
     if reading is not None:
         for family in FAMILIES:
@@ -192,6 +198,14 @@ def inverter_samples(state: InverterState) -> dict[str, list[Sample]]:
         add("podero_inverter_up", 1.0 if state.up else 0.0)
     add("podero_inverter_last_success_timestamp_seconds", state.last_success)
     add("podero_inverter_next_poll_timestamp_seconds", state.next_poll)
+    return samples
+
+
+def target_samples(target: InverterTarget) -> dict[str, list[Sample]]:
+    """The samples that describe the inverter (TARGET_FAMILIES): config and inventory."""
+    samples: dict[str, list[Sample]] = {}
+    ids = _ids(target)
+    add = _adder(samples, ids)
     inventory = target.inventory
     described: Labels = ()
     if inventory is not None:
@@ -230,6 +244,11 @@ def inverter_samples(state: InverterState) -> dict[str, list[Sample]]:
         add("podero_inverter_battery_capacity_joules", inventory.battery_capacity_joules)
         add("podero_inverter_battery_connected", _bool(inventory.battery_connected))
     return samples
+
+
+def inverter_samples(state: InverterState) -> dict[str, list[Sample]]:
+    """Every sample this inverter exports, by family name, ignoring staleness."""
+    return {**polled_samples(state), **target_samples(state.target)}
 
 
 def _bool(value: bool | None) -> float | None:

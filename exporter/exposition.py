@@ -1,9 +1,8 @@
 """The /metrics body, rendered when data changes rather than on every scrape.
 
-The page keeps, for every family, one slot per inverter (rendered when that inverter's state
-changes); a scrape updates only the slots of inverters that
-changed since the previous scrape (or whose reading turned stale) and joins the slots.
-The samples are those of `collector.current_samples`, so the output equals the reference
+The page keeps, for every family, the joined lines of each block of inverters; a refresh
+re-renders only the blocks whose inverters changed (or whose readings turned stale). The
+samples are those of `collector.current_samples`, so the output equals the reference
 prometheus_client rendering of `InverterCollector` (a test holds them together).
 """
 
@@ -11,14 +10,23 @@ from __future__ import annotations
 
 import heapq
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from functools import lru_cache
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.utils import floatToGoString
 
 from exporter.clock import Clock
-from exporter.collector import FAMILIES, TARGET_FAMILIES, Labels, inverter_samples, is_fresh
+from exporter.collector import (
+    FAMILIES,
+    TARGET_FAMILIES,
+    Labels,
+    Sample,
+    inverter_samples,
+    is_fresh,
+    polled_samples,
+    target_samples,
+)
 from exporter.memory import release_free_memory
 from exporter.store import InverterState, ReadingStore
 
@@ -43,21 +51,25 @@ def _label_text(labels: Labels) -> str:
     return ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
 
 
-def state_lines(state: InverterState, families: Collection[str] | None = None) -> dict[str, bytes]:
-    """This state's exposition lines by family name (only `families`, if given)."""
+def lines_of(samples: dict[str, list[Sample]]) -> dict[str, bytes]:
+    """Exposition lines by family name."""
     return {
         name: "".join(
-            f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in samples
+            f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in family
         ).encode()
-        for name, samples in inverter_samples(state).items()
-        if families is None or name in families
+        for name, family in samples.items()
     }
 
 
+def state_lines(state: InverterState) -> dict[str, bytes]:
+    """All of this state's exposition lines by family name."""
+    return lines_of(inverter_samples(state))
+
+
 def _visible(
-    state: InverterState, now: float, max_age: float, families: Collection[str] | None = None
+    state: InverterState, now: float, max_age: float, polled_only: bool = False
 ) -> dict[str, bytes]:
-    lines = state_lines(state, families)
+    lines = lines_of(polled_samples(state)) if polled_only else state_lines(state)
     if is_fresh(state, now, max_age):
         return lines
     return {name: text for name, text in lines.items() if name not in _VALUE_FAMILIES}
@@ -72,18 +84,19 @@ def render_inverters(states: list[InverterState], now: float, max_age: float) ->
     return b"".join(b"".join(parts) for parts in per_family.values())
 
 
-# Inverters per cached block: a change re-joins one block per family, not the whole family.
-BLOCK = 256
+# Inverters per cached block: a change re-renders one block, not the whole page.
+BLOCK = 128
 
 
 class MetricsPage:
     """Builds the /metrics body: inverter families (incrementally) plus telemetry.
 
-    Each polled family's lines are kept as one slot per inverter, grouped in blocks whose
-    joined bytes are cached; an update re-renders only changed inverters and re-joins only
-    their blocks. Families that describe the targets are kept as joined blocks only: they
-    change only with the set of targets, which rebuilds everything. `refresh()` can run in
-    the background so that scrapes find everything ready.
+    The inverters are cut into blocks, and for every family the joined lines of each block
+    are kept. A poll marks its inverter's block dirty; the next refresh re-renders the polled
+    families of dirty blocks only. Families that describe the targets change only with the
+    set of targets, which rebuilds everything. Nothing is kept per inverter and family, so
+    the page costs about the size of the body. `refresh()` can run in the background so
+    that scrapes find everything ready.
     """
 
     def __init__(
@@ -102,49 +115,56 @@ class MetricsPage:
         self._seq = -1
         self._rendered_max_age = -1.0
         self._slot: dict[str, int] = {}
-        self._slots: dict[str, list[bytes]] = {}
-        self._blocks: dict[str, list[bytes | None]] = {}
+        self._blocks: dict[str, list[bytes]] = {}
         self._states: list[InverterState] = []
+        self._dirty: set[int] = set()
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
         self._chunks: list[bytes] | None = None
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
-        self._slots, self._blocks, self._chunks = {}, {}, None
-        n, blocks = len(states), (len(states) + BLOCK - 1) // BLOCK
+        self._blocks, self._chunks = {}, None
+        count = (len(states) + BLOCK - 1) // BLOCK
         self._states = list(states)
         self._slot = {s.target.inverter_id: i for i, s in enumerate(states)}
-        self._slots = {name: [b""] * n for name in _POLLED_FAMILIES}
-        self._blocks = {f.name: [None] * blocks for f in FAMILIES}
+        self._blocks = {f.name: [b""] * count for f in FAMILIES}
         self._stale_at = []
-        described: dict[str, list[list[bytes]]] = {
-            n: [[] for _ in range(blocks)] for n in TARGET_FAMILIES
-        }
+        for b in range(count):
+            described: dict[str, list[bytes]] = {name: [] for name in TARGET_FAMILIES}
+            for state in self._block_states(b):
+                for name, text in lines_of(target_samples(state.target)).items():
+                    described[name].append(text)
+            for name, lines in described.items():
+                self._blocks[name][b] = b"".join(lines)
+            self._render_polled(b, now, max_age)
         for i, state in enumerate(states):
-            self._fill(i, state, now, max_age)
-            for name, text in state_lines(state, TARGET_FAMILIES).items():
-                described[name][i // BLOCK].append(text)
-        for name, parts in described.items():
-            self._blocks[name] = [b"".join(p) for p in parts]
-        del described
+            self._expire_later(i, None, state, now, max_age)
+        self._dirty.clear()
         release_free_memory()
 
-    def _set(self, name: str, i: int, text: bytes) -> None:
-        slots = self._slots[name]
-        if slots[i] != text:
-            slots[i] = text
-            self._blocks[name][i // BLOCK] = None
-            self._chunks = None
+    def _block_states(self, b: int) -> list[InverterState]:
+        return self._states[b * BLOCK : (b + 1) * BLOCK]
 
-    def _fill(self, i: int, state: InverterState, now: float, max_age: float) -> None:
-        previous = self._states[i]
-        self._states[i] = state
-        visible = _visible(state, now, max_age, _POLLED_FAMILIES)
-        for name in _POLLED_FAMILIES:
-            self._set(name, i, visible.get(name, b""))
-        reading = state.reading
-        known = previous.reading.time if previous is not state and previous.reading else None
+    def _render_polled(self, b: int, now: float, max_age: float) -> None:
+        parts: dict[str, list[bytes]] = {name: [] for name in _POLLED_FAMILIES}
+        for state in self._block_states(b):
+            for name, text in _visible(state, now, max_age, polled_only=True).items():
+                parts[name].append(text)
+        for name, lines in parts.items():
+            self._blocks[name][b] = b"".join(lines)
+        self._chunks = None
+
+    def _expire_later(
+        self,
+        i: int,
+        previous: InverterState | None,
+        state: InverterState,
+        now: float,
+        max_age: float,
+    ) -> None:
         # One expiry entry per reading (not per poll): polls that bring nothing new add none.
+        reading = state.reading
+        known = previous.reading.time if previous is not None and previous.reading else None
         if reading is not None and reading.time != known and is_fresh(state, now, max_age):
             heapq.heappush(self._stale_at, (reading.time + max_age, i))
 
@@ -158,31 +178,29 @@ class MetricsPage:
                 epoch, seq, states = self._store.epoch_snapshot()
                 self._rebuild(states, now, max_age)
                 self._rendered_max_age = max_age
-                self._chunks = None
             else:
                 for state in changed:
-                    self._fill(self._slot[state.target.inverter_id], state, now, max_age)
+                    i = self._slot[state.target.inverter_id]
+                    self._expire_later(i, self._states[i], state, now, max_age)
+                    self._states[i] = state
+                    self._dirty.add(i // BLOCK)
             while self._stale_at and self._stale_at[0][0] < now:
                 _, i = heapq.heappop(self._stale_at)
                 # The entry may belong to a reading that a newer one has since replaced.
                 if not is_fresh(self._states[i], now, max_age):
-                    for name in _VALUE_FAMILIES:
-                        self._set(name, i, b"")
+                    self._dirty.add(i // BLOCK)
+            for b in self._dirty:
+                self._render_polled(b, now, max_age)
+            self._dirty.clear()
             self._epoch, self._seq = epoch, seq
             if self._chunks is None:
-                self._chunks = self._join()
+                self._chunks = [
+                    chunk
+                    for name, blocks in self._blocks.items()
+                    for chunk in (_HEADERS[name], *blocks)
+                    if chunk
+                ]
             return self._chunks
-
-    def _join(self) -> list[bytes]:
-        chunks: list[bytes] = []
-        for name, blocks in self._blocks.items():
-            chunks.append(_HEADERS[name])
-            for b, blob in enumerate(blocks):
-                if blob is None:  # only polled families' blocks are ever invalidated
-                    blob = blocks[b] = b"".join(self._slots[name][b * BLOCK : (b + 1) * BLOCK])
-                if blob:
-                    chunks.append(blob)
-        return chunks
 
     def inverter_bytes(self) -> bytes:
         """The per-inverter part as one bytes object."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 LAG_DECAY_FRACTION = 0.02
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PollSchedule:
     """One inverter's schedule: its phase, what it has seen, and when to poll next."""
 
