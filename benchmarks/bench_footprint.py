@@ -63,8 +63,10 @@ def main() -> None:
         f"resident memory: {final:.1f} MB at the end (interpreter alone {baseline_rss:.1f} MB, "
         f"after the first cycle {after_first:.1f} MB; goal <= 150 MB: {verdict(final <= 150)})"
     )
-    print("resident memory after each start-up stage: "
-          + ", ".join(f"{k} {v:.1f} MB" for k, v in stages.items()))
+    print(
+        "resident memory after each start-up stage: "
+        + ", ".join(f"{k} {v:.1f} MB" for k, v in stages.items())
+    )
     print(
         f"CPU: {cpu:.1f} s in all = {cpu / polls * 1000:.2f} CPU seconds per 1,000 polls "
         "(polling, parsing and rendering; the simulator runs in its own process)"
