@@ -229,10 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if web_config is not None:
         log.info("web config %s: %s", args.web_config_file, describe(web_config))
     log.info(
-        "podero-exporter %s listening on %s, polling %d inverters",
+        "podero-exporter %s listening on %s: %d configured inverters%s",
         __version__,
         args.listen,
-        len(exporter.store),
+        len(config.inverters),
+        f", discovering {len(config.discovery.org_ids)} organizations" if config.discovery else "",
     )
 
     stop = threading.Event()
