@@ -969,10 +969,17 @@ def spawn(*args: str, log_path: str | None = None) -> Iterator[dict[str, Any]]:
             raise RuntimeError(f"podero-simulator exited with {proc.wait()}")
         yield dict(json.loads(line))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, and SIGKILL if the process has not ended after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

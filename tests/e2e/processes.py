@@ -14,6 +14,8 @@ from typing import TypeVar
 
 import requests
 
+from exporter.simulator import stop_process
+
 T = TypeVar("T")
 
 
@@ -57,10 +59,4 @@ def running(
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
