@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from exporter.api import ApiError, InvalidResponse, PoderoClient
-from exporter.config import Config, DiscoveryConfig
+from exporter.config import Config, DiscoveryConfig, InverterConfig
 from exporter.store import Inventory, InverterTarget
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def owner_of(user: dict[str, Any]) -> str | None:
 
 def default_name(owner: str | None, inverter_id: str) -> str:
     """The name of a discovered inverter without a configured one, stable across restarts."""
-    return f"{owner or 'inverter'}-{inverter_id[:6]}"
+    return f"{(owner or 'inverter')[:64]}-{inverter_id[:6]}"
 
 
 def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
@@ -211,17 +211,12 @@ def merge_targets(
         if d.inverter_id in targets:
             targets[d.inverter_id] = replace(targets[d.inverter_id], inventory=d.inventory)
             continue
-        defaults = config.thresholds
-        low = defaults.battery_low_percent
-        targets[d.inverter_id] = InverterTarget(
-            inverter_id=d.inverter_id,
-            org_id=d.org_id,
-            user_id=d.user_id,
-            name=d.name,
-            battery_low_ratio=None if low is None else low / 100.0,
-            grid_export_high_watts=defaults.grid_export_high_watts,
-            inventory=d.inventory,
-            discovered=True,
+        # As if configured without thresholds of its own: the config's defaults apply.
+        entry = InverterConfig(
+            org_id=d.org_id, user_id=d.user_id, inverter_id=d.inverter_id, name=d.name
+        )
+        targets[d.inverter_id] = replace(
+            InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
         )
     return [t for t in targets.values() if config.shard.owns(t.inverter_id)]
 
