@@ -67,7 +67,7 @@ def owner_of(user: dict[str, Any]) -> str | None:
 
 def default_name(owner: str | None, inverter_id: str) -> str:
     """The name of a discovered inverter without a configured one, stable across restarts."""
-    return f"{(owner or 'inverter')[:64]}-{inverter_id[:6]}"
+    return f"{(owner or 'inverter')[:120]}-{inverter_id[:6]}"
 
 
 def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:

@@ -159,7 +159,7 @@ def test_default_names_are_readable_and_stable(
             assert first[inverter.id] == f"{owner}-{inverter.id[:6]}"
     assert len(set(first.values())) == len(first)
     assert default_name(None, "abcdef12-0000") == "inverter-abcdef"
-    assert default_name("x" * 500, "abcdef12-0000") == "x" * 64 + "-abcdef"  # label-sized
+    assert default_name("x" * 500, "abcdef12-0000") == "x" * 120 + "-abcdef"  # fits a name
 
 
 @pytest.mark.parametrize("endpoint", ["users", "inverters"])
