@@ -1,0 +1,41 @@
+"""Metric names used by the shipped dashboard and rules, and the names a real exporter exposes."""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.app import Exporter
+from exporter.clock import Clock
+from exporter.config import Config
+
+
+def metric_names(expr: str) -> set[str]:
+    """The podero_/process_ metric names a PromQL expression mentions (histogram suffixes cut)."""
+    names = set(re.findall(r"\b((?:podero|process)_[a-z0-9_]+)", expr))
+    return {
+        re.sub(r"_(bucket|sum|count)$", "", n)
+        if n.endswith(("_bucket", "_sum", "_count")) and "duration" in n
+        else n
+        for n in names
+    }
+
+
+def exposed_names(config: Config, clock: Clock) -> set[str]:
+    """Family and sample names of a real exporter's page after one poll of every inverter."""
+    exporter = Exporter(config, clock)
+    exporter.poller.poll_all()
+    text = exporter.page.render().decode()
+    exporter.stop()
+    return {f.name for f in text_string_to_metric_families(text)} | {
+        s.name for f in text_string_to_metric_families(text) for s in f.samples
+    }
+
+
+def with_thresholds(config: Config) -> Config:
+    """The config with the demo's thresholds, so threshold series exist."""
+    raw = config.model_dump(mode="json")
+    raw["podero"]["auth"]["client_secret"] = config.podero.auth.secret().get_secret_value()
+    raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 7000}
+    return Config.model_validate(raw)
