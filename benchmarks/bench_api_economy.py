@@ -24,7 +24,8 @@ from benchmarks.harness import (
     with_poll,
 )
 from exporter.app import Exporter
-from exporter.simulator import spawn
+from exporter.sim import spawn
+from tests.fakes import poll_due
 
 START = 1_795_392_000.0  # 2026-11-23 00:00:00 UTC
 INTERVAL = 60.0
@@ -61,7 +62,7 @@ def simulate(inverters: int, hours: float, skip_until_due: bool) -> dict[str, An
             upcoming = exporter.poller.next_wakeup() or end
             now = max(now + 1.0, upcoming)  # one-second ticks at the finest
             clock.set(now)
-            exporter.poller.poll_due()
+            poll_due(exporter.poller, exporter.clock.time())
         stats = sim_stats(sim)
         exporter.stop()
         requests_made = stats["responses"].get("inverter_data", {})

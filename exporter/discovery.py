@@ -1,5 +1,5 @@
 """Fleet discovery and device inventory: every inverter of the configured organizations,
-found through the API's list endpoints, merged with the statically configured ones.
+found through the API's list endpoints (merging with the configured ones is `targets`' job).
 
 A failed or partial refresh never shrinks the fleet: what could not be listed keeps its
 last known inventory. Inverters really gone from a successful listing are dropped.
@@ -10,16 +10,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-from exporter.api import ApiError, InvalidResponse, PoderoClient
-from exporter.config import Config, DiscoveryConfig, InverterConfig
-from exporter.store import Inventory, InverterTarget
+from exporter.client import PoderoClient
+from exporter.config import DiscoveryConfig
+from exporter.logs import kv
+from exporter.targets import DiscoveredInverter, Inventory, InverterTarget
+from exporter.transport import ApiError, InvalidResponse
 
 log = logging.getLogger(__name__)
-
-JOULES_PER_KWH = 3.6e6
 
 
 class DiscoveryObserver(Protocol):
@@ -30,18 +29,6 @@ class DiscoveryObserver(Protocol):
     ) -> None: ...
 
 
-@dataclass(frozen=True)
-class DiscoveredInverter:
-    """An inverter as the list endpoints show it."""
-
-    org_id: str
-    user_id: str
-    inverter_id: str
-    name: str
-    inventory: Inventory
-    deleted: bool = False
-
-
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -50,10 +37,10 @@ def _flag(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def _number(value: Any, factor: float) -> float | None:
+def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         return None
-    return float(value) * factor
+    return float(value)
 
 
 def owner_of(user: dict[str, Any]) -> str | None:
@@ -83,9 +70,9 @@ def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
         monitoring_status=_text(item.get("monitoring_status")),
         is_authenticated=_flag(item.get("is_authenticated")),
         action_needed=_flag(item.get("action_needed")),
-        solar_power_rating_watts=_number(item.get("solar_power_rating_kw"), 1000.0),
-        battery_capacity_joules=_number(item.get("battery_capacity_kwh"), JOULES_PER_KWH),
-        battery_connected=_flag(item.get("is_battery_connected")),
+        solar_power_rating_kw=_number(item.get("solar_power_rating_kw")),
+        battery_capacity_kwh=_number(item.get("battery_capacity_kwh")),
+        is_battery_connected=_flag(item.get("is_battery_connected")),
         owner=owner,
     )
 
@@ -124,10 +111,8 @@ class FleetDiscovery:
                 )
             except ApiError as exc:
                 log.warning(
-                    "discovery: listing the users of org %s failed, keeping its last "
-                    "known inventory: %s",
-                    org,
-                    exc,
+                    "listing users failed, keeping the organization's last inventory",
+                    extra=kv(org_id=org, endpoint=exc.endpoint, reason=exc.reason),
                 )
                 continue
             previous = self._known.get(org, {})
@@ -147,9 +132,8 @@ class FleetDiscovery:
                 except ApiError as exc:
                     complete = False
                     log.warning(
-                        "discovery: listing the inverters of user %s failed, keeping theirs: %s",
-                        user_id,
-                        exc,
+                        "listing a user's inverters failed, keeping their last inventory",
+                        extra=kv(org_id=org, user_id=user_id, reason=exc.reason),
                     )
                     listed[user_id] = previous.get(user_id, [])
                     continue
@@ -193,34 +177,6 @@ class FleetDiscovery:
         return found
 
 
-def merge_targets(
-    config: Config,
-    discovered: Iterable[DiscoveredInverter],
-    static_inventory: dict[str, Inventory] | None = None,
-) -> list[InverterTarget]:
-    """The inverters to poll: configured ones (which win for name, labels and thresholds)
-    plus discovered ones, each with its inventory where known, in this replica's shard."""
-    static_inventory = static_inventory or {}
-    targets: dict[str, InverterTarget] = {}
-    for inverter in config.inverters:
-        target = InverterTarget.from_config(inverter, config)
-        targets[target.inverter_id] = replace(
-            target, inventory=static_inventory.get(target.inverter_id)
-        )
-    for d in discovered:
-        if d.inverter_id in targets:
-            targets[d.inverter_id] = replace(targets[d.inverter_id], inventory=d.inventory)
-            continue
-        # As if configured without thresholds of its own: the config's defaults apply.
-        entry = InverterConfig(
-            org_id=d.org_id, user_id=d.user_id, inverter_id=d.inverter_id, name=d.name
-        )
-        targets[d.inverter_id] = replace(
-            InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
-        )
-    return [t for t in targets.values() if config.shard.owns(t.inverter_id)]
-
-
 def static_only_inventory(
     client: PoderoClient, targets: Iterable[InverterTarget]
 ) -> dict[str, Inventory]:
@@ -234,7 +190,13 @@ def static_only_inventory(
             )
         except ApiError as exc:
             log.warning(
-                "inventory of inverter %s (%s) failed: %s", target.name, target.inverter_id, exc
+                "inventory detail failed",
+                extra=kv(
+                    inverter_id=target.inverter_id,
+                    name=target.name,
+                    user_id=target.user_id,
+                    reason=exc.reason,
+                ),
             )
             continue
         if isinstance(body, dict):

@@ -2,8 +2,8 @@
 
 The page keeps, for every family, the joined lines of each block of inverters; a refresh
 re-renders only the blocks whose inverters changed (or whose readings turned stale). The
-samples are those of `collector.current_samples`, so the output equals the reference
-prometheus_client rendering of `InverterCollector` (a test holds them together).
+samples are those of `collector.current_samples`, so the output equals a plain
+prometheus_client rendering of them (tests/reference.py; a test holds the two together).
 """
 
 from __future__ import annotations
@@ -18,23 +18,24 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.clock import Clock
 from exporter.collector import (
-    FAMILIES,
-    TARGET_FAMILIES,
     Labels,
-    Sample,
+    Samples,
     inverter_samples,
     is_fresh,
     polled_samples,
     target_samples,
 )
 from exporter.memory import release_free_memory
+from exporter.metrics import INVERTER_FAMILIES, Family, Source
 from exporter.store import InverterState, ReadingStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_HEADERS = {f.name: f"# HELP {f.name} {f.help}\n# TYPE {f.name} gauge\n".encode() for f in FAMILIES}
-_VALUE_FAMILIES = frozenset(f.name for f in FAMILIES if f.is_value)
+HEADERS = {
+    f: f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.type}\n".encode() for f in INVERTER_FAMILIES
+}
+TARGET_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is Source.TARGET)
 # Families that polls change; the others (TARGET_FAMILIES) change only with the targets.
-_POLLED_FAMILIES = tuple(f.name for f in FAMILIES if f.name not in TARGET_FAMILIES)
+POLLED_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is not Source.TARGET)
 
 
 def _escape(value: str) -> str:
@@ -51,37 +52,24 @@ def _label_text(labels: Labels) -> str:
     return ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
 
 
-def lines_of(samples: dict[str, list[Sample]]) -> dict[str, bytes]:
-    """Exposition lines by family name."""
+def lines_of(samples: Samples) -> dict[Family, bytes]:
+    """Exposition lines by family."""
     return {
-        name: "".join(
-            f"{name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in family
+        family: "".join(
+            f"{family.name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in found
         ).encode()
-        for name, family in samples.items()
+        for family, found in samples.items()
     }
 
 
-def state_lines(state: InverterState) -> dict[str, bytes]:
-    """All of this state's exposition lines by family name."""
-    return lines_of(inverter_samples(state))
-
-
-def _visible(
+def visible_lines(
     state: InverterState, now: float, max_age: float, polled_only: bool = False
-) -> dict[str, bytes]:
-    lines = lines_of(polled_samples(state)) if polled_only else state_lines(state)
+) -> dict[Family, bytes]:
+    """This state's lines by family; reading families only while the reading is fresh."""
+    lines = lines_of(polled_samples(state) if polled_only else inverter_samples(state))
     if is_fresh(state, now, max_age):
         return lines
-    return {name: text for name, text in lines.items() if name not in _VALUE_FAMILIES}
-
-
-def render_inverters(states: list[InverterState], now: float, max_age: float) -> bytes:
-    """The per-inverter families as text format 0.0.4, value series only where fresh."""
-    per_family: dict[str, list[bytes]] = {f.name: [_HEADERS[f.name]] for f in FAMILIES}
-    for state in states:
-        for name, text in _visible(state, now, max_age).items():
-            per_family[name].append(text)
-    return b"".join(b"".join(parts) for parts in per_family.values())
+    return {f: text for f, text in lines.items() if f.source is not Source.READING}
 
 
 # Inverters per cached block: a change re-renders one block, not the whole page.
@@ -115,7 +103,7 @@ class MetricsPage:
         self._seq = -1
         self._rendered_max_age = -1.0
         self._slot: dict[str, int] = {}
-        self._blocks: dict[str, list[bytes]] = {}
+        self._blocks: dict[Family, list[bytes]] = {}
         self._states: list[InverterState] = []
         self._dirty: set[int] = set()
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
@@ -127,15 +115,15 @@ class MetricsPage:
         count = (len(states) + BLOCK - 1) // BLOCK
         self._states = list(states)
         self._slot = {s.target.inverter_id: i for i, s in enumerate(states)}
-        self._blocks = {f.name: [b""] * count for f in FAMILIES}
+        self._blocks = {f: [b""] * count for f in INVERTER_FAMILIES}
         self._stale_at = []
         for b in range(count):
-            described: dict[str, list[bytes]] = {name: [] for name in TARGET_FAMILIES}
+            described: dict[Family, list[bytes]] = {f: [] for f in TARGET_FAMILIES}
             for state in self._block_states(b):
-                for name, text in lines_of(target_samples(state.target)).items():
-                    described[name].append(text)
-            for name, lines in described.items():
-                self._blocks[name][b] = b"".join(lines)
+                for family, text in lines_of(target_samples(state.target)).items():
+                    described[family].append(text)
+            for family, lines in described.items():
+                self._blocks[family][b] = b"".join(lines)
             self._render_polled(b, now, max_age)
         for i, state in enumerate(states):
             self._expire_later(i, None, state, now, max_age)
@@ -146,12 +134,12 @@ class MetricsPage:
         return self._states[b * BLOCK : (b + 1) * BLOCK]
 
     def _render_polled(self, b: int, now: float, max_age: float) -> None:
-        parts: dict[str, list[bytes]] = {name: [] for name in _POLLED_FAMILIES}
+        parts: dict[Family, list[bytes]] = {f: [] for f in POLLED_FAMILIES}
         for state in self._block_states(b):
-            for name, text in _visible(state, now, max_age, polled_only=True).items():
-                parts[name].append(text)
-        for name, lines in parts.items():
-            self._blocks[name][b] = b"".join(lines)
+            for family, text in visible_lines(state, now, max_age, polled_only=True).items():
+                parts[family].append(text)
+        for family, lines in parts.items():
+            self._blocks[family][b] = b"".join(lines)
         self._chunks = None
 
     def _expire_later(
@@ -196,15 +184,11 @@ class MetricsPage:
             if self._chunks is None:
                 self._chunks = [
                     chunk
-                    for name, blocks in self._blocks.items()
-                    for chunk in (_HEADERS[name], *blocks)
+                    for family, blocks in self._blocks.items()
+                    for chunk in (HEADERS[family], *blocks)
                     if chunk
                 ]
             return self._chunks
-
-    def inverter_bytes(self) -> bytes:
-        """The per-inverter part as one bytes object."""
-        return b"".join(self.refresh())
 
     def chunks(self) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another."""

@@ -9,15 +9,18 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from exporter.api import ApiError, PoderoClient
+from exporter.client import PoderoClient
 from exporter.clock import Clock, Stopped
 from exporter.config import PollConfig
+from exporter.logs import kv
 from exporter.readings import latest_reading
-from exporter.schedule import PollSchedule, after_poll, phase_offset
-from exporter.store import InverterTarget, ReadingStore
+from exporter.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
+from exporter.store import ReadingStore
+from exporter.targets import InverterTarget
+from exporter.transport import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class Poller:
         clock: Clock,
         poll: PollConfig,
         *,
+        targets: Iterable[InverterTarget],
         max_concurrency: int,
         observer: PollObserver,
     ) -> None:
@@ -65,12 +69,12 @@ class Poller:
         self._wake = threading.Event()
         self._closed = False
         self.first_cycle_done = threading.Event()
-        self.set_targets(target.target for target in store.snapshot())
+        self.set_targets(targets)
 
     def set_targets(self, targets: Iterable[InverterTarget]) -> None:
-        """Poll exactly these inverters from now on; new ones are due at once."""
+        """Poll exactly these inverters from now on; new ones are due at once, the others
+        keep their schedules."""
         targets = list(targets)
-        self._store.set_targets(targets)
         now = self._clock.time()
         with self._lock:
             self._targets = {t.inverter_id: t for t in targets}
@@ -82,6 +86,32 @@ class Poller:
                     offset = phase_offset(inverter_id, self._poll.interval_seconds)
                     self._schedules[inverter_id] = PollSchedule(offset=offset, next_poll=now)
                     self._enqueue(now, inverter_id)
+        self._wake.set()
+
+    def set_client(self, client: PoderoClient) -> None:
+        """Use this client (new credentials or endpoints) from the next poll on."""
+        self._client = client
+
+    def set_poll(self, poll: PollConfig, max_concurrency: int) -> None:
+        """Apply new poll settings and concurrency, keeping every inverter's learned schedule
+        (publication lag, newest point, backoff); a new interval moves only the phase grid."""
+        with self._lock:
+            old, self._poll = self._poll, poll
+            if poll.interval_seconds != old.interval_seconds:
+                interval = poll.interval_seconds
+                for inverter_id, schedule in self._schedules.items():
+                    offset = phase_offset(inverter_id, interval)
+                    self._schedules[inverter_id] = replace(
+                        schedule,
+                        offset=offset,
+                        next_poll=aligned_at_or_after(schedule.next_poll, interval, offset),
+                    )
+                self._queue = [(s.next_poll, i) for i, s in self._schedules.items()]
+                heapq.heapify(self._queue)
+            if max_concurrency != self._concurrency:
+                retired, self._concurrency = self._executor, max_concurrency
+                self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="poll")
+                retired.shutdown(wait=False)
         self._wake.set()
 
     def poll_one(self, target: InverterTarget) -> bool:
@@ -101,13 +131,19 @@ class Poller:
         except ApiError as exc:
             error = exc.reason
             log.warning(
-                "poll failed for inverter %s (%s): %s", target.name, target.inverter_id, exc
+                "poll failed",
+                extra=kv(
+                    **_fields(target),
+                    endpoint=exc.endpoint,
+                    status=exc.status,
+                    reason=exc.reason,
+                ),
             )
         except Stopped:
             raise
         except Exception as exc:  # a bug must not stop the loop; it is logged with its trace
             error = f"internal error: {type(exc).__name__}"
-            log.exception("poll crashed for inverter %s (%s)", target.name, target.inverter_id)
+            log.exception("poll crashed", extra=kv(**_fields(target)))
         else:
             ok = True
             reading = latest_reading(points, now)
@@ -147,13 +183,10 @@ class Poller:
         """Poll every inverter now, concurrently, and wait for all of them."""
         with self._lock:
             targets = list(self._targets.values())
-        return self._poll_many(targets)
+        return self.poll_many(targets)
 
-    def poll_due(self) -> CycleResult:
-        """Poll, and wait for, every inverter whose next poll is due by the clock's now."""
-        return self._poll_many(self._take_due(self._clock.time()))
-
-    def _poll_many(self, targets: list[InverterTarget]) -> CycleResult:
+    def poll_many(self, targets: list[InverterTarget]) -> CycleResult:
+        """Poll these inverters now, concurrently, and wait for all of them."""
         started = time.perf_counter()
         succeeded = 0
         # A sliding window of queued polls instead of one future per inverter up front: the
@@ -169,7 +202,8 @@ class Poller:
         succeeded += sum(1 for f in done if f.exception() is None and f.result())
         return CycleResult(succeeded, len(targets) - succeeded, time.perf_counter() - started)
 
-    def _take_due(self, now: float) -> list[InverterTarget]:
+    def take_due(self, now: float) -> list[InverterTarget]:
+        """Take every inverter whose poll is due by `now` (and not in flight) off the queue."""
         due: list[InverterTarget] = []
         with self._lock:
             while self._queue and self._queue[0][0] <= now:
@@ -195,14 +229,16 @@ class Poller:
             result = self.poll_all()
             after_first_cycle()
             log.info(
-                "first poll cycle: %d ok, %d failed in %.1fs",
-                result.succeeded,
-                result.failed,
-                result.seconds,
+                "first poll cycle done",
+                extra=kv(
+                    succeeded=result.succeeded,
+                    failed=result.failed,
+                    seconds=round(result.seconds, 1),
+                ),
             )
             self.first_cycle_done.set()
             while not stop.is_set():
-                for target in self._take_due(self._clock.time()):
+                for target in self.take_due(self._clock.time()):
                     with self._lock:
                         self._in_flight.add(target.inverter_id)
                     future = self._executor.submit(self.poll_one, target)
@@ -230,3 +266,12 @@ class Poller:
         self._closed = True
         self._wake.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _fields(target: InverterTarget) -> dict[str, str]:
+    """The identifying log fields of an inverter."""
+    return {
+        "inverter_id": target.inverter_id,
+        "name": target.name,
+        "user_id": target.user_id,
+    }

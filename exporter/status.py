@@ -17,18 +17,20 @@ from typing import Any
 from urllib.parse import urlencode
 
 from exporter import __version__
+from exporter import metrics as m
 from exporter.clock import Clock
 from exporter.collector import is_fresh
 from exporter.store import InverterState, ReadingStore
 
 PAGE_SIZE = 100
+# JSON key -> the metrics table's family, whose field and unit conversion the page shares.
 VALUE_COLUMNS = (
-    ("solar_w", "solar_production_w", 1.0),
-    ("grid_w", "export_power_to_grid_w", 1.0),
-    ("household_w", "household_consumption_w", 1.0),
-    ("battery_ratio", "battery_charge_level_percent", 0.01),
-    ("battery_w", "battery_charge_discharge_power_w", 1.0),
-    ("price", "price", 1.0),
+    ("solar_w", m.SOLAR_PRODUCTION),
+    ("grid_w", m.GRID_EXPORT),
+    ("household_w", m.HOUSEHOLD_CONSUMPTION),
+    ("battery_ratio", m.BATTERY_CHARGE),
+    ("battery_w", m.BATTERY_POWER),
+    ("price", m.PRICE),
 )
 SEARCHED = (
     "name",
@@ -86,9 +88,9 @@ def inverter_row(state: InverterState, now: float, max_age: float) -> dict[str, 
         "next_poll": state.next_poll,
         "next_poll_in_seconds": round(state.next_poll - now, 1) if state.next_poll else None,
     }
-    for key, field, factor in VALUE_COLUMNS:
-        value = reading.values.get(field) if (reading and fresh) else None
-        row[key] = None if value is None else value * factor
+    for key, family in VALUE_COLUMNS:
+        value = reading.values.get(family.field or "") if (reading and fresh) else None
+        row[key] = None if value is None else family.convert(value)
     return row
 
 

@@ -6,55 +6,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from exporter.config import Config, InverterConfig
 from exporter.readings import DataPoint
-
-
-@dataclass(frozen=True, slots=True)
-class Inventory:
-    """What the API's inverter listing says about a device (None where it says nothing)."""
-
-    manufacturer: str | None = None
-    model: str | None = None
-    price_zone: str | None = None
-    lifecycle_state: str | None = None
-    connection_status: str | None = None
-    monitoring_status: str | None = None
-    is_authenticated: bool | None = None
-    action_needed: bool | None = None
-    solar_power_rating_watts: float | None = None
-    battery_capacity_joules: float | None = None
-    battery_connected: bool | None = None
-    owner: str | None = None  # the customer's external id or e-mail local part
-
-
-@dataclass(frozen=True, slots=True)
-class InverterTarget:
-    """One inverter to poll and how it is labelled; thresholds already merged with defaults."""
-
-    inverter_id: str
-    org_id: str
-    user_id: str
-    name: str
-    labels: tuple[tuple[str, str], ...] = ()
-    battery_low_ratio: float | None = None
-    grid_export_high_watts: float | None = None
-    inventory: Inventory | None = None
-    discovered: bool = False
-
-    @classmethod
-    def from_config(cls, inverter: InverterConfig, config: Config) -> InverterTarget:
-        thresholds = inverter.thresholds.over(config.thresholds)
-        low = thresholds.battery_low_percent
-        return cls(
-            inverter_id=inverter.inverter_id,
-            org_id=inverter.org_id,
-            user_id=inverter.user_id,
-            name=inverter.display_name,
-            labels=tuple(sorted(inverter.labels.items())),
-            battery_low_ratio=None if low is None else low / 100.0,
-            grid_export_high_watts=thresholds.grid_export_high_watts,
-        )
+from exporter.targets import InverterTarget
 
 
 @dataclass(frozen=True, slots=True)

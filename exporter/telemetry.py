@@ -12,98 +12,39 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from exporter import __version__
+from exporter import metrics as m
+from exporter.metrics import Family
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class Telemetry:
-    """Counters, gauges and histograms about the exporter itself."""
+    """Counters, gauges and histograms about the exporter itself (names from the table)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)
-        self.api_requests = Counter(
-            "podero_api_requests_total",
-            "HTTP exchanges with the Podero API by endpoint and status code "
-            "(timeout and connection_error when no status arrived); retries count each try.",
-            ["endpoint", "code"],
-            registry=r,
-        )
+        self.api_requests = Counter(*_named(m.API_REQUESTS), registry=r)
         self.api_duration = Histogram(
-            "podero_api_request_duration_seconds",
-            "Duration of one HTTP exchange with the Podero API.",
-            ["endpoint"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            *_named(m.API_REQUEST_DURATION), buckets=LATENCY_BUCKETS, registry=r
         )
-        self.invalid_responses = Counter(
-            "podero_api_invalid_responses_total",
-            "Successful HTTP answers whose body was not usable (not JSON, wrong shape).",
-            ["endpoint"],
-            registry=r,
-        )
-        self.token_requests = Counter(
-            "podero_oauth_token_requests_total",
-            "Access token requests by result (success or failure).",
-            ["result"],
-            registry=r,
-        )
+        self.invalid_responses = Counter(*_named(m.API_INVALID_RESPONSES), registry=r)
+        self.token_requests = Counter(*_named(m.TOKEN_REQUESTS), registry=r)
         for result in ("success", "failure"):
             self.token_requests.labels(result)
-        self.token_expiry = Gauge(
-            "podero_oauth_token_expiry_timestamp_seconds",
-            "When the current access token expires, Unix seconds (0 before the first token).",
-            registry=r,
-        )
-        self.poll_duration = Histogram(
-            "podero_poll_duration_seconds",
-            "Duration of one inverter poll, retries included.",
-            buckets=POLL_BUCKETS,
-            registry=r,
-        )
-        self.polls = Counter(
-            "podero_polls_total",
-            "Inverter polls by result (success or failure).",
-            ["result"],
-            registry=r,
-        )
+        self.token_expiry = Gauge(*_named(m.TOKEN_EXPIRY), registry=r)
+        self.poll_duration = Histogram(*_named(m.POLL_DURATION), buckets=POLL_BUCKETS, registry=r)
+        self.polls = Counter(*_named(m.POLLS), registry=r)
         for result in ("success", "failure"):
             self.polls.labels(result)
-        self.reload_ok = Gauge(
-            "podero_config_last_reload_successful",
-            "Whether the last configuration (re)load succeeded.",
-            registry=r,
-        )
-        self.reload_time = Gauge(
-            "podero_config_last_reload_success_timestamp_seconds",
-            "When the configuration was last loaded successfully, Unix seconds.",
-            registry=r,
-        )
-        self.discovery_inverters = Gauge(
-            "podero_discovery_inverters",
-            "Inverters known from discovery per organization (after filters).",
-            ["org_id"],
-            registry=r,
-        )
-        self.discovery_success = Gauge(
-            "podero_discovery_last_success_timestamp_seconds",
-            "When every list call of this organization last succeeded, Unix seconds.",
-            ["org_id"],
-            registry=r,
-        )
-        self.discovery_duration = Gauge(
-            "podero_discovery_duration_seconds",
-            "Duration of the last discovery run (all organizations).",
-            registry=r,
-        )
-        build = Gauge(
-            "podero_exporter_build_info",
-            "Always 1; the version label says which exporter build is running.",
-            ["version"],
-            registry=r,
-        )
+        self.reload_ok = Gauge(*_named(m.CONFIG_RELOAD_OK), registry=r)
+        self.reload_time = Gauge(*_named(m.CONFIG_RELOAD_TIME), registry=r)
+        self.discovery_inverters = Gauge(*_named(m.DISCOVERY_INVERTERS), registry=r)
+        self.discovery_success = Gauge(*_named(m.DISCOVERY_SUCCESS), registry=r)
+        self.discovery_duration = Gauge(*_named(m.DISCOVERY_DURATION), registry=r)
+        build = Gauge(*_named(m.BUILD_INFO), registry=r)
         build.labels(__version__).set(1)
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
@@ -135,3 +76,8 @@ class Telemetry:
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_time.set(now)
+
+
+def _named(family: Family) -> tuple[str, str, tuple[str, ...]]:
+    """prometheus_client's (name, documentation, labelnames) for a table row."""
+    return family.name, family.help, family.labels

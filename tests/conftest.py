@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.clock import FakeClock
 from exporter.config import Config, parse_config
-from exporter.simulator import (
+from exporter.sim import (
     Faults,
     RunningSimulator,
     SimFleet,
@@ -22,6 +21,7 @@ from exporter.simulator import (
     demo_config,
     start_simulator,
 )
+from tests.fakes import FakeClock
 
 # 2026-11-23 12:07:30 UTC: midday, so the simulated sun is up.
 NOON = 1795435650.0

@@ -9,19 +9,19 @@ import pytest
 import requests
 import responses
 
-from exporter.api import (
+from exporter.auth import TokenProvider
+from exporter.client import PoderoClient
+from exporter.config import AuthConfig
+from exporter.transport import (
     ApiError,
     InvalidResponse,
-    PoderoClient,
     RetryPolicy,
     Transport,
     new_session,
     parse_retry_after,
 )
-from exporter.auth import TokenProvider
-from exporter.clock import FakeClock
-from exporter.config import AuthConfig
 from tests.conftest import NOON
+from tests.fakes import FakeClock
 from tests.test_auth import BASE, DATA_URL, TOKEN_URL, Recorder, token_body
 
 

@@ -12,11 +12,12 @@ import pytest
 import responses
 from responses import matchers
 
-from exporter.api import ApiError, PoderoClient, RetryPolicy, Transport, new_session
 from exporter.auth import TokenProvider
-from exporter.clock import FakeClock
+from exporter.client import PoderoClient
 from exporter.config import AuthConfig
+from exporter.transport import ApiError, RetryPolicy, Transport, new_session
 from tests.conftest import NOON
+from tests.fakes import FakeClock
 
 BASE = "https://podero.invalid"
 TOKEN_URL = f"{BASE}/oauth2/token/"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from exporter.budget import RequestBudget
-from exporter.clock import FakeClock
+from tests.fakes import FakeClock
 
 
 def busiest_window(times: list[float], width: float = 1.0) -> int:

@@ -8,11 +8,11 @@ import logging
 import pytest
 
 from exporter.app import Exporter
-from exporter.cli import JsonFormatter, LogfmtFormatter
-from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.simulator import RunningSimulator
+from exporter.logs import JsonFormatter, LogfmtFormatter
+from exporter.sim import RunningSimulator
 from exporter.web import parse_listen_address
+from tests.fakes import FakeClock
 
 
 def record(message: str) -> logging.LogRecord:

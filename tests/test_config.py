@@ -371,7 +371,7 @@ def test_shard_flags_override_the_config(tmp_path: Path) -> None:
 
 
 def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
-    from exporter.discovery import merge_targets
+    from exporter.targets import resolve_targets as merge_targets
 
     raw = minimal_config()
     raw["inverters"] = [

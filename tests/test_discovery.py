@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.discovery import default_name, merge_targets
-from exporter.simulator import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
+from exporter.discovery import default_name
+from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
+from exporter.targets import resolve_targets as merge_targets
 from tests.conftest import to_config
+from tests.fakes import FakeClock
 from tests.test_exposition import samples_of
 
 FLEET = 60
@@ -138,11 +139,11 @@ def test_static_entry_wins_for_name_labels_and_thresholds(
     exporter = exporter_for(raw, clock)
     target = by_id(exporter)[chosen.id]
     assert target.name == "my-roof" and target.labels == (("site", "vienna"),)
-    assert target.battery_low_ratio == 0.4
+    assert target.battery_low_percent == 40
     assert target.inventory is not None and target.inventory.model == chosen.model
     assert len(by_id(exporter)) == sum(1 for i in fleet_sim.api.fleet.inverters if not i.deleted)
     others = [t for t in by_id(exporter).values() if t.inverter_id != chosen.id]
-    assert all(t.battery_low_ratio == 0.2 for t in others)  # defaults for discovered ones
+    assert all(t.battery_low_percent == 20 for t in others)  # defaults for discovered ones
     exporter.stop()
 
 

@@ -7,12 +7,15 @@ import random
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.clock import FakeClock
-from exporter.collector import FAMILIES, InverterCollector, current_samples, is_fresh
-from exporter.exposition import MetricsPage, render_inverters
+from exporter.collector import Sample, current_samples, is_fresh
+from exporter.exposition import MetricsPage
+from exporter.metrics import INVERTER_FAMILIES as FAMILIES
 from exporter.readings import DataPoint
-from exporter.store import InverterState, InverterTarget, ReadingStore
+from exporter.store import InverterState, ReadingStore
+from exporter.targets import InverterTarget
 from tests.conftest import NOON
+from tests.fakes import FakeClock
+from tests.reference import InverterCollector, render_inverters
 
 VALUES = {
     "solar_production_w": 2310.5,
@@ -24,6 +27,11 @@ VALUES = {
     "unoptimized_consumption": 950.0,
     "price": 101.3,
 }
+
+
+def by_name(state: InverterState, now: float, max_age: float) -> dict[str, list[Sample]]:
+    """`current_samples` keyed by metric name."""
+    return {f.name: s for f, s in current_samples(state, now, max_age).items()}
 
 
 def target(i: int, **kw: object) -> InverterTarget:
@@ -52,7 +60,7 @@ def test_fresh_reading_exports_every_value_with_base_units() -> None:
         up=True,
         last_success=NOON - 5,
     )
-    samples = current_samples(state, NOON, 3600)
+    samples = by_name(state, NOON, 3600)
     assert samples["podero_inverter_battery_charge_ratio"][0][1] == 0.64
     assert samples["podero_inverter_grid_export_watts"][0][1] == -120.0
     assert samples["podero_inverter_data_timestamp_seconds"][0][1] == NOON - 600
@@ -68,7 +76,7 @@ def test_stale_reading_keeps_up_info_and_timestamp_but_no_values() -> None:
         last_success=NOON - 3000,
     )
     assert not is_fresh(state, NOON, 3600)
-    names = set(current_samples(state, NOON, 3600))
+    names = set(by_name(state, NOON, 3600))
     assert names == {
         "podero_inverter_data_timestamp_seconds",
         "podero_inverter_up",
@@ -78,19 +86,17 @@ def test_stale_reading_keeps_up_info_and_timestamp_but_no_values() -> None:
 
 
 def test_never_polled_inverter_has_info_only() -> None:
-    assert set(current_samples(InverterState(target(1)), NOON, 3600)) == {"podero_inverter_info"}
+    assert set(by_name(InverterState(target(1)), NOON, 3600)) == {"podero_inverter_info"}
 
 
 def test_thresholds_only_where_configured() -> None:
-    with_threshold = InverterState(target(1, battery_low_ratio=0.3))
+    with_threshold = InverterState(target(1, battery_low_percent=30))
     without = InverterState(target(2))
     assert (
-        current_samples(with_threshold, NOON, 3600)["podero_inverter_battery_low_threshold_ratio"][
-            0
-        ][1]
+        by_name(with_threshold, NOON, 3600)["podero_inverter_battery_low_threshold_ratio"][0][1]
         == 0.3
     )
-    assert "podero_inverter_battery_low_threshold_ratio" not in current_samples(without, NOON, 60)
+    assert "podero_inverter_battery_low_threshold_ratio" not in by_name(without, NOON, 60)
 
 
 def random_store(n: int, seed: int) -> ReadingStore:
@@ -138,18 +144,18 @@ def test_page_is_cached_until_the_store_changes_or_data_turns_stale() -> None:
     store = ReadingStore([target(1)])
     page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
     store.record_success(target(1).inverter_id, DataPoint(NOON - 3500, VALUES), NOON, None)
-    first = page.inverter_bytes()
+    first = b"".join(page.refresh())
     assert b"podero_inverter_solar_production_watts{" in first
     chunks = page.refresh()
     assert page.refresh() is chunks  # nothing changed: the same chunks, not a re-render
     clock.advance(101)  # the reading is now older than max_data_age_seconds
-    stale = page.inverter_bytes()
+    stale = b"".join(page.refresh())
     assert b"podero_inverter_solar_production_watts{" not in stale
     assert b"podero_inverter_data_timestamp_seconds{" in stale
     store.record_failure(target(1).inverter_id, "HTTP 500", clock.time(), None)
     assert (
         b'podero_inverter_up{inverter_id="00000001-0000-4000-8000-000000000000",name="inv-1"} 0.0'
-        in page.inverter_bytes()
+        in b"".join(page.refresh())
     )
 
 
@@ -176,4 +182,4 @@ def test_incremental_page_equals_a_full_render_through_changes_and_time() -> Non
         if step == 20:
             store.set_targets(targets[:200])
         clock.advance(rng.choice([1, 30, 400]))
-        assert page.inverter_bytes() == render_inverters(store.snapshot(), clock.time(), 3600)
+        assert b"".join(page.refresh()) == render_inverters(store.snapshot(), clock.time(), 3600)

@@ -11,10 +11,11 @@ import pytest
 import responses
 
 from exporter.app import Exporter
-from exporter.clock import FakeClock
 from exporter.config import Config
-from exporter.simulator import Faults, RunningSimulator
+from exporter.logs import LogfmtFormatter
+from exporter.sim import Faults, RunningSimulator
 from tests.conftest import INV_A, INV_B, NOON, ORG, USER, VALUE_METRICS, minimal_config, to_config
+from tests.fakes import FakeClock, poll_due
 from tests.test_exposition import samples_of
 from tests.test_readings import BROKEN
 
@@ -83,11 +84,13 @@ def test_api_outage_keeps_last_values_until_they_are_stale(
 def test_poll_due_follows_the_schedule(sim_config: Config, clock: FakeClock) -> None:
     exporter = Exporter(sim_config, clock)
     exporter.poller.poll_all()
-    assert exporter.poller.poll_due().succeeded == 0  # nothing is due right after a poll
+    assert (
+        poll_due(exporter.poller, exporter.clock.time()).succeeded == 0
+    )  # nothing is due right after a poll
     nexts = series(exporter, "podero_inverter_next_poll_timestamp_seconds")
     assert all(v > NOON for v in nexts.values())
     clock.set(max(nexts.values()))
-    assert exporter.poller.poll_due().succeeded == 5
+    assert poll_due(exporter.poller, exporter.clock.time()).succeeded == 5
     exporter.stop()
 
 
@@ -179,9 +182,11 @@ def test_broken_response_is_counted_logged_once_and_isolated(
     assert series(exporter, "podero_inverter_solar_production_watts") == before
     text = exporter.page.render().decode()
     assert 'podero_api_invalid_responses_total{endpoint="inverter_data"} 1.0' in text
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [LogfmtFormatter().format(r) for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
-    assert "inverter a" in warnings[0] and INV_A in warnings[0] and reason in warnings[0]
+    assert 'msg="poll failed"' in warnings[0]  # a constant message; identifiers are fields
+    assert " name=a " in warnings[0] and f"inverter_id={INV_A}" in warnings[0]
+    assert reason in warnings[0]
     exporter.stop()
 
 
@@ -195,7 +200,11 @@ def test_repeated_full_cycles_do_not_grow_the_queue(sim_config: Config, clock: F
         exporter.poller.poll_all()
         clock.advance(60)
     assert len(exporter.poller._queue) <= 2 * 5 + 1024
-    assert exporter.poller.poll_due().succeeded + exporter.poller.poll_due().succeeded <= 5
+    assert (
+        poll_due(exporter.poller, exporter.clock.time()).succeeded
+        + poll_due(exporter.poller, exporter.clock.time()).succeeded
+        <= 5
+    )
     exporter.stop()
 
 

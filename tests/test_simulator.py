@@ -11,9 +11,9 @@ import pytest
 import requests
 import yaml
 
-from exporter.clock import FakeClock
 from exporter.readings import latest_reading, parse_data_response
-from exporter.simulator import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
+from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
+from tests.fakes import FakeClock
 
 SPEC = yaml.safe_load((Path(__file__).parent / "fixtures/inverter-data.openapi.yaml").read_text())
 DATA_PATH = "/api/partners/v2.0/org/{org_id}/users/{user_id}/inverters/{inverter_id}/data"

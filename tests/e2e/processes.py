@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import requests
 
-from exporter.simulator import stop_process
+from exporter.sim import stop_process
 
 T = TypeVar("T")
 

@@ -59,7 +59,11 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         simulator = wait_for(
             lambda: (
-                (m := re.search(r"simulated Podero API at (http://[\d.:]+)", log.read_text()))
+                (
+                    m := re.search(
+                        r"simulated Podero API\" base_url=(http://[\d.:]+)", log.read_text()
+                    )
+                )
                 and m.group(1)
             ),
             20,

@@ -15,16 +15,16 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.collector import FAMILIES
-from exporter.simulator import Faults, SimFleet, SimulatedApi, demo_config
-from exporter.simulator import start_simulator as start_sim
+from exporter.metrics import READING_FAMILIES
+from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config
+from exporter.sim import start_simulator as start_sim
 from tests.e2e.processes import exporter_command, free_port, running, wait_for
 
 pytestmark = pytest.mark.e2e
 
 INVERTERS = 10
 MAX_AGE = 3600.0
-VALUE_METRICS = {f.name for f in FAMILIES if f.is_value}
+VALUE_METRICS = {f.name for f in READING_FAMILIES}
 CHAOS = Faults(
     error_5xx=0.08,
     rate_limit=0.05,

@@ -10,7 +10,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator import spawn
+from exporter.sim import spawn
 from tests.conftest import VALUE_METRICS, require_tool, run_cli
 from tests.e2e.processes import (
     exporter_command,
@@ -132,4 +132,5 @@ def test_once_fails_when_no_inverter_succeeds(tmp_path: Path) -> None:
         result = run_cli("--config.file", str(tmp_path / "config.yaml"), "--once")
         assert result.returncode == 1
         assert "podero_inverter_up" in result.stdout
-        assert "token: HTTP 401: invalid_client" in result.stderr
+        assert 'msg="poll failed"' in result.stderr
+        assert 'endpoint=token status=401 reason="HTTP 401: invalid_client"' in result.stderr

@@ -12,8 +12,8 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator import Faults, RunningSimulator, SimFleet, SimulatedApi, demo_config
-from exporter.simulator import start_simulator as start_sim
+from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, demo_config
+from exporter.sim import start_simulator as start_sim
 from tests.e2e.processes import exporter_command, free_port, running, wait_for
 
 pytestmark = pytest.mark.e2e

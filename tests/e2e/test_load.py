@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator import spawn
+from exporter.sim import spawn
 from tests.e2e.processes import exporter_command, free_port, running, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator import Faults, RunningSimulator, SimFleet, SimulatedApi, demo_config
-from exporter.simulator import start_simulator as start_sim
+from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, demo_config
+from exporter.sim import start_simulator as start_sim
 from tests.conftest import run_cli
 from tests.e2e.processes import exporter_command, free_port, running, wait_for
 
@@ -101,7 +101,7 @@ def test_client_credentials_success_and_failure_paths(
     )
     output = run_and_collect(tmp_path, config_for(canary_sim), canary_sim, chaos)
     assert "podero_inverter_up" in output  # it did run and serve
-    assert "answered 401; renewing the token" in output  # the revoked-token path ran
+    assert 'msg="token refused, renewing it and retrying"' in output  # the revoked-token path ran
     assert_clean(output)
 
 

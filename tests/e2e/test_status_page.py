@@ -21,7 +21,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from exporter.app import Exporter
 from exporter.clock import SystemClock
-from exporter.simulator import RunningSimulator, SimFleet, SimulatedApi, start_simulator
+from exporter.sim import RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.web import WebApp, start_web
 from tests.conftest import require_tool, to_config
 

@@ -1,5 +1,6 @@
-"""HTTP to the Podero Partner API: one session, timeouts, retries, the request budget, and
-the 401-once rule. Knows nothing of Prometheus: it reports each call to an `ApiObserver`."""
+"""HTTP to the Podero Partner API: the session and its connection pool, timeouts, retries and
+the request budget. Everything above it speaks in requests and responses; it knows nothing of
+endpoints' meaning or of Prometheus, and reports each exchange to an `ApiObserver`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import UTC
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -18,14 +19,10 @@ from tenacity.wait import wait_random_exponential
 
 from exporter.budget import RequestBudget
 from exporter.clock import Clock
-from exporter.readings import DataPoint, InvalidData, parse_data_response
-
-if TYPE_CHECKING:
-    from exporter.auth import TokenProvider
+from exporter.logs import kv
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/partners/v2.0"
 RETRYABLE_STATUS = frozenset({408, 429})
 
 
@@ -160,7 +157,11 @@ class Transport:
             sleep=self._clock.sleep,
             reraise=True,
             before_sleep=lambda state: log.debug(
-                "retrying %s after: %s", endpoint, state.outcome and state.outcome.exception()
+                "retrying",
+                extra=kv(
+                    endpoint=endpoint,
+                    reason=str(state.outcome and state.outcome.exception()),
+                ),
             ),
         )
         response: requests.Response = retrying(self._send_once, endpoint, method, url, kwargs)
@@ -201,69 +202,3 @@ def decode_json(endpoint: str, response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         raise InvalidResponse(endpoint, "body is not valid JSON") from None
-
-
-def iso(epoch: float) -> str:
-    """Epoch seconds as the API's date-time form, `2021-01-01T00:15:00Z`."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class PoderoClient:
-    """The Partner API endpoints the exporter reads, with bearer tokens and the 401-once rule."""
-
-    def __init__(self, base_url: str, transport: Transport, tokens: TokenProvider) -> None:
-        self._base = base_url.rstrip("/") + API_PREFIX
-        self._transport = transport
-        self._tokens = tokens
-
-    @property
-    def token_expires_at(self) -> float | None:
-        return self._tokens.expires_at
-
-    def get_json(self, endpoint: str, path: str, params: Mapping[str, str] | None = None) -> Any:
-        """GET a path below the API prefix; a 401 renews the token and tries once more."""
-        url = self._base + path
-        token = self._tokens.token()
-        try:
-            response = self._transport.send(
-                endpoint, "GET", url, params=params, headers=_bearer(token)
-            )
-        except ApiError as exc:
-            if exc.status != 401:
-                raise
-            log.info("%s answered 401; renewing the token and trying once more", endpoint)
-            self._tokens.invalidate(token)
-            response = self._transport.send(
-                endpoint, "GET", url, params=params, headers=_bearer(self._tokens.token())
-            )
-        try:
-            return decode_json(endpoint, response)
-        except InvalidResponse:
-            self._transport.observer.invalid_response(endpoint)
-            raise
-
-    def inverter_data(
-        self,
-        org_id: str,
-        user_id: str,
-        inverter_id: str,
-        *,
-        start: float,
-        end: float,
-        resolution: str,
-    ) -> list[DataPoint]:
-        """The points of one inverter in [start, end], sorted by time."""
-        body = self.get_json(
-            "inverter_data",
-            f"/org/{org_id}/users/{user_id}/inverters/{inverter_id}/data",
-            {"from_datetime": iso(start), "to_datetime": iso(end), "resolution": resolution},
-        )
-        try:
-            return parse_data_response(body)
-        except InvalidData as exc:
-            self._transport.observer.invalid_response("inverter_data")
-            raise InvalidResponse("inverter_data", str(exc)) from None
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,84 @@
+"""The Podero Partner API as the exporter reads it: endpoints, bearer tokens with the 401-once
+rule, and parsing of the answers. Sits on the transport; knows nothing of Prometheus."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.auth import TokenProvider
+from exporter.logs import kv
+from exporter.readings import DataPoint, InvalidData, parse_data_response
+from exporter.transport import ApiError, InvalidResponse, Transport, decode_json
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/partners/v2.0"
+
+
+def iso(epoch: float) -> str:
+    """Epoch seconds as the API's date-time form, `2021-01-01T00:15:00Z`."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class PoderoClient:
+    """The Partner API endpoints the exporter reads, with bearer tokens and the 401-once rule."""
+
+    def __init__(self, base_url: str, transport: Transport, tokens: TokenProvider) -> None:
+        self._base = base_url.rstrip("/") + API_PREFIX
+        self._transport = transport
+        self._tokens = tokens
+
+    @property
+    def token_expires_at(self) -> float | None:
+        return self._tokens.expires_at
+
+    def get_json(self, endpoint: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET a path below the API prefix; a 401 renews the token and tries once more."""
+        url = self._base + path
+        token = self._tokens.token()
+        try:
+            response = self._transport.send(
+                endpoint, "GET", url, params=params, headers=_bearer(token)
+            )
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            log.info("token refused, renewing it and retrying", extra=kv(endpoint=endpoint))
+            self._tokens.invalidate(token)
+            response = self._transport.send(
+                endpoint, "GET", url, params=params, headers=_bearer(self._tokens.token())
+            )
+        try:
+            return decode_json(endpoint, response)
+        except InvalidResponse:
+            self._transport.observer.invalid_response(endpoint)
+            raise
+
+    def inverter_data(
+        self,
+        org_id: str,
+        user_id: str,
+        inverter_id: str,
+        *,
+        start: float,
+        end: float,
+        resolution: str,
+    ) -> list[DataPoint]:
+        """The points of one inverter in [start, end], sorted by time."""
+        body = self.get_json(
+            "inverter_data",
+            f"/org/{org_id}/users/{user_id}/inverters/{inverter_id}/data",
+            {"from_datetime": iso(start), "to_datetime": iso(end), "resolution": resolution},
+        )
+        try:
+            return parse_data_response(body)
+        except InvalidData as exc:
+            self._transport.observer.invalid_response("inverter_data")
+            raise InvalidResponse("inverter_data", str(exc)) from None
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

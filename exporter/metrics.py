@@ -1,0 +1,313 @@
+"""The table of every metric family the exporter serves: one row per family, with its name,
+type, HELP, and for values from the API the field it comes from and the factor that turns the
+API's unit into the base unit. The collector, the exposition, the status page and the
+exporter's own telemetry read their names from here; nothing else spells a metric name.
+
+A new value of a device is one row here (and a parser for its field); a new device kind is a
+group of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Source(Enum):
+    """Where a family's samples come from, which decides when they change."""
+
+    READING = "reading"  # a field of the newest data point; hidden once the point is stale
+    POLL = "poll"  # the outcome of polls (up, timestamps)
+    ENERGY = "energy"  # counters summed from completed data buckets
+    TARGET = "target"  # the device's config and inventory; changes only with the targets
+    SELF = "self"  # the exporter's own health (telemetry registry)
+
+
+# eq=False: families are singletons, compared and hashed by identity (cheap in the hot path).
+@dataclass(frozen=True, slots=True, eq=False)
+class Family:
+    """One metric family: exposition name, type, HELP, and where its value comes from."""
+
+    name: str
+    help: str
+    source: Source
+    type: str = "gauge"
+    field: str | None = None  # the API field (data point or inventory) it is read from
+    scale: float = 1.0  # API value x scale = value in the base unit
+    labels: tuple[str, ...] = ()  # labels beyond the device's ids (telemetry: all labels)
+
+    def convert(self, api_value: float) -> float:
+        """The API's value in this family's base unit."""
+        return api_value * self.scale
+
+
+def _reading(name: str, field: str, help_text: str, scale: float = 1.0) -> Family:
+    return Family(name, help_text, Source.READING, field=field, scale=scale)
+
+
+JOULES_PER_KWH = 3.6e6
+
+# --- inverter data points (the newest measured point; stale ones are not exported) ---------
+SOLAR_PRODUCTION = _reading(
+    "podero_inverter_solar_production_watts",
+    "solar_production_w",
+    "Solar production in watts (API field solar_production_w; never negative).",
+)
+GRID_EXPORT = _reading(
+    "podero_inverter_grid_export_watts",
+    "export_power_to_grid_w",
+    "Power to the grid in watts (API field export_power_to_grid_w): "
+    "positive = exporting to the grid, negative = importing from it.",
+)
+HOUSEHOLD_CONSUMPTION = _reading(
+    "podero_inverter_household_consumption_watts",
+    "household_consumption_w",
+    "Household consumption in watts (API field household_consumption_w).",
+)
+BATTERY_CHARGE = _reading(
+    "podero_inverter_battery_charge_ratio",
+    "battery_charge_level_percent",
+    "Battery state of charge, 0 to 1 (API field battery_charge_level_percent / 100).",
+    scale=0.01,
+)
+BATTERY_POWER = _reading(
+    "podero_inverter_battery_power_watts",
+    "battery_charge_discharge_power_w",
+    "Battery power in watts (API field battery_charge_discharge_power_w): "
+    "positive = discharging, negative = charging.",
+)
+ESTIMATED_CONSUMPTION = _reading(
+    "podero_inverter_estimated_consumption_watts",
+    "estimated_consumption",
+    "Estimated consumption in watts (API field estimated_consumption, a forecast).",
+)
+UNOPTIMIZED_CONSUMPTION = _reading(
+    "podero_inverter_unoptimized_consumption_watts",
+    "unoptimized_consumption",
+    "Consumption without Podero's optimisation in watts (API field unoptimized_consumption).",
+)
+PRICE = _reading(
+    "podero_inverter_price",
+    "price",
+    "Energy price of the exported data point, as delivered by the API field price "
+    "(unit not documented; examples look like currency per MWh).",
+)
+
+# --- poll outcomes ------------------------------------------------------------------------
+DATA_TIMESTAMP = Family(
+    "podero_inverter_data_timestamp_seconds",
+    "Time of the exported data point (API field time), Unix seconds.",
+    Source.POLL,
+    field="time",
+)
+UP = Family(
+    "podero_inverter_up", "1 if the last poll of this inverter succeeded, else 0.", Source.POLL
+)
+LAST_SUCCESS = Family(
+    "podero_inverter_last_success_timestamp_seconds",
+    "When the last successful poll of this inverter finished, Unix seconds.",
+    Source.POLL,
+)
+NEXT_POLL = Family(
+    "podero_inverter_next_poll_timestamp_seconds",
+    "When this inverter is next polled, Unix seconds.",
+    Source.POLL,
+)
+
+# --- config and inventory -----------------------------------------------------------------
+INFO = Family(
+    "podero_inverter_info",
+    "Always 1; labels describe the inverter: ids, configured labels, and where known "
+    "manufacturer, model, price_zone and lifecycle_state.",
+    Source.TARGET,
+)
+BATTERY_LOW_THRESHOLD = Family(
+    "podero_inverter_battery_low_threshold_ratio",
+    "Configured battery-low alert threshold, 0 to 1 (thresholds.battery_low_percent / 100).",
+    Source.TARGET,
+    field="battery_low_percent",
+    scale=0.01,
+)
+GRID_EXPORT_HIGH_THRESHOLD = Family(
+    "podero_inverter_grid_export_high_threshold_watts",
+    "Configured grid-export-high alert threshold in watts (thresholds.grid_export_high_watts).",
+    Source.TARGET,
+    field="grid_export_high_watts",
+)
+AUTHENTICATED = Family(
+    "podero_inverter_authenticated",
+    "1 if the manufacturer connection is authenticated (API field is_authenticated), "
+    "0 if it lapsed and the customer must reconnect.",
+    Source.TARGET,
+    field="is_authenticated",
+)
+ACTION_NEEDED = Family(
+    "podero_inverter_action_needed",
+    "1 if the API says the customer must act on this inverter (API field action_needed).",
+    Source.TARGET,
+    field="action_needed",
+)
+CONNECTION_STATUS = Family(
+    "podero_inverter_connection_status",
+    "State set of the API field connection_status: 1 for the current status, 0 for the "
+    "other known ones.",
+    Source.TARGET,
+    field="connection_status",
+    labels=("status",),
+)
+MONITORING_STATUS = Family(
+    "podero_inverter_monitoring_status",
+    "State set of the API field monitoring_status: 1 for the current status, 0 for the "
+    "other known ones.",
+    Source.TARGET,
+    field="monitoring_status",
+    labels=("status",),
+)
+SOLAR_POWER_RATING = Family(
+    "podero_inverter_solar_power_rating_watts",
+    "Rated solar power in watts (API field solar_power_rating_kw x 1000).",
+    Source.TARGET,
+    field="solar_power_rating_kw",
+    scale=1000.0,
+)
+BATTERY_CAPACITY = Family(
+    "podero_inverter_battery_capacity_joules",
+    "Battery capacity in joules (API field battery_capacity_kwh x 3.6e6).",
+    Source.TARGET,
+    field="battery_capacity_kwh",
+    scale=JOULES_PER_KWH,
+)
+BATTERY_CONNECTED = Family(
+    "podero_inverter_battery_connected",
+    "1 if a battery is connected (API field is_battery_connected).",
+    Source.TARGET,
+    field="is_battery_connected",
+)
+
+# Every per-inverter family, in the order they are served.
+INVERTER_FAMILIES: tuple[Family, ...] = (
+    SOLAR_PRODUCTION,
+    GRID_EXPORT,
+    HOUSEHOLD_CONSUMPTION,
+    BATTERY_CHARGE,
+    BATTERY_POWER,
+    ESTIMATED_CONSUMPTION,
+    UNOPTIMIZED_CONSUMPTION,
+    PRICE,
+    DATA_TIMESTAMP,
+    UP,
+    LAST_SUCCESS,
+    NEXT_POLL,
+    INFO,
+    BATTERY_LOW_THRESHOLD,
+    GRID_EXPORT_HIGH_THRESHOLD,
+    AUTHENTICATED,
+    ACTION_NEEDED,
+    CONNECTION_STATUS,
+    MONITORING_STATUS,
+    SOLAR_POWER_RATING,
+    BATTERY_CAPACITY,
+    BATTERY_CONNECTED,
+)
+READING_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is Source.READING)
+# The statuses every inverter reports a series for (a state set); any other status the API
+# sends is added as one more series.
+CONNECTION_STATES = ("connected", "disconnected", "unknown")
+MONITORING_STATES = ("ok", "warning", "error", "unknown")
+
+# --- the exporter itself --------------------------------------------------------------------
+API_REQUESTS = Family(
+    "podero_api_requests_total",
+    "HTTP exchanges with the Podero API by endpoint and status code "
+    "(timeout and connection_error when no status arrived); retries count each try.",
+    Source.SELF,
+    type="counter",
+    labels=("endpoint", "code"),
+)
+API_REQUEST_DURATION = Family(
+    "podero_api_request_duration_seconds",
+    "Duration of one HTTP exchange with the Podero API.",
+    Source.SELF,
+    type="histogram",
+    labels=("endpoint",),
+)
+API_INVALID_RESPONSES = Family(
+    "podero_api_invalid_responses_total",
+    "Successful HTTP answers whose body was not usable (not JSON, wrong shape).",
+    Source.SELF,
+    type="counter",
+    labels=("endpoint",),
+)
+TOKEN_REQUESTS = Family(
+    "podero_oauth_token_requests_total",
+    "Access token requests by result (success or failure).",
+    Source.SELF,
+    type="counter",
+    labels=("result",),
+)
+TOKEN_EXPIRY = Family(
+    "podero_oauth_token_expiry_timestamp_seconds",
+    "When the current access token expires, Unix seconds (0 before the first token).",
+    Source.SELF,
+)
+POLL_DURATION = Family(
+    "podero_poll_duration_seconds",
+    "Duration of one inverter poll, retries included.",
+    Source.SELF,
+    type="histogram",
+)
+POLLS = Family(
+    "podero_polls_total",
+    "Inverter polls by result (success or failure).",
+    Source.SELF,
+    type="counter",
+    labels=("result",),
+)
+CONFIG_RELOAD_OK = Family(
+    "podero_config_last_reload_successful",
+    "Whether the last configuration (re)load succeeded.",
+    Source.SELF,
+)
+CONFIG_RELOAD_TIME = Family(
+    "podero_config_last_reload_success_timestamp_seconds",
+    "When the configuration was last loaded successfully, Unix seconds.",
+    Source.SELF,
+)
+DISCOVERY_INVERTERS = Family(
+    "podero_discovery_inverters",
+    "Inverters known from discovery per organization (after filters).",
+    Source.SELF,
+    labels=("org_id",),
+)
+DISCOVERY_SUCCESS = Family(
+    "podero_discovery_last_success_timestamp_seconds",
+    "When every list call of this organization last succeeded, Unix seconds.",
+    Source.SELF,
+    labels=("org_id",),
+)
+DISCOVERY_DURATION = Family(
+    "podero_discovery_duration_seconds",
+    "Duration of the last discovery run (all organizations).",
+    Source.SELF,
+)
+BUILD_INFO = Family(
+    "podero_exporter_build_info",
+    "Always 1; the labels say which exporter build is running.",
+    Source.SELF,
+    labels=("version",),
+)
+SELF_FAMILIES: tuple[Family, ...] = (
+    API_REQUESTS,
+    API_REQUEST_DURATION,
+    API_INVALID_RESPONSES,
+    TOKEN_REQUESTS,
+    TOKEN_EXPIRY,
+    POLL_DURATION,
+    POLLS,
+    CONFIG_RELOAD_OK,
+    CONFIG_RELOAD_TIME,
+    DISCOVERY_INVERTERS,
+    DISCOVERY_SUCCESS,
+    DISCOVERY_DURATION,
+    BUILD_INFO,
+)

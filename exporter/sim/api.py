@@ -1,0 +1,323 @@
+"""The simulated API's behaviour, independent of HTTP: both token flows, the data and
+discovery endpoints, strict errors (401, 404, 400 with {"error": ...}), injected faults and
+request counts."""
+
+from __future__ import annotations
+
+import base64
+import math
+import random
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from exporter.clock import Clock, SystemClock
+from exporter.sim.fleet import (
+    ALL_FIELDS,
+    MAX_POINTS,
+    MEASURED,
+    RESOLUTIONS,
+    STEP,
+    UNITS,
+    SimFleet,
+    SimInverter,
+    bucket_end,
+    bucket_start,
+    iso,
+)
+
+
+@dataclass
+class Faults:
+    """What the simulator gets wrong on purpose; probabilities are per request."""
+
+    latency_ms: float = 0.0
+    error_5xx: float = 0.0
+    rate_limit: float = 0.0
+    retry_after_s: int = 1
+    slow: float = 0.0
+    slow_s: float = 5.0
+    reset: float = 0.0
+    truncated: float = 0.0
+    malformed: float = 0.0
+    html: float = 0.0
+    revoke: float = 0.0
+    token_error: float = 0.0
+    token_lifetime_s: int = 36000
+    token_prefix: str = ""  # marks issued tokens (canaries in secret-hygiene tests)
+    broken_inverters: tuple[str, ...] = ()  # these inverters' data always answers 503
+    failing_endpoints: tuple[str, ...] = ()  # e.g. ("users",): these always answer 503
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class SimulatedApi:
+    """The API's behaviour, independent of HTTP: tokens, data, listings, faults, counts."""
+
+    def __init__(
+        self,
+        fleet: SimFleet,
+        clock: Clock | None = None,
+        faults: Faults | None = None,
+        client_id: str = "sim-client",
+        client_secret: str | None = None,
+        username: str = "partner@example.com",
+        password: str | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.clock = clock or SystemClock()
+        self.faults = faults or Faults()
+        self.client_id = client_id
+        self.client_secret = client_secret or f"sim-secret-{fleet.seed}"
+        self.username = username
+        self.password = password or f"sim-password-{fleet.seed}"
+        self._lock = threading.Lock()
+        self._rng = random.Random(fleet.seed)
+        self._tokens: dict[str, float] = {}
+        self._refresh_tokens: set[str] = set()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._arrivals: deque[float] = deque()
+        self.busiest_second = 0
+        self.connections = 0
+        self.overrides: dict[str, dict[str, float]] = {}
+
+    # --- faults and counting -------------------------------------------------------------
+    def roll(self, probability: float) -> bool:
+        if probability <= 0:
+            return False
+        with self._lock:
+            return self._rng.random() < probability
+
+    def arrived(self) -> None:
+        """Note a request's arrival for the busiest-one-second-window statistic."""
+        now = time.monotonic()
+        with self._lock:
+            self._arrivals.append(now)
+            while self._arrivals and self._arrivals[0] <= now - 1.0:
+                self._arrivals.popleft()
+            self.busiest_second = max(self.busiest_second, len(self._arrivals))
+
+    def count(self, endpoint: str, code: str) -> None:
+        with self._lock:
+            self.counts[(endpoint, code)] += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            responses: dict[str, dict[str, int]] = {}
+            for (endpoint, code), n in self.counts.items():
+                responses.setdefault(endpoint, {})[code] = n
+            return {
+                "responses": responses,
+                "requests": sum(self.counts.values()),
+                "busiest_second": self.busiest_second,
+                "connections": self.connections,
+            }
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self.counts.clear()
+            self.connections = 0
+            self._arrivals.clear()
+            self.busiest_second = 0
+
+    # --- tokens ----------------------------------------------------------------------------
+    def _issue(self, with_refresh: bool) -> dict[str, Any]:
+        token = self.faults.token_prefix + secrets.token_urlsafe(24)
+        lifetime = self.faults.token_lifetime_s
+        with self._lock:
+            self._tokens[token] = self.clock.time() + lifetime
+        body: dict[str, Any] = {
+            "access_token": token,
+            "expires_in": lifetime,
+            "token_type": "Bearer",
+            "scope": "read write",
+        }
+        if with_refresh:
+            refresh = secrets.token_urlsafe(24)
+            with self._lock:
+                self._refresh_tokens.add(refresh)
+            body["refresh_token"] = refresh
+        return body
+
+    def client_credentials(self, authorization: str | None, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or body.get("grant_type") != "client_credentials":
+            raise ApiError(400, "unsupported_grant_type")
+        expected = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if authorization != f"Basic {expected}":
+            raise ApiError(401, "invalid_client")
+        return self._issue(with_refresh=False)
+
+    def partner_token(self, authorization: str | None, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_request")
+        grant = body.get("grant_type")
+        if grant == "client_credentials":
+            return self.client_credentials(authorization, body)
+        if grant == "password":
+            if body.get("username") != self.username or body.get("password") != self.password:
+                raise ApiError(401, "invalid_grant")
+            return self._issue(with_refresh=True)
+        if grant == "refresh_token":
+            with self._lock:
+                known = body.get("refresh_token") in self._refresh_tokens
+                if known:
+                    self._refresh_tokens.discard(body["refresh_token"])
+            if not known:
+                raise ApiError(401, "invalid_grant")
+            return self._issue(with_refresh=True)
+        raise ApiError(400, "unsupported_grant_type")
+
+    def check_bearer(self, authorization: str | None) -> str:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError(401, "Authentication credentials were not provided.")
+        token = authorization[len("Bearer ") :]
+        with self._lock:
+            expires = self._tokens.get(token)
+        if expires is None or expires <= self.clock.time():
+            raise ApiError(401, "Invalid or expired token.")
+        return token
+
+    def revoke(self, token: str) -> None:
+        with self._lock:
+            self._tokens.pop(token, None)
+
+    # --- resources ---------------------------------------------------------------------------
+    def _inverter(self, org_id: str, user_id: str, inverter_id: str) -> SimInverter:
+        inv = self.fleet.by_id.get(inverter_id)
+        if inv is None or inv.org_id != org_id or inv.user_id != user_id:
+            raise ApiError(404, "Not found.")
+        return inv
+
+    def users(self, org_id: str, include_deleted: bool) -> list[dict[str, Any]]:
+        if org_id not in self.fleet.org_ids:
+            raise ApiError(404, "Not found.")
+        return [
+            {**asdict(u), "id": u.id}
+            for u in self.fleet.users
+            if u.org_id == org_id and (include_deleted or not u.deleted)
+        ]
+
+    def user_inverters(
+        self, org_id: str, user_id: str, include_deleted: bool
+    ) -> list[dict[str, Any]]:
+        user = self.fleet.users_by_id.get(user_id)
+        if user is None or user.org_id != org_id:
+            raise ApiError(404, "Not found.")
+        return [
+            inv.listing()
+            for inv in self.fleet.inverters
+            if inv.user_id == user_id and (include_deleted or not inv.deleted)
+        ]
+
+    def inverter_detail(self, org_id: str, user_id: str, inverter_id: str) -> dict[str, Any]:
+        inv = self._inverter(org_id, user_id, inverter_id)
+        now = self.clock.time()
+        latest = self._points(inv, now - 3600, now, "15MIN", now)
+        current: dict[str, Any] = next(
+            (p for p in reversed(latest) if p["solar_production_w"] is not None), {}
+        )
+        solar = current.get("solar_production_w")
+        load = current.get("household_consumption_w")
+        return {
+            **inv.listing(),
+            "current_solar_production_w": solar,
+            "current_power_to_grid_w": current.get("export_power_to_grid_w"),
+            "household_consumption_w": load,
+            "battery_charge_level_percent": current.get("battery_charge_level_percent"),
+            "battery_charge_discharge_power_w": current.get("battery_charge_discharge_power_w"),
+            "solar_surplus_w": None if solar is None or load is None else solar - load,
+        }
+
+    def inverter_data(
+        self, org_id: str, user_id: str, inverter_id: str, query: dict[str, str]
+    ) -> dict[str, Any]:
+        inv = self._inverter(org_id, user_id, inverter_id)
+        now = self.clock.time()
+        resolution = query.get("resolution", "15MIN")
+        if resolution not in RESOLUTIONS:
+            raise ApiError(400, f"Invalid resolution '{resolution}'.")
+        day = math.floor(now / 86400) * 86400
+        start = _parse_query_time(query, "from_datetime", day)
+        end = _parse_query_time(query, "to_datetime", day + 86400)
+        if start > end:
+            raise ApiError(400, "from_datetime must not be after to_datetime.")
+        if (end - start) / STEP > MAX_POINTS * 4:
+            raise ApiError(400, "The requested range is too large.")
+        wanted: tuple[str, ...] = ALL_FIELDS
+        if query.get("keywords"):
+            wanted = tuple(query["keywords"].split(","))
+            unknown = [k for k in wanted if k not in ALL_FIELDS]
+            if unknown:
+                raise ApiError(400, f"Unknown keywords: {','.join(unknown)}.")
+        points = self._points(inv, start, end, resolution, now)
+        data = [{"time": p["time"], **{k: p[k] for k in wanted}} for p in points]
+        return {
+            "metadata": {
+                "requested_at": iso(now),
+                "query": {
+                    "from_datetime": iso(start),
+                    "to_datetime": iso(end),
+                    "resolution": resolution,
+                },
+                "units": {k: UNITS[k] for k in wanted},
+            },
+            "data": data,
+        }
+
+    def published_until(self, inv: SimInverter, now: float) -> float:
+        """Quarter-hours starting before this time have their measured values published."""
+        return now - inv.publish_lag_s
+
+    def _points(
+        self, inv: SimInverter, start: float, end: float, resolution: str, now: float
+    ) -> list[dict[str, Any]]:
+        published = self.published_until(inv, now)
+        horizon = now + 86400  # forecasts reach one day ahead
+        override = self.overrides.get(inv.id, {})
+        points: list[dict[str, Any]] = []
+        t = bucket_start(start, resolution)
+        while t < end and t <= horizon and len(points) < MAX_POINTS:
+            t_end = bucket_end(t, resolution)
+            steps = [
+                (s, self.fleet.steps(inv, int(s // 86400))[int(s % 86400) // STEP])
+                for s in range(int(t), int(min(t_end, horizon)), STEP)
+            ]
+            measured = [v for s, v in steps if s < published]
+            point: dict[str, Any] = {"time": iso(t)}
+            for key in ALL_FIELDS:
+                source = (
+                    measured
+                    if key in MEASURED or key == "unoptimized_consumption"
+                    else [v for _, v in steps]
+                )
+                values = [x for v in source if (x := v[key]) is not None]
+                point[key] = round(sum(values) / len(values), 1) if values else None
+            if measured:
+                for key, value in override.items():
+                    point[key] = value
+            points.append(point)
+            t = t_end
+        return points
+
+
+def _parse_query_time(query: dict[str, str], key: str, default: float) -> float:
+    raw = query.get(key)
+    if raw is None or raw == "":
+        return default
+    text = raw[:-1] + "+00:00" if raw.endswith("Z") else raw
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiError(400, f"Invalid {key} '{raw}'.") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()

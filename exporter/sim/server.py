@@ -1,0 +1,313 @@
+"""The simulated API over HTTP on a loopback port: routes, fault injection on the wire
+(latency, resets, truncated and malformed bodies) and the `/_sim/...` control endpoints."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from exporter.sim.api import ApiError, Faults, SimulatedApi
+from exporter.sim.clock import ManualClock
+from exporter.sim.fleet import API, MEASURED
+
+_DATA = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/data/?$")
+_DETAIL = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/?$")
+_INVERTERS = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/?$")
+_USERS = re.compile(rf"^{API}/org/([^/]+)/users/?$")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle's algorithm and the
+    # peer's delayed ACK add ~40 ms to every keep-alive response.
+    disable_nagle_algorithm = True
+    server: _SimServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(
+        self, endpoint: str, status: int, payload: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        self.server.api.count(endpoint, str(status))
+        self._send(status, json.dumps(payload).encode(), headers=headers)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    def _reset(self, endpoint: str) -> None:
+        self.server.api.count(endpoint, "reset")
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+            )
+
+    def _faulted(self, endpoint: str) -> bool:
+        """Apply a random fault for this request; True if the response has been sent."""
+        api, f = self.server.api, self.server.api.faults
+        if f.latency_ms:
+            time.sleep(f.latency_ms / 1000.0)
+        if api.roll(f.slow):
+            # Longer than the client waits: it gives up, so no answer is sent at all.
+            api.count(endpoint, "timeout")
+            time.sleep(f.slow_s)
+            self.close_connection = True
+            return True
+        if api.roll(f.reset):
+            self._reset(endpoint)
+            return True
+        if api.roll(f.error_5xx):
+            self._json(endpoint, 503, {"error": "Service temporarily unavailable."})
+            return True
+        if api.roll(f.rate_limit):
+            self._json(
+                endpoint,
+                429,
+                {"error": "Too many requests."},
+                headers={"Retry-After": str(f.retry_after_s)},
+            )
+            return True
+        return False
+
+    def _broken_body(self, endpoint: str) -> bool:
+        api, f = self.server.api, self.server.api.faults
+        if api.roll(f.truncated):
+            api.count(endpoint, "200")
+            self._send(200, b'{"metadata": {}, "data": [{"time": "2026-')
+            return True
+        if api.roll(f.malformed):
+            api.count(endpoint, "200")
+            self._send(200, b"{metadata: oops,,}")
+            return True
+        if api.roll(f.html):
+            api.count(endpoint, "200")
+            self._send(200, b"<html><body>Bad gateway</body></html>", "text/html")
+            return True
+        return False
+
+    # --- routes -------------------------------------------------------------------------------
+    def do_POST(self) -> None:
+        api = self.server.api
+        path = urlsplit(self.path).path
+        body = self._body()
+        if path.startswith("/_sim/"):
+            self._admin_post(path, body)
+            return
+        api.arrived()
+        auth = self.headers.get("Authorization")
+        if path.rstrip("/") in ("/oauth2/token", f"{API}/auth/token"):
+            if self._faulted("token"):
+                return
+            if api.roll(api.faults.token_error):
+                self._json("token", 503, {"error": "Token service unavailable."})
+                return
+            try:
+                if path.rstrip("/") == "/oauth2/token":
+                    payload = api.client_credentials(auth, body)
+                else:
+                    payload = api.partner_token(auth, body)
+            except ApiError as exc:
+                self._json("token", exc.status, {"error": exc.message})
+                return
+            self._json("token", 200, payload)
+            return
+        self._json("unknown", 404, {"error": "Not found."})
+
+    def do_GET(self) -> None:
+        api = self.server.api
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path.startswith("/_sim/"):
+            self._admin_get(path)
+            return
+        api.arrived()
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        include_deleted = query.get("include_deleted", "false").lower() == "true"
+        routes: list[tuple[str, re.Pattern[str]]] = [
+            ("inverter_data", _DATA),
+            ("inverter", _DETAIL),
+            ("inverters", _INVERTERS),
+            ("users", _USERS),
+        ]
+        for endpoint, pattern in routes:  # noqa: B007 - the matched endpoint is used below
+            match = pattern.match(path)
+            if match:
+                break
+        else:
+            self._json("unknown", 404, {"error": "Not found."})
+            return
+        if self._faulted(endpoint):
+            return
+        try:
+            token = api.check_bearer(self.headers.get("Authorization"))
+            if api.roll(api.faults.revoke):
+                api.revoke(token)
+                raise ApiError(401, "Token has been revoked.")
+            if self._broken_body(endpoint):
+                return
+            args = [str(g) for g in match.groups()]
+            if endpoint == "inverter_data" and args[2] in api.faults.broken_inverters:
+                raise ApiError(503, "This inverter's data is unavailable.")
+            if endpoint in api.faults.failing_endpoints:
+                raise ApiError(503, "Service temporarily unavailable.")
+            payload: Any
+            if endpoint == "inverter_data":
+                payload = api.inverter_data(args[0], args[1], args[2], query)
+            elif endpoint == "inverter":
+                payload = api.inverter_detail(args[0], args[1], args[2])
+            elif endpoint == "inverters":
+                payload = api.user_inverters(args[0], args[1], include_deleted)
+            else:
+                payload = api.users(args[0], include_deleted)
+        except ApiError as exc:
+            self._json(endpoint, exc.status, {"error": exc.message})
+            return
+        self._json(endpoint, 200, payload)
+
+    # --- test and demo controls (not part of the real API) ---------------------------------------
+    def _admin_get(self, path: str) -> None:
+        api = self.server.api
+        if path == "/_sim/stats":
+            self._send(200, json.dumps(api.stats()).encode())
+        elif path == "/_sim/fleet":
+            self._send(200, json.dumps(self.server.describe()).encode())
+        else:
+            self._send(404, b'{"error": "unknown control"}')
+
+    def _admin_post(self, path: str, body: Any) -> None:
+        api = self.server.api
+        if path == "/_sim/faults" and isinstance(body, dict):
+            known = {f.name for f in fields(Faults)}
+            unknown = set(body) - known
+            if unknown:
+                self._send(400, json.dumps({"error": f"unknown faults {sorted(unknown)}"}).encode())
+                return
+            merged = {**asdict(api.faults), **body}
+            for key in ("broken_inverters", "failing_endpoints"):
+                merged[key] = tuple(merged[key])
+            api.faults = Faults(**merged)
+            self._send(200, json.dumps(asdict(api.faults)).encode())
+        elif path == "/_sim/override" and isinstance(body, dict) and "inverter_id" in body:
+            values = {k: float(v) for k, v in body.get("values", {}).items() if k in MEASURED}
+            api.overrides[str(body["inverter_id"])] = values
+            self._send(200, b"{}")
+        elif path == "/_sim/clock" and isinstance(body, dict) and "now" in body:
+            if not isinstance(api.clock, ManualClock):
+                self._send(400, b'{"error": "start the simulator with --fake-clock"}')
+                return
+            api.clock.set(float(body["now"]))
+            self._send(200, b"{}")
+        elif path == "/_sim/reset-stats":
+            api.reset_stats()
+            self._send(200, b"{}")
+        else:
+            self._send(400, b'{"error": "bad control request"}')
+
+
+class _SimServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    api: SimulatedApi
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.api._lock:
+            self.api.connections += 1
+        super().process_request(request, client_address)
+
+    def describe(self) -> dict[str, Any]:
+        api = self.api
+        host, port = str(self.server_address[0]), int(self.server_address[1])
+        return {
+            "base_url": f"http://{host}:{port}",
+            "client_id": api.client_id,
+            "client_secret": api.client_secret,
+            "username": api.username,
+            "password": api.password,
+            "org_ids": api.fleet.org_ids,
+            "inverters": [
+                {"org_id": i.org_id, "user_id": i.user_id, "inverter_id": i.id}
+                for i in api.fleet.inverters
+            ],
+            "publish_lag_s": {i.id: i.publish_lag_s for i in api.fleet.inverters},
+        }
+
+
+@dataclass
+class RunningSimulator:
+    """A simulator serving on a loopback port in a background thread."""
+
+    api: SimulatedApi
+    server: _SimServer
+    thread: threading.Thread = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return str(self.server.describe()["base_url"])
+
+    def describe(self) -> dict[str, Any]:
+        return self.server.describe()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_simulator(api: SimulatedApi, host: str = "127.0.0.1", port: int = 0) -> RunningSimulator:
+    """Serve `api` on host:port (0 = an ephemeral port) until `stop()`."""
+    server = _SimServer((host, port), _Handler)
+    server.api = api
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="simulator", daemon=True
+    )
+    thread.start()
+    return RunningSimulator(api=api, server=server, thread=thread)
+
+
+def demo_config(info: dict[str, Any], inverters: int | None = None) -> dict[str, Any]:
+    """An exporter config (as a dict) for polling a simulator, given its `describe()`."""
+    listed = info["inverters"] if inverters is None else info["inverters"][:inverters]
+    names = ("rooftop-vienna", "garage-graz", "barn-linz", "villa-salzburg", "shed-innsbruck")
+    return {
+        "podero": {
+            "base_url": info["base_url"],
+            "auth": {
+                "grant_type": "client_credentials",
+                "client_id": info["client_id"],
+                "client_secret": info["client_secret"],
+            },
+        },
+        "inverters": [
+            {**inv, "name": names[i] if i < len(names) else f"sim-{i:05d}"}
+            for i, inv in enumerate(listed)
+        ],
+    }

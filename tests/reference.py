@@ -1,0 +1,46 @@
+"""The reference rendering: the per-inverter samples through prometheus_client's own
+collector machinery, against which the exporter's cached text renderer is checked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from exporter.clock import Clock
+from exporter.collector import Sample, current_samples
+from exporter.exposition import HEADERS, visible_lines
+from exporter.metrics import INVERTER_FAMILIES, Family
+from exporter.store import InverterState, ReadingStore
+
+
+class InverterCollector(Collector):
+    """prometheus_client collector over a store snapshot."""
+
+    def __init__(self, store: ReadingStore, clock: Clock, max_age: Callable[[], float]) -> None:
+        self._store = store
+        self._clock = clock
+        self._max_age = max_age
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self._clock.time()
+        max_age = self._max_age()
+        by_family: dict[Family, list[Sample]] = {family: [] for family in INVERTER_FAMILIES}
+        for state in self._store.snapshot():
+            for family, samples in current_samples(state, now, max_age).items():
+                by_family[family].extend(samples)
+        for family in INVERTER_FAMILIES:
+            metric = GaugeMetricFamily(family.name, family.help, labels=None)
+            for labels, value in by_family[family]:
+                metric.add_sample(family.name, dict(labels), value)
+            yield metric
+
+
+def render_inverters(states: list[InverterState], now: float, max_age: float) -> bytes:
+    """The per-inverter families as text, rendered whole (no blocks, no caching)."""
+    per_family: dict[Family, list[bytes]] = {f: [HEADERS[f]] for f in INVERTER_FAMILIES}
+    for state in states:
+        for family, text in visible_lines(state, now, max_age).items():
+            per_family[family].append(text)
+    return b"".join(b"".join(parts) for parts in per_family.values())
