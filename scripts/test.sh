@@ -27,4 +27,10 @@ python3 -m venv .venv
 
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy exporter
-echo "== pytest"; .venv/bin/python -m pytest "$@"
+echo "== import layers"; .venv/bin/lint-imports --no-cache
+if [ "$#" -eq 0 ]; then
+  # The whole suite, with the coverage floor of pyproject.toml ([tool.coverage.report]).
+  echo "== pytest (with coverage)"; .venv/bin/python -m pytest --cov --cov-report=term
+else
+  echo "== pytest $*"; .venv/bin/python -m pytest "$@"
+fi

@@ -1,0 +1,24 @@
+"""The /metrics page of a fixed simulated fleet, byte for byte (see tests/golden.py)."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.metrics import INVERTER_FAMILIES
+from tests.golden import GOLDEN, render_golden
+
+
+def test_the_page_equals_the_golden_file() -> None:
+    assert render_golden() == GOLDEN.read_text(), (
+        "the exposition changed: if intended, run `.venv/bin/python -m tests.golden` "
+        "and review the diff of tests/golden/metrics.txt"
+    )
+
+
+def test_the_golden_file_holds_every_family_of_the_table_for_every_inverter() -> None:
+    families = {f.name: f for f in text_string_to_metric_families(GOLDEN.read_text())}
+    assert list(families) == [f.name for f in INVERTER_FAMILIES]
+    info = families["podero_inverter_info"].samples
+    assert len(info) == 5 and all(s.labels.get("manufacturer") for s in info)
+    for family in INVERTER_FAMILIES:
+        assert families[family.name].documentation == family.help
