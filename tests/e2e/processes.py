@@ -9,10 +9,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
+import yaml
 
 from exporter.sim import stop_process
 
@@ -60,3 +62,43 @@ def running(
             yield proc
         finally:
             stop_process(proc)
+
+
+@dataclass
+class ExporterProcess:
+    """A running `podero-exporter` process on a free loopback port."""
+
+    proc: subprocess.Popen[bytes]
+    base: str  # http://127.0.0.1:PORT
+    port: int
+    log: Path
+
+    def get(self, path: str, timeout: float = 5) -> requests.Response:
+        return requests.get(self.base + path, timeout=timeout)
+
+
+@contextmanager
+def exporter_process(
+    tmp_path: Path,
+    config: dict[str, Any] | None,
+    *args: str,
+    wait: str = "/-/ready",
+    timeout: float = 20,
+) -> Iterator[ExporterProcess]:
+    """The real exporter with `config` (None: `--demo`) and `args`, on a free port, until the
+    block ends (always stopped, output in `tmp_path/exporter.log`); waits for `wait` to
+    answer 200 first (None: do not wait)."""
+    port = free_port()
+    flags = ["--web.listen-address", f"127.0.0.1:{port}", *args]
+    if config is None:
+        flags.insert(0, "--demo")
+    else:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        flags[:0] = ["--config.file", str(path)]
+    log = tmp_path / "exporter.log"
+    with running(exporter_command(*flags), log) as proc:
+        process = ExporterProcess(proc, f"http://127.0.0.1:{port}", port, log)
+        if wait:
+            wait_for(lambda: process.get(wait, timeout=1).ok, timeout, f"the exporter's {wait}")
+        yield process

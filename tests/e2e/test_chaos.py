@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import READING_FAMILIES
 from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config
 from exporter.sim import start_simulator as start_sim
-from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.processes import exporter_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -88,18 +87,9 @@ def test_chaos_soak(tmp_path: Path) -> None:
         }
     )
     raw["poll"] = {"interval_seconds": 1, "skip_until_due": False, "max_data_age_seconds": MAX_AGE}
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     try:
-        with running(
-            exporter_command(
-                "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"
-            ),
-            tmp_path / "log",
-        ) as proc:
-            wait_for(lambda: requests.get(f"{base}/-/ready", timeout=1).ok, 20, "ready")
+        with exporter_process(tmp_path, raw) as exporter:
+            proc, base = exporter.proc, exporter.base
             api.faults = CHAOS
             scrapes = 0
             started = time.monotonic()

@@ -12,12 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.sim import spawn
 from tests.conftest import VALUE_METRICS, require_tool, run_cli
-from tests.e2e.processes import (
-    exporter_command,
-    free_port,
-    running,
-    wait_for,
-)
+from tests.e2e.processes import exporter_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -63,13 +58,8 @@ def promtool_check(text: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_serves_every_metric_for_every_inverter_and_passes_promtool(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with running(
-        exporter_command("--demo", "--web.listen-address", f"127.0.0.1:{port}"),
-        tmp_path / "exporter.log",
-    ) as proc:
-        wait_for(lambda: requests.get(f"{base}/-/healthy", timeout=1).ok, 15, "/-/healthy")
+    with exporter_process(tmp_path, None, wait="/-/healthy") as exporter:
+        proc, base = exporter.proc, exporter.base
 
         def complete() -> str | None:
             text = requests.get(f"{base}/metrics", timeout=5).text

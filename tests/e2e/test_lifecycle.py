@@ -14,7 +14,7 @@ import yaml
 
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, demo_config
 from exporter.sim import start_simulator as start_sim
-from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.processes import exporter_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -26,10 +26,14 @@ def live_sim() -> Iterator[RunningSimulator]:
     sim.stop()
 
 
-def write_config(path: Path, sim: RunningSimulator, inverters: int, **poll: Any) -> None:
+def config_for(sim: RunningSimulator, inverters: int, **poll: Any) -> dict[str, Any]:
     raw = demo_config(sim.describe(), inverters)
     raw["poll"] = {"interval_seconds": 1, "skip_until_due": False, **poll}
-    path.write_text(yaml.safe_dump(raw))
+    return raw
+
+
+def write_config(path: Path, sim: RunningSimulator, inverters: int, **poll: Any) -> None:
+    path.write_text(yaml.safe_dump(config_for(sim, inverters, **poll)))
 
 
 def metric(base: str, name: str) -> dict[str, float]:
@@ -46,33 +50,18 @@ def test_stops_within_5s_with_calls_in_flight(
     tmp_path: Path, live_sim: RunningSimulator, sig: signal.Signals
 ) -> None:
     live_sim.api.faults = Faults(latency_ms=4000)  # every API call hangs for 4 s
-    config = tmp_path / "config.yaml"
-    write_config(config, live_sim, 4)
-    port = free_port()
-    with running(
-        exporter_command("--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"),
-        tmp_path / "log",
-    ) as proc:
-        wait_for(
-            lambda: requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=1).ok, 15, "healthy"
-        )
+    with exporter_process(tmp_path, config_for(live_sim, 4), wait="/-/healthy") as exporter:
         wait_for(lambda: live_sim.api.stats()["requests"] > 0, 15, "calls in flight")
-        assert requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=2).status_code == 503
-        proc.send_signal(sig)
-        assert proc.wait(timeout=5) == 0
-    assert "stopped" in (tmp_path / "log").read_text()
+        assert exporter.get("/-/ready", timeout=2).status_code == 503
+        exporter.proc.send_signal(sig)
+        assert exporter.proc.wait(timeout=5) == 0
+    assert "stopped" in exporter.log.read_text()
 
 
 def test_reload_by_sighup_and_post(tmp_path: Path, live_sim: RunningSimulator) -> None:
     config = tmp_path / "config.yaml"
-    write_config(config, live_sim, 2)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with running(
-        exporter_command("--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"),
-        tmp_path / "log",
-    ) as proc:
-        wait_for(lambda: requests.get(f"{base}/-/ready", timeout=1).ok, 15, "ready")
+    with exporter_process(tmp_path, config_for(live_sim, 2)) as exporter:
+        proc, base = exporter.proc, exporter.base
         assert len(metric(base, "podero_inverter_up")) == 2
         tokens = live_sim.api.stats()["responses"]["token"]["200"]
 

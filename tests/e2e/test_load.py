@@ -9,11 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
-import yaml
 
 from exporter.sim import spawn
-from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.processes import exporter_process
 
 pytestmark = pytest.mark.e2e
 
@@ -32,20 +30,9 @@ def test_50_concurrent_scrapers_for_30s(tmp_path: Path) -> None:
             },
             "inverters": sim["inverters"],
         }
-        config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(raw))
-        port = free_port()
-        with running(
-            exporter_command(
-                "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"
-            ),
-            tmp_path / "log",
-        ) as proc:
-            wait_for(
-                lambda: requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok,
-                60,
-                "the first cycle over 1,000 inverters",
-            )
+        # Ready means the first cycle over 1,000 inverters is done.
+        with exporter_process(tmp_path, raw, timeout=60) as exporter:
+            proc, port = exporter.proc, exporter.port
             results: list[tuple[int, int, int]] = []
             errors: list[str] = []
             lock = threading.Lock()

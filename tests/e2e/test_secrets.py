@@ -14,7 +14,7 @@ import yaml
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, demo_config
 from exporter.sim import start_simulator as start_sim
 from tests.conftest import run_cli
-from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.processes import exporter_process, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -50,24 +50,9 @@ def run_and_collect(
     tmp_path: Path, raw: dict[str, Any], sim: RunningSimulator, faults: Faults
 ) -> str:
     """Run the exporter at debug level through some polls; everything it wrote and served."""
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / f"log-{port}"
     served = []
-    with running(
-        exporter_command(
-            "--config.file",
-            str(config),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--log.level",
-            "debug",
-        ),
-        log,
-    ):
-        wait_for(lambda: requests.get(f"{base}/-/healthy", timeout=1).ok, 15, "healthy")
+    with exporter_process(tmp_path, raw, "--log.level", "debug", wait="/-/healthy") as exporter:
+        base, config, log = exporter.base, tmp_path / "config.yaml", exporter.log
         sim.api.faults = faults
         start = sim.api.stats()["requests"]
         wait_for(lambda: sim.api.stats()["requests"] > start + 30, 30, "30 API calls")
