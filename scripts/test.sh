@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run it: lint, types, unit and end-to-end tests
-# (Debian's prometheus for promtool and the real-server tests, chromium for the status page).
+# (Debian's prometheus for promtool and the real-server tests, prometheus-alertmanager for
+# amtool and the Alertmanager tests, chromium for the status page).
 # Works on a fresh Debian machine with Python 3.11 (uses sudo for apt-get when not root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 ||
+  need_apt+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)

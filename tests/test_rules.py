@@ -1,8 +1,9 @@
-"""The shipped alert rules, Prometheus config and compose stack, checked statically and with
-promtool."""
+"""The shipped alert rules, runbooks, Alertmanager and Prometheus configs and compose stack,
+checked statically, with promtool and with amtool."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -18,16 +19,93 @@ from tests.metric_names import exposed_names, metric_names, with_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus/podero.rules.yml"
+RULE_TESTS = ROOT / "prometheus/podero.rules.test.yml"
+ALERTMANAGER = ROOT / "alertmanager/alertmanager.yml"
+RUNBOOKS = ROOT / "docs/runbooks"
+# The alerts that existed before issue 13: silences and dashboards name them.
+EXISTING_ALERTS = {
+    "PoderoBatteryLow",
+    "PoderoGridExportHigh",
+    "PoderoInverterDataStale",
+    "PoderoInverterPollFailing",
+    "PoderoAuthFailing",
+    "PoderoExporterDown",
+    "PoderoInverterNotAuthenticated",
+    "PoderoInverterActionNeeded",
+}
+RUNBOOK_SECTIONS = ("## What it means", "## What to check", "## What to do")
+
+
+def rules() -> list[dict[str, Any]]:
+    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def seconds(duration: str) -> int:
+    """A Prometheus duration such as 15m, 1h or 0s (single unit) in seconds."""
+    match = re.fullmatch(r"(\d+)([smh])", duration)
+    assert match, f"unexpected duration {duration!r}"
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def test_every_metric_in_the_rules_is_exposed(sim_config: Config, clock: Clock) -> None:
     exposed = exposed_names(with_thresholds(sim_config), clock)
     used: set[str] = set()
-    for group in yaml.safe_load(RULES.read_text())["groups"]:
-        for rule in group["rules"]:
-            used |= metric_names(rule["expr"])
+    for rule in rules():
+        used |= metric_names(rule["expr"])
     assert used, "no metric names found"
     assert not {n for n in used if n not in exposed}
+
+
+def test_the_existing_alert_names_are_kept() -> None:
+    assert {r["alert"] for r in rules()} >= EXISTING_ALERTS
+
+
+def test_every_alert_has_severity_scope_annotations_links_and_a_test() -> None:
+    tests = RULE_TESTS.read_text()
+    bases = set()
+    for rule in rules():
+        name, labels, annotations = rule["alert"], rule["labels"], rule["annotations"]
+        assert labels["severity"] in ("info", "warning", "critical"), name
+        assert labels["scope"] in ("inverter", "exporter"), name
+        assert annotations["summary"] and annotations["description"], name
+        base, _, path = annotations["runbook_url"].partition("/docs/runbooks/")
+        assert path == f"{name}.md", name
+        assert (RUNBOOKS / path).is_file(), f"{name}: no runbook {path}"
+        bases.add(base)
+        if labels["scope"] == "inverter":
+            link = "/d/podero-inverter?var-inverter_id={{ $labels.inverter_id }}"
+        else:
+            link = "/d/podero-fleet"
+        assert annotations["dashboard"] == link, name
+        assert f"alertname: {name}" in tests, f"{name} has no promtool test"
+    # one prefix for all, so that a fork replaces it in one go (docs/alerting.md)
+    assert len(bases) == 1 and next(iter(bases)).startswith("https://"), bases
+
+
+def test_every_runbook_belongs_to_an_alert_and_answers_the_three_questions() -> None:
+    names = {r["alert"] for r in rules()}
+    runbooks = {p.stem: p.read_text() for p in RUNBOOKS.glob("*.md")}
+    assert set(runbooks) == names
+    for name, text in runbooks.items():
+        assert text.startswith(f"# {name}\n"), name
+        positions = [text.find(section) for section in RUNBOOK_SECTIONS]
+        assert -1 not in positions and positions == sorted(positions), name
+
+
+def test_alerts_about_the_exporters_series_outlast_the_takeover() -> None:
+    """When the exporter dies, its series go stale at once: every alert on them must keep
+    firing until PoderoExporterDown has fired, with a scrape interval to spare; and a stale
+    inverter that a restart turns into one without data must not fall silent in between."""
+    by_name = {r["alert"]: r for r in rules()}
+    takeover = seconds(by_name["PoderoExporterDown"]["for"]) + 2 * 60  # a 2m scrape interval
+    no_data = seconds(by_name["PoderoInverterNoData"]["for"])
+    for rule in rules():
+        if rule["alert"] in ("PoderoExporterDown", "PoderoExporterAbsent"):
+            assert "keep_firing_for" not in rule  # resolves as soon as the target is back
+            continue
+        kept = seconds(rule.get("keep_firing_for", "0s"))
+        assert kept > takeover, rule["alert"]
+        assert kept > no_data, rule["alert"]
 
 
 def compose() -> dict[str, Any]:
@@ -36,7 +114,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_mounts_exist_and_images_are_pinned() -> None:
     services = compose()["services"]
-    assert set(services) == {"exporter", "prometheus", "grafana"}
+    assert set(services) == {"exporter", "prometheus", "alertmanager", "grafana"}
     assert "--demo" in services["exporter"]["command"]
     for name, service in services.items():
         for volume in service.get("volumes", []):
@@ -45,7 +123,25 @@ def test_compose_mounts_exist_and_images_are_pinned() -> None:
         image = service.get("image", "")
         if "build" not in service:
             assert re.match(r"^[\w./-]+:v?\d+\.\d+\.\d+$", image), f"{name}: {image} not pinned"
+    assert services["alertmanager"]["image"] == "prom/alertmanager:v0.27.0"
     assert (ROOT / "Dockerfile").exists()
+
+
+def test_compose_prometheus_sends_to_the_compose_alertmanager() -> None:
+    services = compose()["services"]
+    am = services["alertmanager"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
+    assert "./alertmanager:/etc/alertmanager:ro" in am["volumes"]
+    assert "9093:9093" in am["ports"]
+    assert "alertmanager" in services["prometheus"]["depends_on"]
+    config = yaml.safe_load((ROOT / "prometheus/prometheus.example.yml").read_text())
+    targets = [
+        t
+        for am_config in config["alerting"]["alertmanagers"]
+        for static in am_config["static_configs"]
+        for t in static["targets"]
+    ]
+    assert targets == ["alertmanager:9093"]
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,9 +152,10 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_promtool_check_rules() -> None:
+    # Also proves this promtool knows keep_firing_for (Prometheus 2.42 and later).
     result = promtool("check", "rules", "podero.rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
 
 
 def test_promtool_test_rules() -> None:
@@ -67,29 +164,85 @@ def test_promtool_test_rules() -> None:
     assert "SUCCESS" in result.stdout
 
 
-def test_every_alert_has_severity_summary_description_and_a_test() -> None:
-    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-    tests = (ROOT / "prometheus/podero.rules.test.yml").read_text()
-    names = {r["alert"] for r in rules}
-    assert {
-        "PoderoBatteryLow",
-        "PoderoGridExportHigh",
-        "PoderoInverterDataStale",
-        "PoderoInverterPollFailing",
-        "PoderoAuthFailing",
-        "PoderoExporterDown",
-        "PoderoInverterNotAuthenticated",
-        "PoderoInverterActionNeeded",
-    } <= names
-    for rule in rules:
-        assert rule["labels"]["severity"] in ("info", "warning", "critical")
-        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
-        assert f"alertname: {rule['alert']}" in tests
-
-
 @pytest.mark.parametrize("config", ["prometheus.example.yml"])
 def test_prometheus_example_config_passes_promtool(config: str) -> None:
     result = promtool("check", "config", config)
     assert result.returncode == 0, result.stdout + result.stderr
     used = compose()["services"]["prometheus"]["command"][0].split("/")[-1]
     assert used == config  # the compose stack uses the checked config
+
+
+def amtool(*args: str) -> subprocess.CompletedProcess[str]:
+    tool = require_tool("amtool")
+    return subprocess.run(
+        [tool, *args], capture_output=True, text=True, check=False, cwd=ROOT / "alertmanager"
+    )
+
+
+def test_alertmanager_config_passes_amtool() -> None:
+    result = amtool("check-config", "alertmanager.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 inhibit rules" in result.stdout
+    assert "1 templates" in result.stdout
+
+
+def test_alertmanager_routes_group_by_alert_and_instance() -> None:
+    config = yaml.safe_load(ALERTMANAGER.read_text())
+    assert config["route"]["group_by"] == ["alertname", "instance"]
+    receivers = {r["name"] for r in config["receivers"]}
+    assert config["route"]["receiver"] in receivers
+    assert {r.get("receiver", config["route"]["receiver"]) for r in config["route"]["routes"]} <= (
+        receivers
+    )
+
+
+def test_inhibit_rules_name_shipped_alerts_and_scopes() -> None:
+    names = {r["alert"] for r in rules()}
+    for rule in yaml.safe_load(ALERTMANAGER.read_text())["inhibit_rules"]:
+        for matcher in rule["source_matchers"] + rule["target_matchers"]:
+            match = re.fullmatch(r'(\w+)(?:=~|!=|=)"(.*)"', matcher)
+            assert match, matcher
+            label, alternatives = match.group(1), set(match.group(2).split("|"))
+            if label == "alertname":
+                assert alternatives <= names, matcher
+            else:
+                assert label == "scope" and alternatives <= {"inverter", "exporter"}, matcher
+        assert set(rule["equal"]) <= {"job", "instance", "inverter_id"}, rule
+
+
+def test_the_template_turns_the_dashboard_path_into_a_grafana_link(tmp_path: Path) -> None:
+    data = {
+        "receiver": "operators",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "PoderoBatteryLow", "inverter_id": "a"},
+                "annotations": {
+                    "summary": "Battery of low is low (10%)",
+                    "description": "The battery of inverter low (a) ...",
+                    "runbook_url": "https://example.org/docs/runbooks/PoderoBatteryLow.md",
+                    "dashboard": "/d/podero-inverter?var-inverter_id=a",
+                },
+            }
+        ],
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+    }
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    result = amtool(
+        "template",
+        "render",
+        "--template.glob=templates/*.tmpl",
+        '--template.text={{ template "podero.text" . }}',
+        f"--template.data={tmp_path / 'data.json'}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "[FIRING] Battery of low is low (10%)",
+        "The battery of inverter low (a) ...",
+        "Runbook: https://example.org/docs/runbooks/PoderoBatteryLow.md",
+        "Dashboard: http://localhost:3000/d/podero-inverter?var-inverter_id=a",
+    ]

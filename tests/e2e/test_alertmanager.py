@@ -1,0 +1,324 @@
+"""Real Prometheus and Alertmanager with the shipped rules and Alertmanager config: an alert
+from the demo exporter reaches a webhook receiver, and the shipped inhibitions hold, both when
+the exporter dies under a firing per-inverter alert and for each inhibit rule on its own."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import require_tool
+from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.stack import RULES
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTMANAGER_CONFIG = ROOT / "alertmanager/alertmanager.yml"
+# The alerts the exporter-death scenario needs at once; every other `for:` stays as shipped.
+FAST = ("PoderoBatteryLow", "PoderoExporterDown")
+
+Alert = dict[str, Any]
+
+
+def alertmanager_binary() -> str:
+    # Debian installs it as prometheus-alertmanager, upstream releases as alertmanager.
+    return shutil.which("alertmanager") or require_tool("prometheus-alertmanager")
+
+
+class WebhookReceiver:
+    """A webhook endpoint on loopback that keeps every notification posted to it."""
+
+    def __init__(self) -> None:
+        self.notifications: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        received = self.notifications
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/podero-alerts"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def alerts(self, alertname: str, status: str = "firing") -> list[tuple[dict[str, Any], Alert]]:
+        """(notification, alert) pairs received so far for this alert name and status."""
+        return [
+            (n, a)
+            for n in list(self.notifications)
+            for a in n["alerts"]
+            if a["labels"]["alertname"] == alertname and a["status"] == status
+        ]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def config_for(receiver_url: str) -> dict[str, Any]:
+    """The shipped Alertmanager config, sending to `receiver_url` at once: short group timings,
+    the receiver's URL, absolute template paths. Routes and inhibitions stay as shipped."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+    for receiver in config["receivers"]:
+        for webhook in receiver.get("webhook_configs", []):
+            webhook["url"] = receiver_url
+    config["templates"] = [str(ALERTMANAGER_CONFIG.parent / t) for t in config["templates"]]
+    return dict(config)
+
+
+@contextmanager
+def alertmanager(tmp: Path, receiver_url: str) -> Iterator[str]:
+    """A real Alertmanager on a free loopback port with the test config; yields its URL."""
+    port = free_port()
+    (tmp / "alertmanager.yml").write_text(yaml.safe_dump(config_for(receiver_url)))
+    cmd = [
+        alertmanager_binary(),
+        f"--config.file={tmp / 'alertmanager.yml'}",
+        f"--storage.path={tmp / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with running(cmd, tmp / "alertmanager.log"):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=2).ok, 30, "Alertmanager ready")
+        yield url
+
+
+def fast_rules() -> dict[str, Any]:
+    """The shipped rules with `for:` dropped from the FAST alerts; expressions unchanged."""
+    rules = yaml.safe_load(RULES.read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule["alert"] in FAST:
+                rule["for"] = "0s"
+    return dict(rules)
+
+
+def am_alerts(url: str, **filters: str) -> list[Alert]:
+    """Alertmanager's alerts (active, silenced and inhibited) matching label equalities."""
+    params = {"filter": [f'{k}="{v}"' for k, v in filters.items()]}
+    r = requests.get(f"{url}/api/v2/alerts", params=params, timeout=5)
+    r.raise_for_status()
+    return list(r.json())
+
+
+@dataclass
+class AlertingStack:
+    prometheus: str
+    alertmanager: str
+    receiver: WebhookReceiver
+    simulator: str
+    exporter_instance: str
+    exporter: subprocess.Popen[bytes]  # to kill it
+
+
+@pytest.fixture
+def alerting_stack(tmp_path: Path) -> Iterator[AlertingStack]:
+    prometheus_bin = require_tool("prometheus")
+    receiver = WebhookReceiver()
+    port, prom_port = free_port(), free_port()
+    with ExitStack() as stack:
+        stack.callback(receiver.close)
+        am_url = stack.enter_context(alertmanager(tmp_path, receiver.url))
+        (tmp_path / "rules.yml").write_text(yaml.safe_dump(fast_rules()))
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(tmp_path / "rules.yml")],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [am_url.split("//")[1]]}]}]
+            },
+            "scrape_configs": [
+                {"job_name": "podero", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            ],
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        log = tmp_path / "exporter.log"
+        exporter = stack.enter_context(
+            running(exporter_command("--demo", "--web.listen-address", f"127.0.0.1:{port}"), log)
+        )
+        stack.enter_context(
+            running(
+                [
+                    prometheus_bin,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                tmp_path / "prometheus.log",
+            )
+        )
+        prometheus = f"http://127.0.0.1:{prom_port}"
+        wait_for(lambda: requests.get(f"{prometheus}/-/ready", timeout=2).ok, 60, "Prometheus")
+        simulator = wait_for(
+            lambda: (
+                (m := re.search(r"simulated Podero API at (http://[\d.:]+)", log.read_text()))
+                and m.group(1)
+            ),
+            20,
+            "the demo's simulator address",
+        )
+        yield AlertingStack(prometheus, am_url, receiver, simulator, f"127.0.0.1:{port}", exporter)
+
+
+def prometheus_query(url: str, expr: str) -> list[dict[str, Any]]:
+    body = requests.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert body["status"] == "success", (expr, body)
+    return list(body["data"]["result"])
+
+
+def test_exporter_death_under_a_firing_alert_is_inhibited_not_resolved(
+    alerting_stack: AlertingStack,
+) -> None:
+    s = alerting_stack
+    fleet = requests.get(f"{s.simulator}/_sim/fleet", timeout=5).json()
+    drained = fleet["inverters"][1]["inverter_id"]
+    r = requests.post(
+        f"{s.simulator}/_sim/override",
+        timeout=5,
+        json={"inverter_id": drained, "values": {"battery_charge_level_percent": 5}},
+    )
+    assert r.ok
+
+    # 1. The drained battery's alert reaches the webhook, with its runbook and dashboard.
+    notification, alert = wait_for(
+        lambda: next(iter(s.receiver.alerts("PoderoBatteryLow")), None),
+        60,
+        "PoderoBatteryLow at the webhook",
+    )
+    assert notification["receiver"] == "operators"
+    assert notification["groupLabels"] == {
+        "alertname": "PoderoBatteryLow",
+        "instance": s.exporter_instance,
+    }
+    labels, annotations = alert["labels"], alert["annotations"]
+    assert labels["inverter_id"] == drained
+    assert (labels["severity"], labels["scope"], labels["job"]) == ("warning", "inverter", "podero")
+    assert annotations["summary"].endswith("is low (5%)")
+    assert annotations["runbook_url"].endswith("/docs/runbooks/PoderoBatteryLow.md")
+    assert annotations["dashboard"] == f"/d/podero-inverter?var-inverter_id={drained}"
+    assert [a["labels"]["inverter_id"] for _, a in s.receiver.alerts("PoderoBatteryLow")] == [
+        drained
+    ]
+
+    # 2. The exporter dies: its series go stale, the exporter-wide alert takes over.
+    s.exporter.kill()
+    s.exporter.wait()
+    wait_for(
+        lambda: s.receiver.alerts("PoderoExporterDown"), 30, "PoderoExporterDown at the webhook"
+    )
+    assert not prometheus_query(s.prometheus, "podero_inverter_battery_charge_ratio")
+    # Prometheus keeps the inverter's alert firing (keep_firing_for) ...
+    kept = prometheus_query(s.prometheus, 'ALERTS{alertname="PoderoBatteryLow"}')
+    assert [(a["metric"]["inverter_id"], a["metric"]["alertstate"]) for a in kept] == [
+        (drained, "firing")
+    ]
+    # ... and Alertmanager holds it back, inhibited by PoderoExporterDown of the same instance.
+    down = am_alerts(s.alertmanager, alertname="PoderoExporterDown")
+    assert [a["labels"]["instance"] for a in down] == [s.exporter_instance]
+
+    def inhibited() -> list[Alert] | None:
+        battery = am_alerts(s.alertmanager, alertname="PoderoBatteryLow")
+        return battery if all(a["status"]["inhibitedBy"] for a in battery) else None
+
+    battery = wait_for(inhibited, 30, "PoderoBatteryLow to be inhibited")
+    assert [a["labels"]["inverter_id"] for a in battery] == [drained]
+    assert battery[0]["status"]["state"] == "suppressed"
+    assert battery[0]["status"]["inhibitedBy"] == [down[0]["fingerprint"]]
+    assert down[0]["status"] == {"state": "active", "inhibitedBy": [], "silencedBy": []}
+    r = requests.get(
+        f"{s.alertmanager}/api/v2/alerts", params={"inhibited": "false"}, timeout=5
+    ).json()
+    assert "PoderoBatteryLow" not in {a["labels"]["alertname"] for a in r}
+
+
+def posted(alertname: str, **labels: str) -> dict[str, str]:
+    """An alert's labels as Prometheus posts them: `scope` follows from `inverter_id`."""
+    scope = "inverter" if "inverter_id" in labels else "exporter"
+    return {"alertname": alertname, "job": "podero", "scope": scope, **labels}
+
+
+# Synthetic alerts posted straight to Alertmanager: the sources of the shipped inhibit rules,
+# and for each rule alerts it mutes and similar ones it must leave alone.
+SOURCES = [
+    posted("PoderoExporterDown", instance="down:1"),
+    posted("PoderoAuthFailing", instance="auth:1"),
+    posted("PoderoExporterAbsent", job="gone"),  # no instance label
+    posted("PoderoInverterPollFailing", instance="ok:1", inverter_id="polls"),
+]
+MUTED = [
+    posted("PoderoBatteryLow", instance="down:1", inverter_id="a"),  # its exporter is down
+    posted("PoderoAuthFailing", instance="down:1"),
+    posted("PoderoInverterPollFailing", instance="auth:1", inverter_id="b"),  # auth fails
+    posted("PoderoDiscoveryFailing", instance="auth:1", org_id="o"),
+    posted("PoderoInverterNoData", job="gone", instance="g:1", inverter_id="c"),  # no target
+    posted("PoderoInverterDataStale", instance="ok:1", inverter_id="polls"),  # its polls fail
+]
+NOT_MUTED = [
+    posted("PoderoBatteryLow", instance="ok:1", inverter_id="a"),  # another instance
+    posted("PoderoDiscoveryFailing", instance="ok:1", org_id="o"),
+    posted("PoderoInverterNoData", instance="g:1", inverter_id="c"),  # another job
+    posted("PoderoInverterDataStale", instance="ok:1", inverter_id="fine"),  # another inverter
+    posted("PoderoInverterNotAuthenticated", instance="ok:1", inverter_id="polls"),
+]
+
+
+def test_each_inhibit_rule_mutes_its_targets_only(tmp_path: Path) -> None:
+    receiver = WebhookReceiver()
+    try:
+        with alertmanager(tmp_path, receiver.url) as url:
+            now = datetime.now(UTC)
+            firing = [
+                {
+                    "labels": labels,
+                    "startsAt": now.isoformat(),
+                    "endsAt": (now + timedelta(hours=1)).isoformat(),
+                }
+                for labels in SOURCES + MUTED + NOT_MUTED
+            ]
+            r = requests.post(f"{url}/api/v2/alerts", json=firing, timeout=5)
+            assert r.ok, r.text
+
+            def key(labels: dict[str, str]) -> str:
+                return json.dumps(labels, sort_keys=True)
+
+            expected = {key(labels) for labels in MUTED}
+            last: dict[str, set[str]] = {}
+
+            def settled() -> bool:
+                # Alertmanager takes in posted alerts asynchronously: wait for all of them.
+                listed = requests.get(f"{url}/api/v2/alerts", timeout=5).json()
+                last["listed"] = {key(a["labels"]) for a in listed}
+                last["inhibited"] = {key(a["labels"]) for a in listed if a["status"]["inhibitedBy"]}
+                return len(last["listed"]) == len(firing) and last["inhibited"] == expected
+
+            try:
+                wait_for(settled, 10, "the posted alerts with the expected ones inhibited")
+            except AssertionError:
+                assert last["inhibited"] == expected  # shows which differ
+                raise
+    finally:
+        receiver.close()
