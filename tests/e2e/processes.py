@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -102,3 +103,13 @@ def exporter_process(
         if wait:
             wait_for(lambda: process.get(wait, timeout=1).ok, timeout, f"the exporter's {wait}")
         yield process
+
+
+def demo_simulator_url(log: Path, timeout: float = 20) -> str:
+    """The base URL of the simulator a `--demo` exporter started, read from its log."""
+
+    def found() -> str | None:
+        match = re.search(r"simulated Podero API\" base_url=(http://[\d.:]+)", log.read_text())
+        return match.group(1) if match else None
+
+    return wait_for(found, timeout, "the demo's simulator address")

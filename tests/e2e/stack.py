@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import requests
 import yaml
 
 from tests.conftest import require_tool
-from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.processes import demo_simulator_url, exporter_command, free_port, running, wait_for
 
 RULES = Path(__file__).resolve().parents[2] / "prometheus/podero.rules.yml"
 
@@ -57,18 +56,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             60,
             "Prometheus to be ready",
         )
-        simulator = wait_for(
-            lambda: (
-                (
-                    m := re.search(
-                        r"simulated Podero API\" base_url=(http://[\d.:]+)", log.read_text()
-                    )
-                )
-                and m.group(1)
-            ),
-            20,
-            "the demo's simulator address",
-        )
+        simulator = demo_simulator_url(log)
         yield Stack(f"http://127.0.0.1:{port}", prometheus, simulator, log)
 
 

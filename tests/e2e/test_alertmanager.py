@@ -5,7 +5,6 @@ the exporter dies under a firing per-inverter alert and for each inhibit rule on
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import threading
@@ -22,7 +21,7 @@ import requests
 import yaml
 
 from tests.conftest import require_tool
-from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.processes import demo_simulator_url, exporter_command, free_port, running, wait_for
 from tests.e2e.stack import RULES
 
 pytestmark = pytest.mark.e2e
@@ -173,14 +172,7 @@ def alerting_stack(tmp_path: Path) -> Iterator[AlertingStack]:
         )
         prometheus = f"http://127.0.0.1:{prom_port}"
         wait_for(lambda: requests.get(f"{prometheus}/-/ready", timeout=2).ok, 60, "Prometheus")
-        simulator = wait_for(
-            lambda: (
-                (m := re.search(r"simulated Podero API at (http://[\d.:]+)", log.read_text()))
-                and m.group(1)
-            ),
-            20,
-            "the demo's simulator address",
-        )
+        simulator = demo_simulator_url(log)
         yield AlertingStack(prometheus, am_url, receiver, simulator, f"127.0.0.1:{port}", exporter)
 
 
