@@ -1,11 +1,14 @@
 # podero-exporter: a slim, non-root image.
-#   docker build -t podero-exporter .
+#   docker build --build-arg REVISION=$(git rev-parse HEAD) -t podero-exporter .
 #   docker run -p 10042:10042 podero-exporter --demo
 #   docker run -p 10042:10042 -v $PWD/config.yaml:/etc/podero-exporter/config.yaml:ro \
 #     -v $PWD/secret:/run/secrets/podero_client_secret:ro -e PODERO_CLIENT_ID=... podero-exporter
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# The source revision, shown in podero_exporter_build_info{revision=...}.
+ARG REVISION=unknown
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    PODERO_EXPORTER_REVISION=$REVISION
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter

@@ -25,6 +25,10 @@ from exporter.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")
 DEMO_INVERTERS = 3
+DEMO_SCENARIOS = ("battery-low",)
+# Kubernetes sets these from the pod ordinal and the replica count (deploy/kubernetes).
+SHARD_INDEX_ENV = "PODERO_SHARD_INDEX"
+SHARD_COUNT_ENV = "PODERO_SHARD_COUNT"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -81,53 +85,80 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="simulated inverters in demo mode",
     )
     parser.add_argument(
+        "--demo.scenario",
+        dest="demo_scenario",
+        choices=DEMO_SCENARIOS,
+        default=None,
+        help="make the demo show an alert: battery-low drains the first simulated battery",
+    )
+    parser.add_argument(
         "--shard.count",
         dest="shard_count",
-        type=int,
         default=None,
-        help="split the fleet into this many shards (overrides shard.count)",
+        help=f"split the fleet into this many shards (default: ${SHARD_COUNT_ENV}, "
+        "else shard.count of the config)",
     )
     parser.add_argument(
         "--shard.index",
         dest="shard_index",
-        type=int,
         default=None,
-        help="the shard this replica polls, 0 to count-1 (overrides shard.index)",
+        help=f"the shard this replica polls, 0 to count-1 (default: ${SHARD_INDEX_ENV}, "
+        "else shard.index of the config)",
     )
     parser.add_argument("--version", action="version", version=f"podero-exporter {__version__}")
     return parser.parse_args(argv)
 
 
-def _demo_config(count: int) -> tuple[Config, str]:
+def _demo_config(count: int, scenario: str | None) -> tuple[Config, str]:
     """Start the simulator on an ephemeral loopback port; the config that polls it."""
     # Only the demo loads the simulator; the daemon never imports it.
     from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
 
-    sim = start_simulator(SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults()))
+    api = SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults())
+    if scenario == "battery-low":
+        api.overrides[api.fleet.inverters[0].id] = {"battery_charge_level_percent": 5.0}
+    sim = start_simulator(api)
     info = sim.describe()
     raw = demo_config(info)
     # No inverters by hand: the demo discovers the simulated organization's fleet.
     raw["inverters"] = []
     raw["discovery"] = {"org_ids": info["org_ids"], "refresh_interval_seconds": 300}
     # The demo polls every 10 s (no skipping) so that simulator scenarios show at once, and
-    # sets thresholds so that the alert rules and the dashboard's threshold lines have data.
+    # sets thresholds so that the alert rules and the dashboard's threshold lines have data;
+    # they lie outside what the simulated fleet does (a 20 % battery reserve, at most 12 kW of
+    # solar), so nothing fires unless a scenario asks for it.
     raw["poll"] = {"interval_seconds": 10, "skip_until_due": False}
-    raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 7000}
+    raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 15000}
     text = yaml.safe_dump(raw)
     return parse_config(text, {}, source="demo"), sim.base_url
 
 
-def with_flags(config: Config, args: argparse.Namespace) -> Config:
-    """The config with command-line overrides (sharding) applied."""
-    if args.shard_count is None and args.shard_index is None:
-        return config
-    count = config.shard.count if args.shard_count is None else args.shard_count
-    index = config.shard.index if args.shard_index is None else args.shard_index
+def _shard_setting(flag: str | None, env: str, name: str) -> tuple[int | None, str]:
+    """A shard number from its flag, else its environment variable (and where it came from)."""
+    value, source = (flag, f"--shard.{name}") if flag is not None else (os.environ.get(env), env)
+    if value is None or value == "":
+        return None, ""
     try:
-        shard = ShardConfig(count=count, index=index)
+        return int(value), source
+    except ValueError:
+        raise ConfigError(f"{source}: {value!r} is not a whole number") from None
+
+
+def with_flags(config: Config, args: argparse.Namespace) -> Config:
+    """The config with the shard from the flags or the environment applied."""
+    count, count_source = _shard_setting(args.shard_count, SHARD_COUNT_ENV, "count")
+    index, index_source = _shard_setting(args.shard_index, SHARD_INDEX_ENV, "index")
+    if count is None and index is None:
+        return config
+    try:
+        shard = ShardConfig(
+            count=config.shard.count if count is None else count,
+            index=config.shard.index if index is None else index,
+        )
     except ValidationError as exc:
         reason = exc.errors()[0]["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"--shard.count/--shard.index: {reason}") from None
+        sources = "/".join(s for s in (count_source, index_source) if s)
+        raise ConfigError(f"{sources}: {reason}") from None
     return config.model_copy(update={"shard": shard})
 
 
@@ -142,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parse_listen_address(args.listen)
         if args.demo:
-            config, sim_url = _demo_config(max(1, args.demo_inverters))
+            config, sim_url = _demo_config(max(1, args.demo_inverters), args.demo_scenario)
             config = with_flags(config, args)
             log.info("demo mode: polling the simulated Podero API", extra=kv(base_url=sim_url))
         else:

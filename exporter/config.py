@@ -229,7 +229,8 @@ class InverterConfig:
 
 
 class ShardConfig(_Strict):
-    """This replica's share of the fleet: inverters whose id hashes to `index` modulo `count`."""
+    """This replica's share of the fleet: the homes (users) whose id hashes to `index` modulo
+    `count`, with all their devices, so that one home's series come from one replica."""
 
     count: int = Field(default=1, ge=1, le=10_000)
     index: int = Field(default=0, ge=0)
@@ -240,14 +241,14 @@ class ShardConfig(_Strict):
             raise ValueError(f"index {self.index} must be below count {self.count}")
         return self
 
-    def owns(self, inverter_id: str) -> bool:
-        """Whether this shard polls the inverter; stable across restarts and replicas."""
-        return shard_of(inverter_id, self.count) == self.index
+    def owns(self, user_id: str) -> bool:
+        """Whether this shard polls the home's devices; stable across restarts and replicas."""
+        return shard_of(user_id, self.count) == self.index
 
 
-def shard_of(inverter_id: str, count: int) -> int:
-    """The shard an inverter belongs to (a hash of its id, independent of the fleet size)."""
-    digest = hashlib.sha256(inverter_id.encode()).digest()
+def shard_of(user_id: str, count: int) -> int:
+    """The shard a home belongs to (a hash of the user id, independent of the fleet size)."""
+    digest = hashlib.sha256(user_id.encode()).digest()
     return int.from_bytes(digest[:8], "big") % count
 
 
@@ -315,7 +316,7 @@ class Config(_Strict):
         """One line for `--config.check`: what would be polled, and how; no secrets."""
         shard = ""
         if self.shard.count > 1:
-            owned = sum(1 for i in self.inverters if self.shard.owns(i.inverter_id))
+            owned = sum(1 for i in self.inverters if self.shard.owns(i.user_id))
             shard = f" ({owned} in shard {self.shard.index} of {self.shard.count})"
         return (
             f"config ok: {len(self.inverters)} inverters{shard}, "

@@ -62,8 +62,10 @@ def logfmt_value(value: Any) -> str:
             out.append("\\r")
         elif c == " " or c.isprintable():
             out.append(c)
-        else:
+        elif ord(c) <= 0xFFFF:
             out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
     return '"' + "".join(out) + '"'
 
 

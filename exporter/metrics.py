@@ -292,9 +292,10 @@ DISCOVERY_DURATION = Family(
 )
 BUILD_INFO = Family(
     "podero_exporter_build_info",
-    "Always 1; the labels say which exporter build is running.",
+    "Always 1; the labels say which exporter build is running: version, the source "
+    "revision it was built from, and the Python version.",
     Source.SELF,
-    labels=("version",),
+    labels=("version", "revision", "python_version"),
 )
 SELF_FAMILIES: tuple[Family, ...] = (
     API_REQUESTS,

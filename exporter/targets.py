@@ -98,7 +98,7 @@ def resolve_targets(
         targets[d.inverter_id] = replace(
             InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
         )
-    return [t for t in targets.values() if config.shard.owns(t.inverter_id)]
+    return [t for t in targets.values() if config.shard.owns(t.user_id)]
 
 
 Follower = Callable[[list[InverterTarget]], None]

@@ -6,8 +6,14 @@ that the API client and the poller call.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
+import subprocess
 import time
 from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
@@ -45,7 +51,7 @@ class Telemetry:
         self.discovery_success = Gauge(*_named(m.DISCOVERY_SUCCESS), registry=r)
         self.discovery_duration = Gauge(*_named(m.DISCOVERY_DURATION), registry=r)
         build = Gauge(*_named(m.BUILD_INFO), registry=r)
-        build.labels(__version__).set(1)
+        build.labels(__version__, build_revision(), platform.python_version()).set(1)
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()
@@ -81,3 +87,34 @@ class Telemetry:
 def _named(family: Family) -> tuple[str, str, tuple[str, ...]]:
     """prometheus_client's (name, documentation, labelnames) for a table row."""
     return family.name, family.help, family.labels
+
+
+REVISION_ENV = "PODERO_EXPORTER_REVISION"
+
+
+def build_revision() -> str:
+    """The source revision of this build: $PODERO_EXPORTER_REVISION (set by the Dockerfile),
+    else the commit pip recorded for an install from git, else the commit of the checkout the
+    package runs from, else "unknown"."""
+    if os.environ.get(REVISION_ENV):
+        return os.environ[REVISION_ENV][:64]
+    try:
+        direct = metadata.distribution("podero-exporter").read_text("direct_url.json")
+        commit = json.loads(direct or "{}").get("vcs_info", {}).get("commit_id")
+        if isinstance(commit, str) and commit:
+            return commit[:64]
+    except (metadata.PackageNotFoundError, ValueError, AttributeError):
+        pass
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = result.stdout.strip()
+    return commit[:64] if result.returncode == 0 and commit else "unknown"

@@ -46,7 +46,9 @@ VALUE_METRICS = (
 )
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """`python -m exporter ARGS` in a child process, output captured as text."""
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],
@@ -54,6 +56,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 

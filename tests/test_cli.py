@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
+from collections.abc import Iterator
 
 import pytest
 
+from exporter import __version__
 from exporter.app import Exporter
 from exporter.config import Config
-from exporter.logs import JsonFormatter, LogfmtFormatter
+from exporter.logs import JsonFormatter, LogfmtFormatter, setup_logging
 from exporter.sim import RunningSimulator
+from exporter.telemetry import build_revision
 from exporter.web import parse_listen_address
+from tests.conftest import run_cli
 from tests.fakes import FakeClock
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def record(message: str) -> logging.LogRecord:
@@ -58,3 +72,35 @@ def test_polls_reuse_keep_alive_connections(
     assert stats["requests"] == 51  # a token and 10 x 5 polls
     assert stats["connections"] <= 2  # one connection per worker, reused
     exporter.stop()
+
+
+def test_build_info_names_version_revision_and_python(
+    sim_config: Config, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODERO_EXPORTER_REVISION", "0123abc")
+    exporter = Exporter(sim_config, clock)
+    text = exporter.page.render().decode()
+    exporter.stop()
+    expected = (
+        f'podero_exporter_build_info{{python_version="{platform.python_version()}",'
+        f'revision="0123abc",version="{__version__}"}} 1.0'
+    )
+    assert expected in text
+
+
+def test_revision_from_the_checkout_without_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PODERO_EXPORTER_REVISION", raising=False)
+    revision = build_revision()
+    assert revision == "unknown" or (len(revision) == 40 and int(revision, 16) >= 0)
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warn", "warning", "error"])
+def test_log_levels_other_exporters_use(level: str) -> None:
+    result = run_cli("--log.level", level, "--config.file", "/nonexistent.yaml", "--config.check")
+    assert "invalid choice" not in result.stderr
+    assert result.returncode == 2 and "config error" in result.stderr
+
+
+def test_warn_means_warning(restore_root_logger: None) -> None:
+    setup_logging("warn", "logfmt")
+    assert logging.getLogger().level == logging.WARNING

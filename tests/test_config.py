@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -342,7 +343,11 @@ def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
 def test_shard_flags_override_the_config(tmp_path: Path) -> None:
     raw = minimal_config()
     raw["inverters"] = [
-        {"org_id": ORG, "user_id": USER, "inverter_id": f"{i:08x}-0000-4000-8000-000000000000"}
+        {
+            "org_id": ORG,
+            "user_id": f"{i // 2:08x}-1111-4000-8000-000000000000",  # two inverters per home
+            "inverter_id": f"{i:08x}-0000-4000-8000-000000000000",
+        }
         for i in range(40)
     ]
     path = tmp_path / "config.yaml"
@@ -370,19 +375,51 @@ def test_shard_flags_override_the_config(tmp_path: Path) -> None:
     )
 
 
+def test_shard_from_the_environment_and_flags_win(tmp_path: Path) -> None:
+    raw = minimal_config()
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "PODERO_SHARD_COUNT": "3", "PODERO_SHARD_INDEX": "1"}
+    ok = run_cli("--config.file", str(path), "--config.check", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "in shard 1 of 3" in ok.stdout
+    flagged = run_cli("--config.file", str(path), "--config.check", "--shard.index", "2", env=env)
+    assert "in shard 2 of 3" in flagged.stdout
+    env["PODERO_SHARD_INDEX"] = "3"  # a StatefulSet scaled past the count by hand
+    refused = run_cli("--config.file", str(path), "--config.check", env=env)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == (
+        "podero-exporter: config error: PODERO_SHARD_COUNT/PODERO_SHARD_INDEX: "
+        "index 3 must be below count 3"
+    )
+    env["PODERO_SHARD_INDEX"] = "two"
+    refused = run_cli("--config.file", str(path), "--config.check", env=env)
+    assert refused.stderr.strip() == (
+        "podero-exporter: config error: PODERO_SHARD_INDEX: 'two' is not a whole number"
+    )
+
+
 def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
     from exporter.targets import resolve_targets as merge_targets
 
     raw = minimal_config()
     raw["inverters"] = [
-        {"org_id": ORG, "user_id": USER, "inverter_id": f"{i:08x}-0000-4000-8000-000000000000"}
+        {
+            "org_id": ORG,
+            "user_id": f"{i // 2:08x}-1111-4000-8000-000000000000",  # two inverters per home
+            "inverter_id": f"{i:08x}-0000-4000-8000-000000000000",
+        }
         for i in range(100)
     ]
     seen: list[str] = []
+    homes: dict[str, set[int]] = {}
     for index in range(4):
         raw["shard"] = {"count": 4, "index": index}
-        seen += [t.inverter_id for t in merge_targets(parse_config(yaml.safe_dump(raw), {}), [])]
+        for t in merge_targets(parse_config(yaml.safe_dump(raw), {}), []):
+            seen.append(t.inverter_id)
+            homes.setdefault(t.user_id, set()).add(index)
     assert sorted(seen) == sorted(i["inverter_id"] for i in raw["inverters"])
+    assert all(len(shards) == 1 for shards in homes.values())  # a home is never split
 
 
 @pytest.fixture
