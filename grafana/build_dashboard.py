@@ -76,6 +76,8 @@ class Layout:
 
     def row(self, title: str, collapsed: bool = False) -> None:
         """Start a row; the panels of a collapsed row are stored inside it (drawn when opened)."""
+        if self._collapsed:  # a closed row is one unit high; its panels are placed when opened
+            self.y, self.line_height = self._collapsed["gridPos"]["y"] + 1, 0
         self.y += self.line_height
         self.x, self.line_height = 0, 0
         row: Panel = {
@@ -498,7 +500,7 @@ def fleet() -> dict[str, Any]:
         4,
     )
 
-    layout.row("Energy")
+    layout.row("Energy today")
     layout.add(
         stat(
             "Energy today",
@@ -510,23 +512,8 @@ def fleet() -> dict[str, Any]:
             decimals=1,
             timeFrom="now/d",
         ),
-        12,
-        5,
-    )
-    layout.add(
-        stat(
-            "Energy this month",
-            "Energy since the first of the month, summed over the selected inverters: "
-            "sum(increase(counter[$__range])) / 3.6e6 on the panel's time range 'now/M'. "
-            f"{ENERGY_RESETS} Reads every sample of the month (44,640 per inverter and "
-            "counter at a 60 s scrape).",
-            "kwatth",
-            *energy_targets(s, "$__range"),
-            decimals=0,
-            timeFrom="now/M",
-        ),
-        12,
-        5,
+        24,
+        4,
     )
 
     layout.row("Inverters in trouble")
@@ -693,6 +680,25 @@ def fleet() -> dict[str, Any]:
         ),
         8,
         8,
+    )
+
+    # Collapsed: its queries read every sample of the month and run only when it is opened.
+    layout.row("Energy this month", collapsed=True)
+    layout.add(
+        stat(
+            "Energy this month",
+            "Energy since the first of the month, summed over the selected inverters: "
+            "sum(increase(counter[$__range])) / 3.6e6 on the panel's time range 'now/M'. "
+            f"{ENERGY_RESETS} Each query reads every sample of the month: up to 44,640 per "
+            "inverter at a 60 s scrape, 44.6 million for 1,000 inverters (Prometheus refuses "
+            "a query above --query.max-samples, 50 million by default).",
+            "kwatth",
+            *energy_targets(s, "$__range"),
+            decimals=0,
+            timeFrom="now/M",
+        ),
+        24,
+        4,
     )
 
     layout.row("Fleet inventory", collapsed=True)

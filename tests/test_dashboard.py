@@ -182,6 +182,23 @@ def test_inverter_dashboard_draws_one_inverter() -> None:
 
 
 @pytest.mark.parametrize("name", [FLEET, INVERTER])
+def test_panels_fit_the_grid_without_overlapping(name: str) -> None:
+    taken: dict[tuple[int, int], str] = {}
+    board = dashboard(name)
+    for panel in board["panels"]:  # what the dashboard shows when it opens
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, (panel["title"], taken[(x, y)])
+                taken[(x, y)] = panel["title"]
+    for row in board["panels"]:
+        for inner in row.get("panels", []):  # a closed row's panels, placed below it
+            pos = inner["gridPos"]
+            assert pos["y"] > row["gridPos"]["y"] and pos["x"] + pos["w"] <= 24, inner["title"]
+
+
+@pytest.mark.parametrize("name", [FLEET, INVERTER])
 def test_dashboards_fit_grafanas_schema(name: str) -> None:
     board = dashboard(name)
     assert schema_violations(board) == []

@@ -99,6 +99,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 live,
                 list(range(13)),
                 thresholds={"battery_low_percent": 15},
+                # Polls keep coming, so the poll-duration rates never fall to zero.
+                poll={"interval_seconds": 2, "skip_until_due": False},
                 discovery={"org_ids": live["org_ids"]},
             ),
             "stale": exporter_config(behind, [0], poll={"lookback_seconds": 3 * 3600}),
@@ -184,7 +186,7 @@ def grafana_values(fleet: Fleet, instance: str = "All") -> dict[str, str]:
         "$job": "podero",
         "$instance": ".*" if instance == "All" else instance.replace(".", "\\\\."),
         "$inverter_id": fleet.inverters["healthy"]["inverter_id"],
-        # max($__interval + scrape interval, 4 x scrape interval) at this stack's 1 s scrape
+        # Grafana: max($__interval + scrape interval, 4 x scrape interval); scrapes are 1 s here
         "$__rate_interval": "30s",
         "$__range": "3600s",  # 'now/d' or 'now/M' an hour after midnight
         "$__interval": "1d",  # the energy-per-day panel's minimum interval
@@ -338,16 +340,20 @@ def test_one_selected_replica_filters_the_fleet_dashboard(fleet: Fleet) -> None:
         result = wait_for(lambda e=expr: instant(fleet, e), 60, title)
         assert {s["metric"]["instance"] for s in result} == {chosen}, title
     reporting = substitute(panels["Inverters reporting"]["targets"][1]["expr"], values)
-    (polled,) = instant(fleet, reporting)
+    (polled,) = wait_for(lambda: instant(fleet, reporting), 60, "inverters polled")
     assert float(polled["value"][1]) == len(fleet.ids_by_instance[chosen]) == 1
 
 
 def test_inverter_dashboard_shows_only_the_chosen_inverter(fleet: Fleet) -> None:
     values = grafana_values(fleet)
     chosen = fleet.inverters["healthy"]["inverter_id"]
-    for panel in data_panels(INVERTER):
-        for t in panel["targets"]:
-            if "_energy_" in t["expr"] or "sum(" in t["expr"]:
-                continue
-            for series in instant(fleet, substitute(t["expr"], values)):
-                assert series["metric"].get("inverter_id") == chosen, panel["title"]
+    exprs = {
+        substitute(t["expr"], values): p["title"]
+        for p in data_panels(INVERTER)
+        for t in p["targets"]
+        if "_energy_" not in t["expr"]
+    }
+    wait_for_data(fleet, exprs, 60)
+    for expr, title in exprs.items():
+        for series in instant(fleet, expr):
+            assert series["metric"].get("inverter_id") == chosen, title
