@@ -87,7 +87,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         ids = [i["inverter_id"] for i in live["inverters"]]
         broken, low = ids[5], ids[6]  # both have a battery (every fifth inverter has none)
         sim = live["base_url"]
-        requests.post(f"{sim}/_sim/faults", json={"broken_inverters": [broken]}, timeout=5)
+        requests.post(
+            f"{sim}/_sim/faults", json={"broken_inverters": [broken]}, timeout=5
+        ).raise_for_status()
         requests.post(
             f"{sim}/_sim/override",
             json={"inverter_id": low, "values": {"battery_charge_level_percent": 5}},
