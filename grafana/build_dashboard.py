@@ -1,18 +1,42 @@
-"""Builds grafana/dashboards/podero-inverters.json: `python grafana/build_dashboard.py`.
+"""Builds the Grafana dashboards in grafana/dashboards/: `python grafana/build_dashboard.py`.
 
-The dashboard is written as code so that every panel is uniform (templated datasource,
-description, unit) and a test can check the JSON in the repository is what this produces.
+- podero-fleet.json ("Podero fleet"): fleet totals, energy, the inverters in trouble, firing
+  alerts and exporter health per replica. It draws the same ~30 panels for 3 inverters or
+  10,000: nothing repeats per inverter.
+- podero-inverter.json ("Podero inverter"): one inverter, picked by the `inverter_id`
+  variable (listed by name); the fleet dashboard's trouble table links to it.
+
+The dashboards are written as code so that every panel is uniform (templated datasource,
+description, unit) and a test can check that the JSON in the repository is what this produces.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).parent / "dashboards" / "podero-inverters.json"
+DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
-SEL = 'job=~"$job", name=~"$name"'
+FLEET_UID = "podero-fleet"
+INVERTER_UID = "podero-inverter"
+# Newest data point older than this: the inverter is stale (PoderoInverterDataStale's limit).
+STALE_SECONDS = 3600
+J_PER_KWH = "3.6e6"  # joules per kWh, as PromQL reads it
+ENERGY = (  # (counter, legend): the exporter's energy counters, joules per completed bucket
+    ("podero_inverter_solar_energy_joules_total", "solar"),
+    ("podero_inverter_grid_export_energy_joules_total", "grid export"),
+    ("podero_inverter_grid_import_energy_joules_total", "grid import"),
+    ("podero_inverter_household_energy_joules_total", "household"),
+    ("podero_inverter_battery_charge_energy_joules_total", "battery charged"),
+    ("podero_inverter_battery_discharge_energy_joules_total", "battery discharged"),
+)
+ENERGY_RESETS = (
+    "Counter resets (an exporter restart starts the counters at 0) are handled by increase(); "
+    "energy of buckets completed before the exporter started is not counted."
+)
+Panel = dict[str, Any]
 
 
 def target(expr: str, legend: str = "", ref: str = "A") -> dict[str, Any]:
@@ -26,89 +50,138 @@ def target(expr: str, legend: str = "", ref: str = "A") -> dict[str, Any]:
     }
 
 
+def targets(*pairs: tuple[str, str]) -> list[dict[str, Any]]:
+    """Targets from (expr, legend) pairs with refIds A, B, C..."""
+    return [target(expr, legend, chr(ord("A") + i)) for i, (expr, legend) in enumerate(pairs)]
+
+
+def instant(t: dict[str, Any]) -> dict[str, Any]:
+    return {**t, "instant": True, "range": False}
+
+
 class Layout:
-    """Places panels left to right in rows of 24 grid units."""
+    """Places panels left to right in lines of 24 grid units, under rows."""
 
     def __init__(self) -> None:
-        self.panels: list[dict[str, Any]] = []
+        self.panels: list[Panel] = []
         self.x = 0
         self.y = 0
-        self.row_height = 0
+        self.line_height = 0
+        self._collapsed: Panel | None = None
+        self._ids = 0
 
     def _next_id(self) -> int:
-        return len(self.panels) + 1
+        self._ids += 1
+        return self._ids
 
-    def row(self, title: str, description: str, repeat: str | None = None) -> None:
-        self.y += self.row_height
-        self.x, self.row_height = 0, 1
-        panel: dict[str, Any] = {
+    def row(self, title: str, collapsed: bool = False) -> None:
+        """Start a row; the panels of a collapsed row are stored inside it (drawn when opened)."""
+        if self._collapsed:  # a closed row is one unit high; its panels are placed when opened
+            self.y, self.line_height = self._collapsed["gridPos"]["y"] + 1, 0
+        self.y += self.line_height
+        self.x, self.line_height = 0, 0
+        row: Panel = {
             "type": "row",
             "title": title,
-            "description": description,
-            "collapsed": False,
+            "collapsed": collapsed,
             "id": self._next_id(),
             "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
             "panels": [],
         }
-        if repeat:
-            panel["repeat"] = repeat
-        self.panels.append(panel)
+        self.panels.append(row)
+        self._collapsed = row if collapsed else None
         self.y += 1
-        self.row_height = 0
 
-    def add(self, panel: dict[str, Any], w: int, h: int) -> None:
+    def add(self, panel: Panel, w: int, h: int) -> None:
         if self.x + w > 24:
-            self.y += self.row_height
-            self.x, self.row_height = 0, 0
+            self.y += self.line_height
+            self.x, self.line_height = 0, 0
         panel["id"] = self._next_id()
         panel["gridPos"] = {"h": h, "w": w, "x": self.x, "y": self.y}
         self.x += w
-        self.row_height = max(self.row_height, h)
-        self.panels.append(panel)
+        self.line_height = max(self.line_height, h)
+        (self._collapsed["panels"] if self._collapsed else self.panels).append(panel)
 
 
-def stat(
-    title: str, description: str, unit: str, *targets: dict[str, Any], decimals: int | None = None
-) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "unit": unit,
-        "color": {"mode": "thresholds"},
-        "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
-    }
-    if decimals is not None:
-        defaults["decimals"] = decimals
+def thresholds(*steps: tuple[float, str]) -> dict[str, Any]:
     return {
-        "type": "stat",
+        "mode": "absolute",
+        "steps": [{"color": "green", "value": None}]
+        + [{"color": color, "value": value} for value, color in steps],
+    }
+
+
+def panel(
+    kind: str,
+    title: str,
+    description: str,
+    unit: str,
+    panel_targets: list[dict[str, Any]],
+    defaults: dict[str, Any],
+    options: dict[str, Any],
+    **extra: Any,
+) -> Panel:
+    return {
+        "type": kind,
         "title": title,
         "description": description,
         "datasource": DS,
-        "targets": list(targets),
-        "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "colorMode": "value",
-            "graphMode": "area",
-            "justifyMode": "auto",
-            "textMode": "value_and_name",
-            "orientation": "auto",
-        },
+        "targets": panel_targets,
+        "fieldConfig": {"defaults": {"unit": unit, **defaults}, "overrides": []},
+        "options": options,
+        **extra,
     }
+
+
+def stat(
+    title: str,
+    description: str,
+    unit: str,
+    *stat_targets: dict[str, Any],
+    decimals: int | None = None,
+    warn: tuple[tuple[float, str], ...] = (),
+    calc: str = "lastNotNull",
+    mappings: dict[str, tuple[str, str]] | None = None,
+    **extra: Any,
+) -> Panel:
+    defaults: dict[str, Any] = {
+        "color": {"mode": "thresholds"},
+        "thresholds": thresholds(*warn),
+    }
+    if mappings:
+        options = {
+            value: {"text": text, "color": color, "index": i}
+            for i, (value, (text, color)) in enumerate(mappings.items())
+        }
+        defaults["mappings"] = [{"type": "value", "options": options}]
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    options = {
+        "reduceOptions": {"calcs": [calc], "fields": "", "values": False},
+        "colorMode": "value",
+        "graphMode": "none" if extra.get("timeFrom") else "area",
+        "justifyMode": "auto",
+        "textMode": "value_and_name" if len(stat_targets) > 1 else "value",
+        "orientation": "auto",
+    }
+    return panel("stat", title, description, unit, list(stat_targets), defaults, options, **extra)
 
 
 def timeseries(
     title: str,
     description: str,
     unit: str,
-    *targets: dict[str, Any],
-    overrides: list[dict[str, Any]] | None = None,
+    *series: dict[str, Any],
+    bars: bool = False,
     max_value: float | None = None,
-) -> dict[str, Any]:
+    overrides: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> Panel:
     defaults: dict[str, Any] = {
-        "unit": unit,
         "custom": {
-            "drawStyle": "line",
+            "drawStyle": "bars" if bars else "line",
             "lineWidth": 1,
-            "fillOpacity": 10,
+            "fillOpacity": 80 if bars else 10,
             "showPoints": "never",
             "spanNulls": False,
         },
@@ -116,63 +189,47 @@ def timeseries(
     }
     if max_value is not None:
         defaults["min"], defaults["max"] = 0, max_value
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": list(targets),
-        "fieldConfig": {"defaults": defaults, "overrides": overrides or []},
-        "options": {
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            "tooltip": {"mode": "multi", "sort": "none"},
-        },
+    options = {
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+        "tooltip": {"mode": "multi", "sort": "none"},
     }
-
-
-def bargauge(title: str, description: str, unit: str, *targets: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "bargauge",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": list(targets),
-        "fieldConfig": {
-            "defaults": {
-                "unit": unit,
-                "min": 0,
-                "color": {"mode": "palette-classic"},
-                "thresholds": {"mode": "absolute", "steps": [{"color": "green", "value": None}]},
-            },
-            "overrides": [],
-        },
-        "options": {
-            "orientation": "horizontal",
-            "displayMode": "basic",
-            "showUnfilled": True,
-            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-        },
-    }
+    p = panel("timeseries", title, description, unit, list(series), defaults, options, **extra)
+    p["fieldConfig"]["overrides"] = overrides or []
+    return p
 
 
 def table(
-    title: str, description: str, unit: str, *targets: dict[str, Any], hidden: tuple[str, ...] = ()
-) -> dict[str, Any]:
-    return {
-        "type": "table",
-        "title": title,
-        "description": description,
-        "datasource": DS,
-        "targets": [{**t, "format": "table", "instant": True, "range": False} for t in targets],
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"showHeader": True, "cellHeight": "sm"},
-        "transformations": [
+    title: str,
+    description: str,
+    unit: str,
+    table_targets: list[dict[str, Any]],
+    hidden: tuple[str, ...],
+    sort_by: str,
+    overrides: list[dict[str, Any]] | None = None,
+) -> Panel:
+    p = panel(
+        "table",
+        title,
+        description,
+        unit,
+        [{**instant(t), "format": "table"} for t in table_targets],
+        {},
+        {
+            "showHeader": True,
+            "cellHeight": "sm",
+            "sortBy": [{"displayName": sort_by, "desc": False}],
+        },
+        transformations=[
+            # One frame per query; merge makes them one table with one row per series.
+            {"id": "merge", "options": {}},
             {
                 "id": "organize",
                 "options": {"excludeByName": {name: True for name in hidden}, "renameByName": {}},
-            }
+            },
         ],
-    }
+    )
+    p["fieldConfig"]["overrides"] = overrides or []
+    return p
 
 
 def dashed(regex: str, color: str) -> dict[str, Any]:
@@ -186,17 +243,212 @@ def dashed(regex: str, color: str) -> dict[str, Any]:
     }
 
 
-def build() -> dict[str, Any]:
+def variable_datasource() -> dict[str, Any]:
+    return {
+        "name": "datasource",
+        "label": "Data source",
+        "type": "datasource",
+        "query": "prometheus",
+        "current": {},
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+        "options": [],
+        "includeAll": False,
+        "multi": False,
+    }
+
+
+def variable_query(
+    name: str, label: str, query: str, *, multi: bool = False, regex: str = "", sort: int = 1
+) -> dict[str, Any]:
+    variable: dict[str, Any] = {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "query": query,
+        "current": {},
+        "hide": 0,
+        "refresh": 2,  # on time range change, so new replicas and inverters appear
+        "regex": regex,
+        "sort": sort,  # 1: alphabetical; 5: alphabetical, case-insensitive
+        "options": [],
+        "includeAll": multi,
+        "multi": multi,
+    }
+    if multi:
+        variable["allValue"] = ".*"
+    return variable
+
+
+def dashboard(
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[dict[str, Any]],
+    layout: Layout,
+    links: list[dict[str, Any]],
+    time_from: str,
+) -> dict[str, Any]:
+    return {
+        "title": title,
+        "uid": uid,
+        "description": description,
+        "tags": ["podero", "solar", "battery"],
+        "timezone": "browser",
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "graphTooltip": 1,
+        "refresh": "1m",
+        "time": {"from": time_from, "to": "now"},
+        "annotations": {"list": []},
+        "links": links,
+        "templating": {"list": variables},
+        "panels": layout.panels,
+    }
+
+
+def link(title: str, url: str) -> dict[str, Any]:
+    return {
+        "title": title,
+        "type": "link",
+        "url": url,
+        "icon": "dashboard",
+        "tooltip": title,
+        "asDropdown": False,
+        "includeVars": False,
+        "keepTime": True,
+        "targetBlank": False,
+        "tags": [],
+    }
+
+
+def energy_targets(sel: str, window: str) -> list[dict[str, Any]]:
+    """Energy in kWh per counter over `window`, summed over the selected inverters."""
+    return [
+        instant(t)
+        for t in targets(
+            *(
+                (f"sum(increase({counter}{{{sel}}}[{window}])) / {J_PER_KWH}", legend)
+                for counter, legend in ENERGY
+            )
+        )
+    ]
+
+
+# --- the fleet dashboard ---------------------------------------------------------------------
+
+FLEET_SEL = 'job=~"$job", instance=~"$instance"'
+TROUBLE = (  # (reason shown in the table, the inverters it applies to)
+    ("poll failing", f"podero_inverter_up{{{FLEET_SEL}}} == 0"),
+    (
+        "data older than 1 h",
+        f"(time() - podero_inverter_data_timestamp_seconds{{{FLEET_SEL}}} > {STALE_SECONDS})"
+        f" and on (job, instance, inverter_id) podero_inverter_up{{{FLEET_SEL}}} == 1",
+    ),
+    (
+        "no data at all",
+        f"podero_inverter_up{{{FLEET_SEL}}} == 1 unless on (job, instance, inverter_id) "
+        f"podero_inverter_data_timestamp_seconds{{{FLEET_SEL}}}",
+    ),
+    (
+        "manufacturer connection lapsed",
+        f"podero_inverter_authenticated{{{FLEET_SEL}}} == 0",
+    ),
+    ("owner action needed", f"podero_inverter_action_needed{{{FLEET_SEL}}} == 1"),
+    (
+        "battery below its low threshold",
+        # Both series carry the same labels; on (...) here would drop the name from the result.
+        f"podero_inverter_battery_charge_ratio{{{FLEET_SEL}}}"
+        f" < podero_inverter_battery_low_threshold_ratio{{{FLEET_SEL}}}",
+    ),
+)
+INVERTER_LINK = (
+    f"/d/{INVERTER_UID}/podero-inverter?${{datasource:queryparam}}"
+    "&var-job=${__data.fields.job}&var-inverter_id=${__data.fields.inverter_id}"
+    "&${__url_time_range}"
+)
+
+
+def trouble_query(reason: str, expr: str) -> str:
+    """One series per inverter in this trouble, labelled with the reason."""
+    return (
+        f"label_replace(max by (job, instance, inverter_id, name) ({expr}), "
+        f'"reason", "{reason}", "", "")'
+    )
+
+
+def count_or_zero(expr: str) -> str:
+    return f"count({expr}) or vector(0)"
+
+
+def fleet() -> dict[str, Any]:
+    s = FLEET_SEL
     layout = Layout()
 
-    layout.row("Fleet", "The whole fleet at a glance.")
+    layout.row("Fleet now")
+    solar = f"podero_inverter_solar_production_watts{{{s}}}"
+    grid = f"podero_inverter_grid_export_watts{{{s}}}"
+    household = f"podero_inverter_household_consumption_watts{{{s}}}"
+    battery = f"podero_inverter_battery_power_watts{{{s}}}"
+    for title, description, expr in (
+        ("Solar production", "Solar production, summed.", solar),
+        (
+            "Grid export",
+            "Power exported to the grid (positive grid power), summed.",
+            f"clamp_min({grid}, 0)",
+        ),
+        (
+            "Grid import",
+            "Power imported from the grid (negative grid power, shown positive), summed.",
+            f"clamp_min(-{grid}, 0)",
+        ),
+        ("Household consumption", "Household consumption, summed.", household),
+        (
+            "Battery charging",
+            "Power going into the batteries (negative battery power, shown positive), summed.",
+            f"clamp_min(-{battery}, 0)",
+        ),
+        (
+            "Battery discharging",
+            "Power coming out of the batteries (positive battery power), summed.",
+            f"clamp_min({battery}, 0)",
+        ),
+    ):
+        layout.add(
+            stat(
+                title,
+                f"{description} Inverters whose data is older than the exporter's "
+                "poll.max_data_age_seconds do not count.",
+                "watt",
+                target(f"sum({expr})", title.lower()),
+            ),
+            4,
+            4,
+        )
     layout.add(
         stat(
             "Inverters reporting",
-            "Inverters whose last poll succeeded, out of those configured.",
+            "Inverters whose last poll succeeded, out of those the selected replicas poll.",
             "none",
-            target(f"sum(podero_inverter_up{{{SEL}}})", "reporting"),
-            target(f"count(podero_inverter_info{{{SEL}}})", "configured", "B"),
+            *targets(
+                (f"sum(podero_inverter_up{{{s}}})", "reporting"),
+                (f"count(podero_inverter_info{{{s}}})", "polled"),
+            ),
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "Failing inverters",
+            "Inverters whose last poll failed (podero_inverter_up == 0); the table below "
+            "lists them.",
+            "none",
+            target(count_or_zero(f"podero_inverter_up{{{s}}} == 0"), "failing"),
+            warn=((1, "red"),),
         ),
         4,
         4,
@@ -204,43 +456,23 @@ def build() -> dict[str, Any]:
     layout.add(
         stat(
             "Stale inverters",
-            "Inverters whose newest data point is older than one hour.",
+            f"Inverters polled successfully whose newest data point is older than "
+            f"{STALE_SECONDS // 3600} h (PoderoInverterDataStale's limit).",
             "none",
-            target(
-                f"count((time() - podero_inverter_data_timestamp_seconds{{{SEL}}}) > 3600)"
-                " or vector(0)",
-                "stale",
-            ),
+            target(count_or_zero(TROUBLE[1][1]), "stale"),
+            warn=((1, "orange"),),
         ),
         4,
         4,
     )
     layout.add(
         stat(
-            "Solar production",
-            "Total solar production of the selected inverters.",
-            "watt",
-            target(f"sum(podero_inverter_solar_production_watts{{{SEL}}})", "solar"),
-        ),
-        4,
-        4,
-    )
-    layout.add(
-        stat(
-            "Grid export",
-            "Total power exported to the grid (positive grid power).",
-            "watt",
-            target(f"sum(clamp_min(podero_inverter_grid_export_watts{{{SEL}}}, 0))", "export"),
-        ),
-        4,
-        4,
-    )
-    layout.add(
-        stat(
-            "Grid import",
-            "Total power imported from the grid (negative grid power, shown positive).",
-            "watt",
-            target(f"sum(clamp_min(-podero_inverter_grid_export_watts{{{SEL}}}, 0))", "import"),
+            "Inverters without data",
+            "Inverters polled successfully that have never delivered a data point "
+            "(up == 1 but no podero_inverter_data_timestamp_seconds).",
+            "none",
+            target(count_or_zero(TROUBLE[2][1]), "no data"),
+            warn=((1, "orange"),),
         ),
         4,
         4,
@@ -248,76 +480,401 @@ def build() -> dict[str, Any]:
     layout.add(
         stat(
             "Mean battery charge",
-            "Average state of charge of the batteries.",
+            "Average state of charge of the batteries with current data.",
             "percentunit",
-            target(f"avg(podero_inverter_battery_charge_ratio{{{SEL}}})", "battery"),
+            target(f"avg(podero_inverter_battery_charge_ratio{{{s}}})", "battery"),
             decimals=0,
         ),
         4,
         4,
     )
-
-    layout.row("Fleet inventory", "What the Podero API says about the devices.")
     layout.add(
-        bargauge(
-            "Inverters by manufacturer and model",
-            "How many of the selected inverters each manufacturer and model accounts for.",
+        stat(
+            "Firing alerts",
+            "Podero alerts firing now (ALERTS with alertname Podero*), any replica.",
             "none",
+            target(count_or_zero('ALERTS{alertstate="firing", alertname=~"Podero.*"}'), "firing"),
+            warn=((1, "red"),),
+        ),
+        4,
+        4,
+    )
+
+    layout.row("Energy today")
+    layout.add(
+        stat(
+            "Energy today",
+            "Energy since local midnight, summed over the selected inverters: "
+            "sum(increase(counter[$__range])) / 3.6e6 on the panel's time range 'now/d' "
+            f"(the day so far). {ENERGY_RESETS}",
+            "kwatth",
+            *energy_targets(s, "$__range"),
+            decimals=1,
+            timeFrom="now/d",
+        ),
+        24,
+        4,
+    )
+
+    layout.row("Inverters in trouble")
+    layout.add(
+        table(
+            "Inverters in trouble",
+            "One row per inverter and reason: poll failing, data older than 1 h, no data at "
+            "all, manufacturer connection lapsed, owner action needed, battery below its "
+            "configured low threshold. Click a name to open the inverter's dashboard.",
+            "none",
+            targets(*((trouble_query(reason, expr), reason) for reason, expr in TROUBLE)),
+            hidden=("Time", "job", *(f"Value #{chr(ord('A') + i)}" for i in range(6))),
+            sort_by="reason",
+            overrides=[
+                {
+                    "matcher": {"id": "byName", "options": "name"},
+                    "properties": [
+                        {
+                            "id": "links",
+                            "value": [
+                                {
+                                    "title": "Open ${__data.fields.name}",
+                                    "url": INVERTER_LINK,
+                                }
+                            ],
+                        }
+                    ],
+                }
+            ],
+        ),
+        14,
+        10,
+    )
+    layout.add(
+        table(
+            "Firing alerts",
+            'Podero alerts firing now (ALERTS{alertstate="firing"}, alertname Podero*), '
+            "with the labels that say where.",
+            "none",
+            [target('ALERTS{alertstate="firing", alertname=~"Podero.*"}', "{{alertname}}")],
+            hidden=("Time", "__name__", "alertstate", "Value"),
+            sort_by="alertname",
+        ),
+        10,
+        10,
+    )
+
+    layout.row("Fleet over time")
+    layout.add(
+        timeseries(
+            "Fleet power",
+            "Solar production, household consumption, grid export and import, battery "
+            "charging and discharging, each summed over the selected inverters.",
+            "watt",
+            *targets(
+                (f"sum(podero_inverter_solar_production_watts{{{s}}})", "solar"),
+                (f"sum(podero_inverter_household_consumption_watts{{{s}}})", "household"),
+                (f"sum(clamp_min(podero_inverter_grid_export_watts{{{s}}}, 0))", "grid export"),
+                (f"sum(clamp_min(-podero_inverter_grid_export_watts{{{s}}}, 0))", "grid import"),
+                (
+                    f"sum(clamp_min(-podero_inverter_battery_power_watts{{{s}}}, 0))",
+                    "battery charging",
+                ),
+                (
+                    f"sum(clamp_min(podero_inverter_battery_power_watts{{{s}}}, 0))",
+                    "battery discharging",
+                ),
+            ),
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Inverters by state",
+            "How many inverters report, fail, are stale or have no data, over time.",
+            "none",
+            *targets(
+                (f"sum(podero_inverter_up{{{s}}})", "reporting"),
+                (count_or_zero(f"podero_inverter_up{{{s}}} == 0"), "failing"),
+                (count_or_zero(TROUBLE[1][1]), "stale"),
+                (count_or_zero(TROUBLE[2][1]), "no data"),
+            ),
+        ),
+        12,
+        8,
+    )
+
+    rate = "[$__rate_interval]"
+    layout.row("Exporter health per replica")
+    layout.add(
+        timeseries(
+            "Replica up",
+            "Whether Prometheus scrapes each selected exporter replica (up).",
+            "none",
+            target('up{job=~"$job", instance=~"$instance"}', "{{instance}}"),
+            max_value=1,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "API errors per replica",
+            "Podero API answers per second that were not 2xx (timeouts and connection errors "
+            "included), per replica.",
+            "reqps",
             target(
-                f"count by (manufacturer, model) (podero_inverter_info{{{SEL}}})",
-                "{{manufacturer}} {{model}}",
+                f'sum by (instance) (rate(podero_api_requests_total{{{s}, code!~"2.."}}{rate}))',
+                "{{instance}}",
             ),
         ),
         8,
         8,
     )
     layout.add(
-        table(
-            "Inverters needing action",
-            "Inverters whose owner must act: Podero flags action_needed, or the manufacturer "
-            "connection lapsed (the customer must reconnect).",
-            "none",
+        timeseries(
+            "API requests by status code",
+            "Requests to the Podero API per second, by HTTP status (timeouts and connection "
+            "errors by name), all selected replicas.",
+            "reqps",
             target(
-                f'label_replace(podero_inverter_action_needed{{{SEL}}} == 1, "reason", '
-                f'"action needed", "", "") or label_replace(podero_inverter_authenticated'
-                f'{{{SEL}}} == 0, "reason", "manufacturer connection lapsed", "", "")',
-                "",
+                f"sum by (code) (rate(podero_api_requests_total{{{s}}}{rate}))",
+                "{{code}}",
             ),
-            hidden=("Time", "Value", "__name__", "job", "instance"),
         ),
-        10,
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Token expiry per replica",
+            "Time until each replica's access token expires; it is renewed ahead.",
+            "s",
+            target(f"podero_oauth_token_expiry_timestamp_seconds{{{s}}} - time()", "{{instance}}"),
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Poll duration p95 per replica",
+            "95th percentile duration of one inverter poll, retries included, per replica.",
+            "s",
+            target(
+                "histogram_quantile(0.95, sum by (le, instance) "
+                f"(rate(podero_poll_duration_seconds_bucket{{{s}}}{rate})))",
+                "{{instance}}",
+            ),
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "API request latency p95",
+            "95th percentile duration of one API call, by endpoint, all selected replicas.",
+            "s",
+            target(
+                "histogram_quantile(0.95, sum by (le, endpoint) "
+                f"(rate(podero_api_request_duration_seconds_bucket{{{s}}}{rate})))",
+                "{{endpoint}}",
+            ),
+        ),
+        8,
+        8,
+    )
+
+    # Collapsed: its queries read every sample of the month and run only when it is opened.
+    layout.row("Energy this month", collapsed=True)
+    layout.add(
+        stat(
+            "Energy this month",
+            "Energy since the first of the month, summed over the selected inverters: "
+            "sum(increase(counter[$__range])) / 3.6e6 on the panel's time range 'now/M'. "
+            f"{ENERGY_RESETS} Each query reads every sample of the month: up to 44,640 per "
+            "inverter at a 60 s scrape, 44.6 million for 1,000 inverters (Prometheus refuses "
+            "a query above --query.max-samples, 50 million by default).",
+            "kwatth",
+            *energy_targets(s, "$__range"),
+            decimals=0,
+            timeFrom="now/M",
+        ),
+        24,
+        4,
+    )
+
+    layout.row("Fleet inventory", collapsed=True)
+    layout.add(
+        {
+            **panel(
+                "bargauge",
+                "Inverters by manufacturer and model",
+                "How many of the selected inverters each manufacturer and model accounts for.",
+                "none",
+                [
+                    target(
+                        f"count by (manufacturer, model) (podero_inverter_info{{{s}}})",
+                        "{{manufacturer}} {{model}}",
+                    )
+                ],
+                {
+                    "min": 0,
+                    "color": {"mode": "palette-classic"},
+                    "thresholds": thresholds(),
+                },
+                {
+                    "orientation": "horizontal",
+                    "displayMode": "basic",
+                    "showUnfilled": True,
+                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+                },
+            )
+        },
+        12,
         8,
     )
     layout.add(
         timeseries(
             "Discovered inverters",
-            "Inverters found by discovery, per organization.",
+            "Inverters found by discovery, per organization and replica.",
             "none",
-            target('podero_discovery_inverters{job=~"$job"}', "{{org_id}}"),
+            target(f"podero_discovery_inverters{{{s}}}", "{{org_id}} {{instance}}"),
         ),
-        6,
+        12,
         8,
     )
 
-    layout.row("Inverter $name", "One row per selected inverter.", repeat="name")
-    layout.add(
-        timeseries(
+    return dashboard(
+        FLEET_UID,
+        "Podero fleet",
+        "A fleet of solar inverters and home batteries from the Podero Partner API: totals, "
+        "energy, the inverters in trouble and the exporter replicas.",
+        [
+            variable_datasource(),
+            variable_query("job", "Job", "label_values(podero_exporter_build_info, job)"),
+            variable_query(
+                "instance",
+                "Replica",
+                'label_values(up{job=~"$job"}, instance)',
+                multi=True,
+            ),
+        ],
+        layout,
+        [link("Podero inverter", f"/d/{INVERTER_UID}/podero-inverter")],
+        "now-24h",
+    )
+
+
+# --- the per-inverter dashboard --------------------------------------------------------------
+
+ONE = 'job=~"$job", inverter_id="$inverter_id"'
+
+
+def inverter() -> dict[str, Any]:
+    s = ONE
+    layout = Layout()
+
+    layout.row("Now")
+    now_stats: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+        (
             "Solar production",
             "Solar production (API field solar_production_w).",
             "watt",
-            target(f"podero_inverter_solar_production_watts{{{SEL}}}", "{{name}}"),
+            f"podero_inverter_solar_production_watts{{{s}}}",
+            {},
         ),
-        8,
-        8,
-    )
-    layout.add(
-        timeseries(
+        (
             "Household consumption",
             "Household consumption (API field household_consumption_w).",
             "watt",
-            target(f"podero_inverter_household_consumption_watts{{{SEL}}}", "{{name}}"),
+            f"podero_inverter_household_consumption_watts{{{s}}}",
+            {},
+        ),
+        (
+            "Grid power",
+            "Power to the grid (API field export_power_to_grid_w): positive = export, "
+            "negative = import.",
+            "watt",
+            f"podero_inverter_grid_export_watts{{{s}}}",
+            {},
+        ),
+        (
+            "Battery charge",
+            "State of charge (API field battery_charge_level_percent / 100).",
+            "percentunit",
+            f"podero_inverter_battery_charge_ratio{{{s}}}",
+            {"decimals": 0},
+        ),
+        (
+            "Price",
+            "Energy price of the exported data point as the API delivers it (unit not "
+            "documented; examples look like currency per MWh).",
+            "none",
+            f"podero_inverter_price{{{s}}}",
+            {},
+        ),
+        (
+            "Data age",
+            f"Age of the newest data point; above {STALE_SECONDS // 3600} h the inverter is "
+            "stale (PoderoInverterDataStale).",
+            "s",
+            f"time() - podero_inverter_data_timestamp_seconds{{{s}}}",
+            {"warn": ((STALE_SECONDS, "orange"),)},
+        ),
+    )
+    for title, description, unit, expr, kwargs in now_stats:
+        layout.add(stat(title, description, unit, target(expr, title.lower()), **kwargs), 4, 4)
+    layout.add(
+        stat(
+            "Poll status",
+            "Whether the exporter's last poll of this inverter succeeded (podero_inverter_up).",
+            "none",
+            target(f"podero_inverter_up{{{s}}}", "last poll"),
+            mappings={"1": ("ok", "green"), "0": ("failing", "red")},
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "Manufacturer connection",
+            "Whether the manufacturer connection is authenticated (else the owner must "
+            "reconnect) and whether Podero says the owner must act (API fields "
+            "is_authenticated, action_needed).",
+            "none",
+            *targets(
+                (f"podero_inverter_authenticated{{{s}}}", "authenticated"),
+                (f"podero_inverter_action_needed{{{s}}}", "action needed"),
+            ),
+            mappings={"1": ("yes", "blue"), "0": ("no", "blue")},
         ),
         8,
+        4,
+    )
+    layout.add(
+        table(
+            "Inverter details",
+            "What the Podero API says about the device: ids, manufacturer, model, price zone, "
+            "lifecycle state and configured labels.",
+            "none",
+            [target(f"podero_inverter_info{{{s}}}", "")],
+            hidden=("Time", "__name__", "Value"),
+            sort_by="name",
+        ),
+        12,
+        4,
+    )
+
+    layout.row("Power")
+    layout.add(
+        timeseries(
+            "Solar and household",
+            "Solar production and household consumption.",
+            "watt",
+            *targets(
+                (f"podero_inverter_solar_production_watts{{{s}}}", "solar"),
+                (f"podero_inverter_household_consumption_watts{{{s}}}", "household"),
+            ),
+        ),
+        12,
         8,
     )
     layout.add(
@@ -326,12 +883,12 @@ def build() -> dict[str, Any]:
             "Power to the grid: export and import each shown as a positive series "
             "(API field export_power_to_grid_w, positive = export).",
             "watt",
-            target(f"clamp_min(podero_inverter_grid_export_watts{{{SEL}}}, 0)", "{{name}} export"),
-            target(
-                f"clamp_min(-podero_inverter_grid_export_watts{{{SEL}}}, 0)", "{{name}} import", "B"
+            *targets(
+                (f"clamp_min(podero_inverter_grid_export_watts{{{s}}}, 0)", "export"),
+                (f"clamp_min(-podero_inverter_grid_export_watts{{{s}}}, 0)", "import"),
             ),
         ),
-        8,
+        12,
         8,
     )
     layout.add(
@@ -340,16 +897,12 @@ def build() -> dict[str, Any]:
             "Battery charging and discharging, each shown positive "
             "(API field battery_charge_discharge_power_w, positive = discharging).",
             "watt",
-            target(
-                f"clamp_min(-podero_inverter_battery_power_watts{{{SEL}}}, 0)", "{{name}} charging"
-            ),
-            target(
-                f"clamp_min(podero_inverter_battery_power_watts{{{SEL}}}, 0)",
-                "{{name}} discharging",
-                "B",
+            *targets(
+                (f"clamp_min(-podero_inverter_battery_power_watts{{{s}}}, 0)", "charging"),
+                (f"clamp_min(podero_inverter_battery_power_watts{{{s}}}, 0)", "discharging"),
             ),
         ),
-        8,
+        12,
         8,
     )
     layout.add(
@@ -357,16 +910,14 @@ def build() -> dict[str, Any]:
             "Battery charge",
             "State of charge, with the battery-low alert threshold as a dashed line.",
             "percentunit",
-            target(f"podero_inverter_battery_charge_ratio{{{SEL}}}", "{{name}}"),
-            target(
-                f"podero_inverter_battery_low_threshold_ratio{{{SEL}}}",
-                "{{name}} low threshold",
-                "B",
+            *targets(
+                (f"podero_inverter_battery_charge_ratio{{{s}}}", "charge"),
+                (f"podero_inverter_battery_low_threshold_ratio{{{s}}}", "low threshold"),
             ),
             overrides=[dashed(".*threshold.*", "red")],
             max_value=1,
         ),
-        8,
+        12,
         8,
     )
     layout.add(
@@ -375,150 +926,111 @@ def build() -> dict[str, Any]:
             "Energy price of the exported data point, as the API delivers it "
             "(the unit is not documented; examples look like currency per MWh).",
             "none",
-            target(f"podero_inverter_price{{{SEL}}}", "{{name}}"),
+            target(f"podero_inverter_price{{{s}}}", "price"),
         ),
-        8,
+        12,
         8,
     )
     layout.add(
         timeseries(
             "Data age",
-            "Age of the newest data point; above one hour PoderoInverterDataStale fires.",
+            f"Age of the newest data point; above {STALE_SECONDS // 3600} h "
+            "PoderoInverterDataStale fires.",
             "s",
-            target(f"time() - podero_inverter_data_timestamp_seconds{{{SEL}}}", "{{name}}"),
+            target(f"time() - podero_inverter_data_timestamp_seconds{{{s}}}", "data age"),
         ),
-        8,
+        12,
         8,
     )
 
-    layout.row("Exporter health", "How the exporter and its calls to the Podero API are doing.")
+    layout.row("Energy")
     layout.add(
-        timeseries(
-            "API requests by status code",
-            "Requests to the Podero API per second, by HTTP status (timeouts and connection errors "
-            "by name).",
-            "reqps",
-            target(
-                'sum by (code) (rate(podero_api_requests_total{job=~"$job"}[$__rate_interval]))',
-                "{{code}}",
-            ),
+        stat(
+            "Energy today",
+            "Energy since local midnight: increase(counter[$__range]) / 3.6e6 on the panel's "
+            f"time range 'now/d' (the day so far). {ENERGY_RESETS}",
+            "kwatth",
+            *energy_targets(s, "$__range"),
+            decimals=1,
+            timeFrom="now/d",
         ),
-        6,
+        8,
         8,
     )
     layout.add(
-        timeseries(
-            "API request latency p95",
-            "95th percentile duration of one API call, by endpoint.",
-            "s",
-            target(
-                "histogram_quantile(0.95, sum by (le, endpoint) "
-                '(rate(podero_api_request_duration_seconds_bucket{job=~"$job"}[$__rate_interval])))',
-                "{{endpoint}}",
-            ),
+        panel(
+            "barchart",
+            "Energy per day",
+            "Energy per day over the last 7 days: increase(counter[$__interval]) / 3.6e6 with "
+            "the panel's minimum interval of 1d, so each bar is the 24 hours up to its time. "
+            f"{ENERGY_RESETS}",
+            "kwatth",
+            [
+                target(
+                    f"increase({counter}{{{s}}}[$__interval]) / {J_PER_KWH}",
+                    legend,
+                    chr(ord("A") + i),
+                )
+                for i, (counter, legend) in enumerate(ENERGY)
+            ],
+            {"decimals": 1, "color": {"mode": "palette-classic"}},
+            {
+                "xField": "Time",
+                "orientation": "vertical",
+                "stacking": "none",
+                "showValue": "never",
+                "groupWidth": 0.8,
+                "barWidth": 0.9,
+                "xTickLabelRotation": 0,
+                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                "tooltip": {"mode": "multi", "sort": "none"},
+            },
+            interval="1d",
+            timeFrom="7d",
+            # One frame per counter; the bar chart draws one frame, so join them on time.
+            transformations=[
+                {"id": "joinByField", "options": {"byField": "Time", "mode": "outer"}}
+            ],
         ),
-        6,
-        8,
-    )
-    layout.add(
-        timeseries(
-            "Token expiry",
-            "Time until the current access token expires; it is renewed ahead.",
-            "s",
-            target(
-                'podero_oauth_token_expiry_timestamp_seconds{job=~"$job"} - time()', "{{instance}}"
-            ),
-        ),
-        6,
-        8,
-    )
-    layout.add(
-        timeseries(
-            "Poll duration p95",
-            "95th percentile duration of one inverter poll, retries included.",
-            "s",
-            target(
-                "histogram_quantile(0.95, sum by (le) "
-                '(rate(podero_poll_duration_seconds_bucket{job=~"$job"}[$__rate_interval])))',
-                "p95",
-            ),
-        ),
-        6,
+        16,
         8,
     )
 
-    return {
-        "title": "Podero inverters",
-        "uid": "podero-inverters",
-        "description": "Solar inverters and home batteries from the Podero Partner API.",
-        "tags": ["podero", "solar", "battery"],
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "graphTooltip": 1,
-        "refresh": "1m",
-        "time": {"from": "now-24h", "to": "now"},
-        "annotations": {"list": []},
-        "links": [],
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "label": "Data source",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "current": {},
-                    "hide": 0,
-                    "refresh": 1,
-                    "regex": "",
-                    "options": [],
-                    "includeAll": False,
-                    "multi": False,
-                },
-                {
-                    "name": "job",
-                    "label": "Job",
-                    "type": "query",
-                    "datasource": DS,
-                    "query": "label_values(podero_exporter_build_info, job)",
-                    "definition": "label_values(podero_exporter_build_info, job)",
-                    "current": {},
-                    "hide": 0,
-                    "refresh": 2,
-                    "regex": "",
-                    "sort": 1,
-                    "options": [],
-                    "includeAll": False,
-                    "multi": False,
-                },
-                {
-                    "name": "name",
-                    "label": "Inverter",
-                    "type": "query",
-                    "datasource": DS,
-                    "query": 'label_values(podero_inverter_info{job=~"$job"}, name)',
-                    "definition": 'label_values(podero_inverter_info{job=~"$job"}, name)',
-                    "current": {},
-                    "hide": 0,
-                    "refresh": 2,
-                    "regex": "",
-                    "sort": 1,
-                    "options": [],
-                    "includeAll": True,
-                    "allValue": ".*",
-                    "multi": True,
-                },
-            ]
-        },
-        "panels": layout.panels,
-    }
+    return dashboard(
+        INVERTER_UID,
+        "Podero inverter",
+        "One solar inverter and home battery from the Podero Partner API: power, battery, "
+        "price, data age and energy per day. Pick it by name in the Inverter variable.",
+        [
+            variable_datasource(),
+            variable_query("job", "Job", "label_values(podero_exporter_build_info, job)"),
+            variable_query(
+                "inverter_id",
+                "Inverter",
+                'query_result(podero_inverter_info{job=~"$job"})',
+                # query_result lists labels sorted by name, joined by ","; show the name.
+                regex='/inverter_id="(?<value>[^"]+)".*[{,]name="(?<text>[^"]+)"/',
+                sort=5,
+            ),
+        ],
+        layout,
+        [link("Podero fleet", f"/d/{FLEET_UID}/podero-fleet")],
+        "now-24h",
+    )
 
 
-def render() -> str:
-    return json.dumps(build(), indent=2) + "\n"
+DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
+    "podero-fleet.json": fleet,
+    "podero-inverter.json": inverter,
+}
+
+
+def render(name: str) -> str:
+    return json.dumps(DASHBOARDS[name](), indent=2) + "\n"
 
 
 if __name__ == "__main__":
-    OUT.write_text(render())
-    print(f"wrote {OUT}")
+    for name in DASHBOARDS:
+        path = DASHBOARDS_DIR / name
+        path.write_text(render(name))
+        print(f"wrote {path}")

@@ -1,124 +1,395 @@
-"""The shipped Grafana dashboard and its provisioning, checked statically."""
+"""The shipped Grafana dashboards and their provisioning, checked statically."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
+import pytest
 import yaml
+from grafana_foundation_sdk.cog import plugins, runtime
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from exporter.clock import Clock
 from exporter.config import Config
 from tests.metric_names import exposed_names, metric_names, with_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
-DASHBOARD = ROOT / "grafana/dashboards/podero-inverters.json"
+DASHBOARDS = ROOT / "grafana/dashboards"
+FLEET, INVERTER = "podero-fleet.json", "podero-inverter.json"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+# Metrics the lead is adding to the exporter right now (energy per completed 15-minute bucket);
+# every other metric a dashboard uses must be on a real exporter's page today.
+ENERGY_COUNTERS = {
+    "podero_inverter_solar_energy_joules_total",
+    "podero_inverter_grid_export_energy_joules_total",
+    "podero_inverter_grid_import_energy_joules_total",
+    "podero_inverter_household_energy_joules_total",
+    "podero_inverter_battery_charge_energy_joules_total",
+    "podero_inverter_battery_discharge_energy_joules_total",
+}
+# How many values each variable has for a fleet of 1,000 inverters polled by 10 replicas.
+FLEET_OF_1000 = {"datasource": 1, "job": 1, "instance": 10, "inverter_id": 1000, "name": 1000}
 
 
-def dashboard() -> dict[str, Any]:
-    return dict(json.loads(DASHBOARD.read_text()))
-
-
-def data_panels() -> list[dict[str, Any]]:
-    return [p for p in dashboard()["panels"] if p["type"] != "row"]
-
-
-def dashboard_queries() -> list[str]:
-    queries = [t["expr"] for p in data_panels() for t in p["targets"]]
-    queries += [v["query"] for v in dashboard()["templating"]["list"] if v["type"] == "query"]
-    return queries
-
-
-def test_dashboard_json_is_what_the_builder_produces() -> None:
+def builder() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "build_dashboard", ROOT / "grafana/build_dashboard.py"
     )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert DASHBOARD.read_text() == module.render(), "run python grafana/build_dashboard.py"
+    return module
 
 
-def test_every_panel_has_title_description_unit_and_templated_datasource() -> None:
-    panels = data_panels()
-    assert len(panels) >= 17
+def dashboard(name: str) -> dict[str, Any]:
+    return dict(json.loads((DASHBOARDS / name).read_text()))
+
+
+def all_panels(board: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, rows included, with the panels stored inside collapsed rows."""
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def data_panels(name: str) -> list[dict[str, Any]]:
+    return [p for p in all_panels(dashboard(name)) if p["type"] != "row"]
+
+
+def query_variables(name: str) -> list[dict[str, Any]]:
+    return [v for v in dashboard(name)["templating"]["list"] if v["type"] == "query"]
+
+
+def dashboard_queries(name: str) -> list[str]:
+    queries = [t["expr"] for p in data_panels(name) for t in p["targets"]]
+    return queries + [v["query"] for v in query_variables(name)]
+
+
+def drawn_panels(board: Mapping[str, Any], values: Mapping[str, int]) -> int:
+    """How many panels Grafana draws when the dashboard opens: a panel or row repeated over a
+    multi-value variable is drawn once per value (All selected), over a single-value variable
+    once; a collapsed row draws its header only, an expanded row its header and the panels
+    up to the next row."""
+    multi = {v["name"]: bool(v.get("multi")) for v in board["templating"]["list"]}
+
+    def copies(panel: Mapping[str, Any]) -> int:
+        variable = panel.get("repeat")
+        if not variable:
+            return 1
+        return values[variable] if multi[variable] else 1
+
+    total, row_copies = 0, 1
+    for panel in board["panels"]:
+        if panel["type"] == "row":
+            row_copies = copies(panel)
+            total += row_copies
+        else:
+            total += row_copies * copies(panel)
+    return total
+
+
+def schema_violations(board: dict[str, Any]) -> list[str]:
+    """Keys of the dashboard that Grafana's dashboard schema does not know.
+
+    grafana-foundation-sdk's models are generated from Grafana's schemas (dashboard, panel
+    options and field config per panel plugin, Prometheus queries). They have no validator,
+    but reading the JSON into them and writing it back drops every key the schema lacks."""
+    plugins.register_default_plugins()  # panel options and queries by their plugin's schema
+    dropped = [
+        f"{p.get('title')}: panel type {p['type']} unknown"
+        for p in all_panels(board)
+        if p["type"] != "row" and runtime.panelcfg_config(p["type"]) is None
+    ]
+    dropped += [
+        f"{p.get('title')}: query of unknown data source type"
+        for p in all_panels(board)
+        for t in p.get("targets", [])
+        if t.get("datasource", {}).get("type") not in runtime.Runtime().dataquery_variants
+    ]
+    again = json.loads(json.dumps(Dashboard.from_json(board), cls=JSONEncoder))
+
+    def walk(mine: Any, theirs: Any, path: str) -> None:
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            for key, value in mine.items():
+                if key not in theirs:
+                    dropped.append(f"{path}/{key}")
+                else:
+                    walk(value, theirs[key], f"{path}/{key}")
+        elif isinstance(mine, list) and isinstance(theirs, list):
+            for i, (a, b) in enumerate(zip(mine, theirs, strict=True)):
+                walk(a, b, f"{path}[{i}]")
+        elif mine != theirs:
+            dropped.append(f"{path}: {mine!r} became {theirs!r}")
+
+    walk(board, again, "")
+    return dropped
+
+
+@pytest.mark.parametrize("name", [FLEET, INVERTER])
+def test_dashboard_json_is_what_the_builder_produces(name: str) -> None:
+    assert (DASHBOARDS / name).read_text() == builder().render(name), (
+        "run python grafana/build_dashboard.py"
+    )
+
+
+def test_the_builder_writes_exactly_the_shipped_dashboards() -> None:
+    assert set(builder().DASHBOARDS) == {p.name for p in DASHBOARDS.glob("*.json")}
+
+
+def test_panel_counter_counts_repeats_and_collapsed_rows() -> None:
+    # The old design: a row of 8 panels repeated per inverter, expanded.
+    per_inverter = {
+        "templating": {"list": [{"name": "name", "multi": True}]},
+        "panels": [
+            {"type": "row", "collapsed": False, "repeat": "name", "panels": []},
+            *({"type": "timeseries"} for _ in range(8)),
+        ],
+    }
+    assert drawn_panels(per_inverter, {"name": 1000}) == 9000
+    per_inverter["templating"]["list"][0]["multi"] = False
+    assert drawn_panels(per_inverter, {"name": 1000}) == 9
+    collapsed = {
+        "templating": {"list": []},
+        "panels": [{"type": "row", "collapsed": True, "panels": [{"type": "stat"}] * 5}],
+    }
+    assert drawn_panels(collapsed, {}) == 1
+
+
+def test_fleet_dashboard_draws_at_most_60_panels_for_1000_inverters() -> None:
+    board = dashboard(FLEET)
+    drawn = drawn_panels(board, FLEET_OF_1000)
+    assert drawn <= 60, drawn
+    # Opening the collapsed rows too stays within the budget.
+    assert len(list(all_panels(board))) <= 60
+    assert not [p for p in all_panels(board) if p.get("repeat")]
+
+
+def test_inverter_dashboard_draws_one_inverter() -> None:
+    board = dashboard(INVERTER)
+    assert drawn_panels(board, FLEET_OF_1000) == len(list(all_panels(board))) <= 40
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "inverter_id")
+    assert not variable["multi"] and not variable["includeAll"]
+    for query in dashboard_queries(INVERTER):
+        if "podero_inverter_" in query and "info" not in query:
+            assert 'inverter_id="$inverter_id"' in query, query
+
+
+@pytest.mark.parametrize("name", [FLEET, INVERTER])
+def test_panels_fit_the_grid_without_overlapping(name: str) -> None:
+    taken: dict[tuple[int, int], str] = {}
+    board = dashboard(name)
+    for panel in board["panels"]:  # what the dashboard shows when it opens
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, (panel["title"], taken[(x, y)])
+                taken[(x, y)] = panel["title"]
+    for row in board["panels"]:
+        for inner in row.get("panels", []):  # a closed row's panels, placed below it
+            pos = inner["gridPos"]
+            assert pos["y"] > row["gridPos"]["y"] and pos["x"] + pos["w"] <= 24, inner["title"]
+
+
+@pytest.mark.parametrize("name", [FLEET, INVERTER])
+def test_dashboards_fit_grafanas_schema(name: str) -> None:
+    board = dashboard(name)
+    assert schema_violations(board) == []
+    # The check sees a misspelt key at any depth: in a panel, its options, a query, a row.
+    board["panels"][1]["options"]["reduceOption"] = {}
+    board["panels"][1]["targets"][0]["legend"] = "x"
+    board["panels"][0]["description"] = "rows have no description"
+    board["panels"][2]["type"] = "timeserie"
+    assert len(schema_violations(board)) == 4
+
+
+@pytest.mark.parametrize("name", [FLEET, INVERTER])
+def test_every_panel_has_title_description_unit_and_templated_datasource(name: str) -> None:
+    panels = data_panels(name)
+    assert len(panels) >= 15
+    ids = [p["id"] for p in all_panels(dashboard(name))]
+    assert len(ids) == len(set(ids))
     for panel in panels:
         assert panel["title"], panel
         assert panel.get("description"), panel["title"]
         assert panel["fieldConfig"]["defaults"].get("unit"), panel["title"]
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["datasource"] == DS
         for t in panel["targets"]:
-            assert t["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+            assert t["datasource"] == DS
+            assert t["refId"], panel["title"]
+        ref_ids = [t["refId"] for t in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), panel["title"]
+
+
+@pytest.mark.parametrize("name", [FLEET, INVERTER])
+def test_rates_use_the_rate_interval(name: str) -> None:
+    for query in dashboard_queries(name):
+        for window in re.findall(r"\brate\([^\[]*\[([^\]]+)\]", query):
+            assert window == "$__rate_interval", query
 
 
 def test_units_fit_the_metrics() -> None:
-    units = {p["title"]: p["fieldConfig"]["defaults"]["unit"] for p in data_panels()}
-    assert units["Solar production"] == "watt"
-    assert units["Battery charge"] == "percentunit"
-    assert units["Mean battery charge"] == "percentunit"
-    assert units["Data age"] == "s"
-    assert units["API requests by status code"] == "reqps"
+    for name in (FLEET, INVERTER):
+        for panel in data_panels(name):
+            if panel["type"] == "table":  # tables here show labels; their values are hidden
+                continue
+            unit = panel["fieldConfig"]["defaults"]["unit"]
+            exprs = " ".join(t["expr"] for t in panel["targets"])
+            if "_watts" in exprs and "count(" not in exprs:
+                assert unit == "watt", panel["title"]
+            if "_ratio" in exprs and "<" not in exprs:
+                assert unit == "percentunit", panel["title"]
+            if "_joules_total" in exprs:
+                assert unit == "kwatth", panel["title"]
+                assert "/ 3.6e6" in exprs, panel["title"]
+            if "rate(podero_api_requests_total" in exprs:
+                assert unit == "reqps", panel["title"]
+            if "timestamp_seconds" in exprs and "time()" in exprs and "count(" not in exprs:
+                assert unit == "s", panel["title"]
+
+
+def test_energy_panels_count_with_increase_and_say_so() -> None:
+    energy = [
+        p
+        for name in (FLEET, INVERTER)
+        for p in data_panels(name)
+        if any("_energy_joules_total" in t["expr"] for t in p["targets"])
+    ]
+    assert {p["title"] for p in energy} == {"Energy today", "Energy this month", "Energy per day"}
+    for panel in energy:
+        assert "increase()" in panel["description"], panel["title"]
+        used = set().union(*(metric_names(t["expr"]) for t in panel["targets"]))
+        assert used == ENERGY_COUNTERS, panel["title"]
+        for t in panel["targets"]:
+            assert re.search(r"increase\(podero_\w+_joules_total\{[^}]*\}\[\$__\w+\]\)", t["expr"])
+    today = [p for p in energy if p["title"] == "Energy today"]
+    assert len(today) == 2 and all(p["timeFrom"] == "now/d" for p in today)
+    month = next(p for p in energy if p["title"] == "Energy this month")
+    assert month["timeFrom"] == "now/M"
 
 
 def test_no_inputs_and_no_hard_coded_datasource() -> None:
-    text = DASHBOARD.read_text()
-    board = dashboard()
-    assert "__inputs" not in board
-    uids = set(re.findall(r'"uid": "([^"]*)"', text))
-    assert uids == {"${datasource}", "podero-inverters"}
-    variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource"
-    assert variables["datasource"]["query"] == "prometheus"
-    assert variables["job"]["query"].startswith("label_values(")
-    assert variables["name"]["multi"] and variables["name"]["includeAll"]
-    for v in variables.values():
-        if v["type"] == "query":
-            assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    for name, uid in ((FLEET, "podero-fleet"), (INVERTER, "podero-inverter")):
+        text = (DASHBOARDS / name).read_text()
+        board = dashboard(name)
+        assert "__inputs" not in board
+        assert board["uid"] == uid
+        assert set(re.findall(r'"uid": "([^"]*)"', text)) == {"${datasource}", uid}
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        assert variables["job"]["query"].startswith("label_values(")
+        for v in variables.values():
+            if v["type"] == "query":
+                assert v["datasource"] == DS
 
 
-def test_required_panels_exist() -> None:
-    titles = {p["title"] for p in data_panels()}
+def test_fleet_variables_pick_replicas() -> None:
+    variables = [v["name"] for v in dashboard(FLEET)["templating"]["list"]]
+    assert variables == ["datasource", "job", "instance"]
+    instance = query_variables(FLEET)[1]
+    assert instance["multi"] and instance["includeAll"] and instance["allValue"] == ".*"
+    assert instance["query"] == 'label_values(up{job=~"$job"}, instance)'
+    for query in dashboard_queries(FLEET):
+        if "podero_" in query and "ALERTS" not in query and "label_values" not in query:
+            for selector in re.findall(r"podero_\w+\{([^}]*)\}", query):
+                assert 'instance=~"$instance"' in selector, query
+
+
+def test_required_fleet_panels_exist() -> None:
+    panels = {p["title"]: p for p in data_panels(FLEET)}
     assert {
-        "Inverters reporting",
-        "Stale inverters",
         "Solar production",
         "Grid export",
         "Grid import",
-        "Mean battery charge",
+        "Household consumption",
+        "Battery charging",
+        "Battery discharging",
+        "Inverters reporting",
+        "Failing inverters",
+        "Stale inverters",
+        "Inverters without data",
+        "Energy today",
+        "Energy this month",
+        "Inverters in trouble",
+        "Firing alerts",
+        "Replica up",
+        "API errors per replica",
+        "Token expiry per replica",
+        "Poll duration p95 per replica",
+    } <= set(panels)
+    trouble = panels["Inverters in trouble"]
+    reasons = [re.search(r'"reason", "([^"]+)"', t["expr"]) for t in trouble["targets"]]
+    assert [m.group(1) for m in reasons if m] == [
+        "poll failing",
+        "data older than 1 h",
+        "no data at all",
+        "manufacturer connection lapsed",
+        "owner action needed",
+        "battery below its low threshold",
+    ]
+    links = trouble["fieldConfig"]["overrides"][0]["properties"][0]["value"]
+    assert links[0]["url"].startswith("/d/podero-inverter/")
+    assert "var-inverter_id=${__data.fields.inverter_id}" in links[0]["url"]
+    assert 'ALERTS{alertstate="firing"' in panels["Firing alerts"]["targets"][0]["expr"]
+    for title in ("API errors per replica", "Poll duration p95 per replica"):
+        assert "by (instance)" in panels[title]["targets"][0]["expr"].replace("le, ", "")
+
+
+def test_required_inverter_panels_exist() -> None:
+    panels = {p["title"]: p for p in data_panels(INVERTER)}
+    assert {
+        "Solar production",
         "Household consumption",
         "Grid export and import",
         "Battery power",
         "Battery charge",
         "Price",
         "Data age",
-        "API requests by status code",
-        "API request latency p95",
-        "Token expiry",
-        "Poll duration p95",
-        "Inverters by manufacturer and model",
-        "Inverters needing action",
-    } <= titles
-    battery = next(p for p in data_panels() if p["title"] == "Battery charge")
+        "Energy today",
+        "Energy per day",
+    } <= set(panels)
+    graphs = {p["title"]: p for p in data_panels(INVERTER) if p["type"] == "timeseries"}
+    battery = graphs["Battery charge"]
     assert any("threshold" in t["expr"] for t in battery["targets"])
-    power = next(p for p in data_panels() if p["title"] == "Battery power")
-    assert {t["legendFormat"] for t in power["targets"]} == {
-        "{{name}} charging",
-        "{{name}} discharging",
+    assert {t["legendFormat"] for t in graphs["Battery power"]["targets"]} == {
+        "charging",
+        "discharging",
     }
+    per_day = panels["Energy per day"]
+    assert per_day["interval"] == "1d"
+    variable = query_variables(INVERTER)[1]
+    assert variable["query"].startswith("query_result(podero_inverter_info")
+    assert "(?<value>" in variable["regex"] and "(?<text>" in variable["regex"]
 
 
-def test_every_metric_in_the_dashboard_is_exposed(sim_config: Config, clock: Clock) -> None:
+def test_every_metric_in_the_dashboards_is_exposed(sim_config: Config, clock: Clock) -> None:
     exposed = exposed_names(with_thresholds(sim_config), clock)
-    used = set().union(*(metric_names(q) for q in dashboard_queries()))
+    used = set().union(*(metric_names(q) for n in (FLEET, INVERTER) for q in dashboard_queries(n)))
     assert used, "no metric names found"
-    assert not {n for n in used if n not in exposed}
+    assert used >= ENERGY_COUNTERS
+    # Until the exporter's energy counters land, they are the only names it lacks.
+    assert {n for n in used if n not in exposed} <= ENERGY_COUNTERS
 
 
 def test_provisioning_files() -> None:
     ds = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
-    assert ds["datasources"][0]["type"] == "prometheus"
+    source = ds["datasources"][0]
+    assert source["type"] == "prometheus"
+    # Grafana's $__rate_interval is at least 4 x this; it must be the real scrape interval.
+    scrape = yaml.safe_load((ROOT / "prometheus/prometheus.example.yml").read_text())
+    assert source["jsonData"]["timeInterval"] == scrape["global"]["scrape_interval"]
     boards = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/podero.yml").read_text())
-    assert boards["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    provider = boards["providers"][0]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in mounts
