@@ -55,6 +55,10 @@ def polled_samples(state: InverterState) -> Samples:
         add(m.DATA_TIMESTAMP, reading.time)
     if state.polled:
         add(m.UP, 1.0 if state.up else 0.0)
+    energy = state.energy
+    if energy is not None:
+        for family in m.ENERGY_FAMILIES:
+            add(family, energy.joules(family.field or "", family.part or ""))
     add(m.LAST_SUCCESS, state.last_success)
     add(m.NEXT_POLL, state.next_poll)
     return samples

@@ -35,6 +35,7 @@ class Family:
     field: str | None = None  # the API field (data point or inventory) it is read from
     scale: float = 1.0  # API value x scale = value in the base unit
     labels: tuple[str, ...] = ()  # labels beyond the device's ids (telemetry: all labels)
+    part: str | None = None  # energy: the "positive" or "negative" part of the power field
 
     def convert(self, api_value: float) -> float:
         """The API's value in this family's base unit."""
@@ -112,6 +113,58 @@ NEXT_POLL = Family(
     "podero_inverter_next_poll_timestamp_seconds",
     "When this inverter is next polled, Unix seconds.",
     Source.POLL,
+)
+
+# --- energy: counters summed from completed buckets (exporter/energy.py) -----------------------
+_ENERGY_HELP = (
+    " Each completed data bucket adds its mean power times its duration, once; null values "
+    "add nothing; starts at 0 when the exporter starts (a restart is a counter reset, which "
+    "increase() handles); a bucket revised after it was counted is not counted again. "
+    "kWh per day: increase(...[1d]) / 3.6e6."
+)
+
+
+def _energy(name: str, field: str, part: str, what: str) -> Family:
+    return Family(name, what + _ENERGY_HELP, Source.ENERGY, type="counter", field=field, part=part)
+
+
+SOLAR_ENERGY = _energy(
+    "podero_inverter_solar_energy_joules_total",
+    "solar_production_w",
+    "positive",
+    "Solar energy produced in joules (from API field solar_production_w).",
+)
+GRID_EXPORT_ENERGY = _energy(
+    "podero_inverter_grid_export_energy_joules_total",
+    "export_power_to_grid_w",
+    "positive",
+    "Energy exported to the grid in joules (positive part of API field export_power_to_grid_w).",
+)
+GRID_IMPORT_ENERGY = _energy(
+    "podero_inverter_grid_import_energy_joules_total",
+    "export_power_to_grid_w",
+    "negative",
+    "Energy imported from the grid in joules (negative part of API field export_power_to_grid_w).",
+)
+HOUSEHOLD_ENERGY = _energy(
+    "podero_inverter_household_energy_joules_total",
+    "household_consumption_w",
+    "positive",
+    "Household energy consumed in joules (from API field household_consumption_w).",
+)
+BATTERY_CHARGE_ENERGY = _energy(
+    "podero_inverter_battery_charge_energy_joules_total",
+    "battery_charge_discharge_power_w",
+    "negative",
+    "Energy charged into the battery in joules (negative part of API field "
+    "battery_charge_discharge_power_w: negative = charging).",
+)
+BATTERY_DISCHARGE_ENERGY = _energy(
+    "podero_inverter_battery_discharge_energy_joules_total",
+    "battery_charge_discharge_power_w",
+    "positive",
+    "Energy discharged from the battery in joules (positive part of API field "
+    "battery_charge_discharge_power_w: positive = discharging).",
 )
 
 # --- config and inventory -----------------------------------------------------------------
@@ -198,6 +251,12 @@ INVERTER_FAMILIES: tuple[Family, ...] = (
     UP,
     LAST_SUCCESS,
     NEXT_POLL,
+    SOLAR_ENERGY,
+    GRID_EXPORT_ENERGY,
+    GRID_IMPORT_ENERGY,
+    HOUSEHOLD_ENERGY,
+    BATTERY_CHARGE_ENERGY,
+    BATTERY_DISCHARGE_ENERGY,
     INFO,
     BATTERY_LOW_THRESHOLD,
     GRID_EXPORT_HIGH_THRESHOLD,
@@ -210,6 +269,7 @@ INVERTER_FAMILIES: tuple[Family, ...] = (
     BATTERY_CONNECTED,
 )
 READING_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is Source.READING)
+ENERGY_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is Source.ENERGY)
 # The statuses every inverter reports a series for (a state set); any other status the API
 # sends is added as one more series.
 CONNECTION_STATES = ("connected", "disconnected", "unknown")

@@ -15,8 +15,9 @@ from typing import Protocol
 from exporter.client import PoderoClient
 from exporter.clock import Clock, Stopped
 from exporter.config import PollConfig
+from exporter.energy import EnergyTotals, add_completed_buckets
 from exporter.logs import kv
-from exporter.readings import latest_reading
+from exporter.readings import DataPoint, latest_reading
 from exporter.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
 from exporter.store import ReadingStore
 from exporter.targets import InverterTarget
@@ -119,6 +120,7 @@ class Poller:
         started = time.perf_counter()
         now = self._clock.time()
         ok, newest, reading, error = False, None, None, ""
+        points: list[DataPoint] = []
         try:
             points = self._client.inverter_data(
                 target.org_id,
@@ -149,6 +151,7 @@ class Poller:
             reading = latest_reading(points, now)
             newest = reading.time if reading else None
         done = self._clock.time()
+        energy = self._energy_after(target, now, points)
         with self._lock:
             schedule = self._schedules.get(target.inverter_id)
             if schedule is not None:
@@ -165,11 +168,28 @@ class Poller:
                 self._enqueue(schedule.next_poll, target.inverter_id)
         next_poll = schedule.next_poll if schedule else None
         if ok:
-            self._store.record_success(target.inverter_id, reading, done, next_poll)
+            self._store.record_success(target.inverter_id, reading, done, next_poll, energy)
         else:
-            self._store.record_failure(target.inverter_id, error, done, next_poll)
+            self._store.record_failure(target.inverter_id, error, done, next_poll, energy)
         self._observer.poll_done(time.perf_counter() - started, ok)
         return ok
+
+    def _energy_after(
+        self, target: InverterTarget, now: float, points: list[DataPoint]
+    ) -> EnergyTotals:
+        """The inverter's energy totals with the buckets of this poll; they start (at zero)
+        with its first poll. (One inverter is never polled twice at once.)"""
+        state = self._store.get(target.inverter_id)
+        totals = state.energy if state is not None and state.energy is not None else None
+        if totals is None:
+            totals = EnergyTotals(since=now)
+        return add_completed_buckets(
+            totals,
+            points,
+            now=now,
+            bucket_seconds=self._poll.resolution_seconds,
+            horizon=self._poll.lookback_seconds,
+        )
 
     def _enqueue(self, when: float, inverter_id: str) -> None:
         """Queue a poll (lock held). Entries superseded by a newer schedule are skipped when

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from exporter.energy import EnergyTotals
 from exporter.readings import DataPoint
 from exporter.targets import InverterTarget
 
@@ -22,6 +23,7 @@ class InverterState:
     last_success: float | None = None
     last_error: str | None = None
     next_poll: float | None = None
+    energy: EnergyTotals | None = None  # from the first poll on
 
 
 class ReadingStore:
@@ -59,7 +61,12 @@ class ReadingStore:
             return self._states.get(inverter_id)
 
     def record_success(
-        self, inverter_id: str, reading: DataPoint | None, now: float, next_poll: float | None
+        self,
+        inverter_id: str,
+        reading: DataPoint | None,
+        now: float,
+        next_poll: float | None,
+        energy: EnergyTotals | None = None,
     ) -> None:
         """A poll that answered; a newer reading replaces the old, no reading keeps it."""
         with self._lock:
@@ -78,11 +85,17 @@ class ReadingStore:
                 last_success=now,
                 last_error=None,
                 next_poll=next_poll,
+                energy=energy or old.energy,
             )
             self._mark_changed(inverter_id)
 
     def record_failure(
-        self, inverter_id: str, error: str, now: float, next_poll: float | None
+        self,
+        inverter_id: str,
+        error: str,
+        now: float,
+        next_poll: float | None,
+        energy: EnergyTotals | None = None,
     ) -> None:
         """A poll that failed: the old reading stays (staleness ages it out), `up` drops."""
         with self._lock:
@@ -98,6 +111,7 @@ class ReadingStore:
                 last_success=old.last_success,
                 last_error=error,
                 next_poll=next_poll,
+                energy=old.energy or energy,
             )
             self._mark_changed(inverter_id)
 

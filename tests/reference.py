@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter.clock import Clock
@@ -23,7 +23,7 @@ class InverterCollector(Collector):
         self._clock = clock
         self._max_age = max_age
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self._clock.time()
         max_age = self._max_age()
         by_family: dict[Family, list[Sample]] = {family: [] for family in INVERTER_FAMILIES}
@@ -31,7 +31,11 @@ class InverterCollector(Collector):
             for family, samples in current_samples(state, now, max_age).items():
                 by_family[family].extend(samples)
         for family in INVERTER_FAMILIES:
-            metric = GaugeMetricFamily(family.name, family.help, labels=None)
+            metric: GaugeMetricFamily | CounterMetricFamily
+            if family.type == "counter":
+                metric = CounterMetricFamily(family.name, family.help, labels=None)
+            else:
+                metric = GaugeMetricFamily(family.name, family.help, labels=None)
             for labels, value in by_family[family]:
                 metric.add_sample(family.name, dict(labels), value)
             yield metric

@@ -26,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.simulator import demo_config, spawn
+from exporter.sim import demo_config, spawn
 from tests.conftest import require_tool
 from tests.e2e.processes import exporter_command, free_port, running, wait_for
 from tests.test_dashboard import ENERGY_COUNTERS, FLEET, INVERTER, dashboard, data_panels
