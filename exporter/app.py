@@ -12,7 +12,7 @@ from exporter.budget import RequestBudget
 from exporter.client import PoderoClient
 from exporter.clock import Clock, Stopped
 from exporter.config import Config, ConfigError
-from exporter.discovery import FleetDiscovery, static_only_inventory
+from exporter.discovery import FleetDiscovery, Submit, inventory_job, run_now
 from exporter.exposition import MetricsPage
 from exporter.logs import kv
 from exporter.memory import release_free_memory
@@ -68,9 +68,10 @@ class Exporter:
         self.started_at = clock.time()
         self.telemetry = Telemetry()
         self.client = build_client(config, clock, self.telemetry)
-        self.discovery = self._new_discovery()
-        self.last_inventory: float | None = None
         self.targets = TargetSet(config)
+        self.discovery = self._new_discovery()
+        self._inventory_at: float | None = None
+        self._ready = False
         self.store = ReadingStore(self.targets.current())
         self.poller = Poller(
             self.client,
@@ -82,8 +83,9 @@ class Exporter:
             observer=self.telemetry,
         )
         # The store learns of a new inverter before the poller can record a poll of it.
-        self.targets.follow(self.store.set_targets)
-        self.targets.follow(self.poller.set_targets)
+        self.targets.follow(self.store)
+        self.targets.follow(self.poller)
+        self.poller.after_poll = self._check_ready
         self.page = MetricsPage(
             self.store,
             clock,
@@ -95,16 +97,51 @@ class Exporter:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reload_lock = threading.Lock()
-        self._inventory_lock = threading.Lock()
 
     def _new_discovery(self) -> FleetDiscovery | None:
         if self.config.discovery is None:
             return None
-        return FleetDiscovery(self.client, self.config.discovery, self.telemetry)
+        return FleetDiscovery(
+            self.client,
+            self.config.discovery,
+            self.config.shard,
+            self.targets,
+            self.telemetry,
+            self.clock,
+        )
 
     @property
     def ready(self) -> bool:
-        return self.poller.first_cycle_done.is_set()
+        """Every inverter known after the first listing round has been polled once."""
+        self._check_ready()
+        return self._ready
+
+    def _check_ready(self) -> None:
+        if self._ready:
+            return
+        discovery = self.discovery
+        if discovery is not None and not discovery.round_done.is_set():
+            return
+        if not self.poller.all_polled():
+            return
+        self._ready = True
+        log.info(
+            "first poll cycle done",
+            extra=kv(
+                inverters=len(self.targets), seconds=round(self.clock.time() - self.started_at, 1)
+            ),
+        )
+        release_free_memory()
+
+    @property
+    def last_inventory(self) -> float | None:
+        """When inventory last arrived (a listing round or a detail call)."""
+        found = [
+            t
+            for t in (self.discovery.last_success if self.discovery else None, self._inventory_at)
+            if t is not None
+        ]
+        return max(found) if found else None
 
     @property
     def inventory_interval(self) -> float:
@@ -126,25 +163,28 @@ class Exporter:
             self.store, self.clock, lambda: self.config.poll.max_data_age_seconds, header
         )
 
-    def discover(self) -> None:
-        """List the configured organizations' inverters (if discovery is on)."""
-        discovery = self.discovery
-        if discovery is None:
-            return
-        with self._inventory_lock:
-            self.targets.set_discovered(discovery.refresh(self.clock.time()))
-            self.last_inventory = self.clock.time()
+    def discover(self, submit: Submit = run_now) -> None:
+        """List the configured organizations' homes (if discovery is on): each listing is a
+        job for `submit` (by default run at once, in this thread)."""
+        if self.discovery is not None:
+            self.discovery.start_round(submit)
 
-    def refresh_static_inventory(self) -> None:
+    def refresh_static_inventory(self, submit: Submit = run_now) -> None:
         """Inventory of configured inverters that discovery does not list (detail calls)."""
-        found = static_only_inventory(self.client, self.targets.configured_only())
-        with self._inventory_lock:
-            self.targets.add_inventory(found)  # a failed detail call keeps what was known
-            self.last_inventory = self.clock.time()
+        for target in self.targets.configured_only():
+            job = inventory_job(self.client, target, self.targets)
+            submit(self._stamped(job))
 
-    def refresh_inventory(self) -> None:
-        self.discover()
-        self.refresh_static_inventory()
+    def _stamped(self, job: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            job()
+            self._inventory_at = self.clock.time()
+
+        return run
+
+    def refresh_inventory(self, submit: Submit = run_now) -> None:
+        self.discover(submit)
+        self.refresh_static_inventory(submit)
 
     def poll_once(self) -> CycleResult:
         """Inventory, then one poll of every inverter (for --once)."""
@@ -152,8 +192,9 @@ class Exporter:
         return self.poller.poll_all()
 
     def start(self) -> None:
-        """Discovery first, then polling; inventory refreshes and rendering alongside."""
-        self._spawn("poll-loop", self._poll_loop)
+        """Polling at once for what is known; listings and detail calls as jobs beside the
+        polls (every inventory interval again), and rendering in the background."""
+        self._spawn("scheduler", self.poller.run)
         self._spawn("inventory", self._inventory_loop)
         self._spawn("render", self.page.run_refresher)
 
@@ -162,15 +203,11 @@ class Exporter:
         thread.start()
         self._threads.append(thread)
 
-    def _poll_loop(self, stop: threading.Event) -> None:
-        # The first cycle must include the discovered fleet; a failure still lets it start.
-        self._guarded(self.discover)
-        self.poller.run(stop, after_first_cycle=release_free_memory)
-
     def _inventory_loop(self, stop: threading.Event) -> None:
-        self._guarded(self.refresh_static_inventory)
-        while not stop.wait(self.inventory_interval):
-            self._guarded(self.refresh_inventory)
+        while True:
+            self._guarded(lambda: self.refresh_inventory(self.poller.submit))
+            if stop.wait(self.inventory_interval):
+                return
 
     def _guarded(self, action: Callable[[], None]) -> None:
         try:
@@ -207,9 +244,7 @@ class Exporter:
                 self.poller.set_poll(new.poll, new.podero.max_concurrency)
             self.targets.set_config(new)
             if new.discovery != old.discovery or new.inverters != old.inverters:
-                threading.Thread(
-                    target=self._guarded, args=(self.refresh_inventory,), daemon=True
-                ).start()
+                self._guarded(lambda: self.refresh_inventory(self.poller.submit))
             self.telemetry.config_loaded(True, self.clock.time())
             log.info("config reloaded", extra=kv(inverters=len(self.targets)))
             return None

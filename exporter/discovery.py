@@ -1,5 +1,6 @@
-"""Fleet discovery and device inventory: every inverter of the configured organizations,
-found through the API's list endpoints (merging with the configured ones is `targets`' job).
+"""Fleet discovery and device inventory: every inverter of this shard's homes in the
+configured organizations, found through the API's list endpoints, as jobs for the scheduler
+(merging with the configured ones is `targets`' job).
 
 A failed or partial refresh never shrinks the fleet: what could not be listed keeps its
 last known inventory. Inverters really gone from a successful listing are dropped.
@@ -8,25 +9,27 @@ last known inventory. Inverters really gone from a successful listing are droppe
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from exporter.client import PoderoClient
-from exporter.config import DiscoveryConfig
+from exporter.clock import Clock
+from exporter.config import DiscoveryConfig, ShardConfig
 from exporter.logs import kv
-from exporter.targets import DiscoveredInverter, Inventory, InverterTarget
+from exporter.targets import DiscoveredInverter, Inventory, InverterTarget, TargetSet
 from exporter.transport import ApiError, InvalidResponse
 
 log = logging.getLogger(__name__)
 
 
 class DiscoveryObserver(Protocol):
-    """Receives the outcome of each discovery run."""
+    """Receives the outcome of each organization's listing round."""
 
-    def discovery_done(
-        self, org_counts: dict[str, int], succeeded: Iterable[str], seconds: float
-    ) -> None: ...
+    def discovery_org_done(self, org_id: str, inverters: int, ok: bool, seconds: float) -> None: ...
 
 
 def _text(value: Any) -> str | None:
@@ -83,112 +86,162 @@ def _listed(body: Any, endpoint: str) -> list[dict[str, Any]]:
     return [item for item in body if isinstance(item, dict) and _text(item.get("id"))]
 
 
+Job = Callable[[], None]
+Submit = Callable[[Job], None]
+
+
+def run_now(job: Job) -> None:
+    """A `submit` that runs each job at once, in the caller's thread (for --once and tests)."""
+    job()
+
+
 class FleetDiscovery:
-    """Lists the organizations' users and their inverters, keeping what it cannot refresh."""
+    """Lists the organizations' users, then each of this shard's homes' inverters, as jobs on
+    the scheduler: each home's inverters join the targets as soon as its listing arrives. What
+    cannot be listed keeps its last known inventory; homes gone from a successful users listing
+    (or moved to another shard) are dropped."""
 
     def __init__(
-        self, client: PoderoClient, config: DiscoveryConfig, observer: DiscoveryObserver
+        self,
+        client: PoderoClient,
+        config: DiscoveryConfig,
+        shard: ShardConfig,
+        targets: TargetSet,
+        observer: DiscoveryObserver,
+        clock: Clock,
     ) -> None:
         self._client = client
+        self._clock = clock
         self._config = config
+        self._shard = shard
+        self._targets = targets
         self._observer = observer
-        # org -> user -> that user's inverters, as last listed successfully
-        self._known: dict[str, dict[str, list[DiscoveredInverter]]] = {}
+        self._lock = threading.Lock()
+        self._rounds: dict[str, _OrgRound] = {}
+        self._rounds_done = 0
         self.last_success: float | None = None
+        self.round_done = threading.Event()  # set when a first complete round has ended
 
-    def refresh(self, now: float) -> list[DiscoveredInverter]:
-        """List every org again; returns the (filtered) inventory after this refresh."""
-        started = time.perf_counter()
-        succeeded = []
-        deleted = "true" if self._config.include_deleted else "false"
-        for org in self._config.org_ids:
-            try:
-                users = _listed(
-                    self._client.get_json(
-                        "users", f"/org/{org}/users", {"include_deleted": deleted}
-                    ),
-                    "users",
+    def start_round(self, submit: Submit) -> None:
+        """List every organization again; the homes' listings follow as separate jobs."""
+        with self._lock:
+            orgs = [org for org in self._config.org_ids if org not in self._rounds]
+            for org in orgs:
+                self._rounds[org] = _OrgRound(started=time.perf_counter())
+        for org in orgs:
+            submit(partial(self._list_users, org, submit))
+
+    def refresh(self) -> None:
+        """One whole round, in the calling thread."""
+        self.start_round(run_now)
+
+    def _deleted_param(self) -> dict[str, str]:
+        return {"include_deleted": "true" if self._config.include_deleted else "false"}
+
+    def _list_users(self, org: str, submit: Submit) -> None:
+        try:
+            users = _listed(
+                self._client.get_json("users", f"/org/{org}/users", self._deleted_param()),
+                "users",
+            )
+        except ApiError as exc:
+            log.warning(
+                "listing users failed, keeping the organization's last inventory",
+                extra=kv(org_id=org, endpoint=exc.endpoint, reason=exc.reason),
+            )
+            self._finish(org, ok=False)
+            return
+        mine = [u for u in users if self._shard.owns(str(u["id"]))]
+        for user_id in self._targets.listed_homes(org) - {str(u["id"]) for u in mine}:
+            self._targets.set_home(org, user_id, [])
+        with self._lock:
+            self._rounds[org].pending = len(mine)
+        if not mine:
+            self._finish(org, ok=True)
+        for user in mine:
+            submit(partial(self._list_home, org, user))
+
+    def _list_home(self, org: str, user: dict[str, Any]) -> None:
+        user_id = str(user["id"])
+        ok = True
+        try:
+            items = _listed(
+                self._client.get_json(
+                    "inverters", f"/org/{org}/users/{user_id}/inverters", self._deleted_param()
+                ),
+                "inverters",
+            )
+        except ApiError as exc:
+            ok = False
+            log.warning(
+                "listing a user's inverters failed, keeping their last inventory",
+                extra=kv(org_id=org, user_id=user_id, reason=exc.reason),
+            )
+        else:
+            owner = owner_of(user)
+            found = [
+                DiscoveredInverter(
+                    org_id=org,
+                    user_id=user_id,
+                    inverter_id=str(item["id"]),
+                    name=default_name(owner, str(item["id"])),
+                    inventory=inventory_from(item, owner),
+                    deleted=item.get("deleted_at") is not None,
                 )
-            except ApiError as exc:
-                log.warning(
-                    "listing users failed, keeping the organization's last inventory",
-                    extra=kv(org_id=org, endpoint=exc.endpoint, reason=exc.reason),
-                )
-                continue
-            previous = self._known.get(org, {})
-            listed: dict[str, list[DiscoveredInverter]] = {}
-            complete = True
-            for user in users:
-                user_id = str(user["id"])
-                try:
-                    items = _listed(
-                        self._client.get_json(
-                            "inverters",
-                            f"/org/{org}/users/{user_id}/inverters",
-                            {"include_deleted": deleted},
-                        ),
-                        "inverters",
-                    )
-                except ApiError as exc:
-                    complete = False
-                    log.warning(
-                        "listing a user's inverters failed, keeping their last inventory",
-                        extra=kv(org_id=org, user_id=user_id, reason=exc.reason),
-                    )
-                    listed[user_id] = previous.get(user_id, [])
-                    continue
-                owner = owner_of(user)
-                listed[user_id] = [
-                    DiscoveredInverter(
-                        org_id=org,
-                        user_id=user_id,
-                        inverter_id=str(item["id"]),
-                        name=default_name(owner, str(item["id"])),
-                        inventory=inventory_from(item, owner),
-                        deleted=item.get("deleted_at") is not None,
-                    )
-                    for item in items
-                ]
-            self._known[org] = listed
-            if complete:
-                succeeded.append(org)
-        inventory = self.inventory()
-        counts = {org: sum(1 for d in inventory if d.org_id == org) for org in self._config.org_ids}
-        self._observer.discovery_done(counts, succeeded, time.perf_counter() - started)
-        if succeeded:
-            self.last_success = now
-        return inventory
+                for item in items
+            ]
+            self._targets.set_home(org, user_id, [d for d in found if self._wanted(d)])
+        with self._lock:
+            state = self._rounds[org]
+            state.failed = state.failed or not ok
+            state.pending -= 1
+            last = state.pending == 0
+        if last:
+            self._finish(org, ok=not state.failed)
 
-    def inventory(self) -> list[DiscoveredInverter]:
-        """The known inverters that pass the configured filters."""
-        states = self._config.lifecycle_states
-        excluded = set(self._config.exclude_inverter_ids)
-        found = []
-        for users in self._known.values():
-            for inverters in users.values():
-                for d in inverters:
-                    if d.inverter_id in excluded:
-                        continue
-                    if d.deleted and not self._config.include_deleted:
-                        continue
-                    if states is not None and d.inventory.lifecycle_state not in states:
-                        continue
-                    found.append(d)
-        return found
+    def _wanted(self, d: DiscoveredInverter) -> bool:
+        config = self._config
+        if d.inverter_id in config.exclude_inverter_ids:
+            return False
+        if d.deleted and not config.include_deleted:
+            return False
+        return (
+            config.lifecycle_states is None
+            or d.inventory.lifecycle_state in config.lifecycle_states
+        )
+
+    def _finish(self, org: str, *, ok: bool) -> None:
+        with self._lock:
+            state = self._rounds.pop(org)
+            complete = not self._rounds
+        self._observer.discovery_org_done(
+            org, self._targets.discovered_count(org), ok, time.perf_counter() - state.started
+        )
+        if ok:
+            self.last_success = self._clock.time()
+        if complete:
+            self.round_done.set()
 
 
-def static_only_inventory(
-    client: PoderoClient, targets: Iterable[InverterTarget]
-) -> dict[str, Inventory]:
-    """Inventory of configured inverters that discovery does not list, one detail call each."""
-    found = {}
-    for target in targets:
+@dataclass
+class _OrgRound:
+    """One organization's listing round in progress."""
+
+    started: float
+    pending: int = 0
+    failed: bool = False
+
+
+def inventory_job(client: PoderoClient, target: InverterTarget, targets: TargetSet) -> Job:
+    """A job: the detail call for a configured inverter that discovery does not list."""
+
+    def job() -> None:
         try:
             body = client.get_json(
                 "inverter",
                 f"/org/{target.org_id}/users/{target.user_id}/inverters/{target.inverter_id}",
             )
-        except ApiError as exc:
+        except ApiError as exc:  # the inventory known before stays
             log.warning(
                 "inventory detail failed",
                 extra=kv(
@@ -198,7 +251,8 @@ def static_only_inventory(
                     reason=exc.reason,
                 ),
             )
-            continue
+            return
         if isinstance(body, dict):
-            found[target.inverter_id] = inventory_from(body)
-    return found
+            targets.add_inventory({target.inverter_id: inventory_from(body)})
+
+    return job

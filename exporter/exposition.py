@@ -81,8 +81,9 @@ class MetricsPage:
 
     The inverters are cut into blocks, and for every family the joined lines of each block
     are kept. A poll marks its inverter's block dirty; the next refresh re-renders the polled
-    families of dirty blocks only. Families that describe the targets change only with the
-    set of targets, which rebuilds everything. Nothing is kept per inverter and family, so
+    families of dirty blocks only, and the describing families too where a target changed.
+    New inverters take new slots at the end; only a removal rebuilds everything. Nothing is
+    kept per inverter and family, so
     the page costs about the size of the body. `refresh()` can run in the background so
     that scrapes find everything ready.
     """
@@ -105,30 +106,49 @@ class MetricsPage:
         self._slot: dict[str, int] = {}
         self._blocks: dict[Family, list[bytes]] = {}
         self._states: list[InverterState] = []
-        self._dirty: set[int] = set()
+        self._dirty: set[int] = set()  # blocks whose polled families need rendering
+        self._described: set[int] = set()  # blocks whose targets changed too
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
         self._chunks: list[bytes] | None = None
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
         self._blocks, self._chunks = {}, None
-        count = (len(states) + BLOCK - 1) // BLOCK
-        self._states = list(states)
-        self._slot = {s.target.inverter_id: i for i, s in enumerate(states)}
-        self._blocks = {f: [b""] * count for f in INVERTER_FAMILIES}
+        self._states = []
+        self._slot = {}
+        self._blocks = {f: [] for f in INVERTER_FAMILIES}
         self._stale_at = []
-        for b in range(count):
-            described: dict[Family, list[bytes]] = {f: [] for f in TARGET_FAMILIES}
-            for state in self._block_states(b):
-                for family, text in lines_of(target_samples(state.target)).items():
-                    described[family].append(text)
-            for family, lines in described.items():
-                self._blocks[family][b] = b"".join(lines)
+        self._dirty.clear()
+        self._described.clear()
+        self._append(states, now, max_age)
+        for b in self._described:
+            self._render_described(b)
             self._render_polled(b, now, max_age)
-        for i, state in enumerate(states):
-            self._expire_later(i, None, state, now, max_age)
+        self._described.clear()
         self._dirty.clear()
         release_free_memory()
+
+    def _append(self, states: list[InverterState], now: float, max_age: float) -> None:
+        """New inverters take the next slots; their blocks are rendered whole."""
+        for state in states:
+            i = len(self._states)
+            self._states.append(state)
+            self._slot[state.target.inverter_id] = i
+            if i % BLOCK == 0:
+                for blocks in self._blocks.values():
+                    blocks.append(b"")
+            self._expire_later(i, None, state, now, max_age)
+            self._described.add(i // BLOCK)
+            self._dirty.add(i // BLOCK)
+
+    def _render_described(self, b: int) -> None:
+        described: dict[Family, list[bytes]] = {f: [] for f in TARGET_FAMILIES}
+        for state in self._block_states(b):
+            for family, text in lines_of(target_samples(state.target)).items():
+                described[family].append(text)
+        for family, lines in described.items():
+            self._blocks[family][b] = b"".join(lines)
+        self._chunks = None
 
     def _block_states(self, b: int) -> list[InverterState]:
         return self._states[b * BLOCK : (b + 1) * BLOCK]
@@ -167,18 +187,29 @@ class MetricsPage:
                 self._rebuild(states, now, max_age)
                 self._rendered_max_age = max_age
             else:
+                added = []
                 for state in changed:
-                    i = self._slot[state.target.inverter_id]
-                    self._expire_later(i, self._states[i], state, now, max_age)
+                    i = self._slot.get(state.target.inverter_id, -1)
+                    if i < 0:
+                        added.append(state)
+                        continue
+                    previous = self._states[i]
+                    self._expire_later(i, previous, state, now, max_age)
                     self._states[i] = state
                     self._dirty.add(i // BLOCK)
+                    if state.target is not previous.target:
+                        self._described.add(i // BLOCK)
+                self._append(added, now, max_age)
             while self._stale_at and self._stale_at[0][0] < now:
                 _, i = heapq.heappop(self._stale_at)
                 # The entry may belong to a reading that a newer one has since replaced.
                 if not is_fresh(self._states[i], now, max_age):
                     self._dirty.add(i // BLOCK)
+            for b in self._described:
+                self._render_described(b)
             for b in self._dirty:
                 self._render_polled(b, now, max_age)
+            self._described.clear()
             self._dirty.clear()
             self._epoch, self._seq = epoch, seq
             if self._chunks is None:

@@ -347,7 +347,7 @@ DISCOVERY_SUCCESS = Family(
 )
 DISCOVERY_DURATION = Family(
     "podero_discovery_duration_seconds",
-    "Duration of the last discovery run (all organizations).",
+    "Duration of the last listing round of an organization (users and their homes).",
     Source.SELF,
 )
 BUILD_INFO = Family(

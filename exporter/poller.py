@@ -1,5 +1,7 @@
-"""The background poll loop: asks the API for each inverter's newest point when one is due,
-concurrently up to `max_concurrency`, and writes the results into the store."""
+"""The scheduler of all API work: each inverter's poll when it is due, and the listing and
+detail jobs of discovery, on one bounded pool of `max_concurrency` workers (and so on one
+request budget). Due polls go first; jobs fill the workers that polls leave free, so polling
+never waits for a listing or an inventory round. Poll results go into the store."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -24,6 +27,7 @@ from exporter.targets import InverterTarget
 from exporter.transport import ApiError
 
 log = logging.getLogger(__name__)
+Job = Callable[[], None]
 
 
 class PollObserver(Protocol):
@@ -66,28 +70,55 @@ class Poller:
         self._targets: dict[str, InverterTarget] = {}
         self._schedules: dict[str, PollSchedule] = {}
         self._queue: list[tuple[float, str]] = []
+        self._jobs: deque[Job] = deque()
         self._in_flight: set[str] = set()
+        self._unpolled: set[str] = set()
+        self._running = 0
         self._wake = threading.Event()
         self._closed = False
-        self.first_cycle_done = threading.Event()
+        self.after_poll: Callable[[], None] = lambda: None  # called after every poll
         self.set_targets(targets)
 
     def set_targets(self, targets: Iterable[InverterTarget]) -> None:
-        """Poll exactly these inverters from now on; new ones are due at once, the others
-        keep their schedules."""
+        """Poll exactly these inverters from now on."""
         targets = list(targets)
+        with self._lock:
+            wanted = {t.inverter_id for t in targets}
+            removed = [i for i in self._targets if i not in wanted]
+        self.apply_targets(targets, removed)
+
+    def apply_targets(self, changed: list[InverterTarget], removed: list[str]) -> None:
+        """New inverters are due at once; changed ones keep their schedules; removed ones go."""
         now = self._clock.time()
         with self._lock:
-            self._targets = {t.inverter_id: t for t in targets}
-            for inverter_id in list(self._schedules):
-                if inverter_id not in self._targets:
-                    del self._schedules[inverter_id]
-            for inverter_id in self._targets:
+            for inverter_id in removed:
+                self._targets.pop(inverter_id, None)
+                self._schedules.pop(inverter_id, None)
+                self._unpolled.discard(inverter_id)
+            for target in changed:
+                inverter_id = target.inverter_id
+                self._targets[inverter_id] = target
                 if inverter_id not in self._schedules:
                     offset = phase_offset(inverter_id, self._poll.interval_seconds)
                     self._schedules[inverter_id] = PollSchedule(offset=offset, next_poll=now)
+                    self._unpolled.add(inverter_id)
                     self._enqueue(now, inverter_id)
         self._wake.set()
+
+    def submit(self, job: Job) -> None:
+        """Run `job` (a listing or detail call) on a worker that no due poll needs."""
+        with self._lock:
+            self._jobs.append(job)
+        self._wake.set()
+
+    def all_polled(self) -> bool:
+        """Whether every inverter has been polled at least once."""
+        with self._lock:
+            return not self._unpolled
+
+    def pending_jobs(self) -> int:
+        with self._lock:
+            return len(self._jobs)
 
     def set_client(self, client: PoderoClient) -> None:
         """Use this client (new credentials or endpoints) from the next poll on."""
@@ -171,7 +202,10 @@ class Poller:
             self._store.record_success(target.inverter_id, reading, done, next_poll, energy)
         else:
             self._store.record_failure(target.inverter_id, error, done, next_poll, energy)
+        with self._lock:
+            self._unpolled.discard(target.inverter_id)
         self._observer.poll_done(time.perf_counter() - started, ok)
+        self.after_poll()
         return ok
 
     def _energy_after(
@@ -241,31 +275,14 @@ class Poller:
         with self._lock:
             return self._queue[0][0] if self._queue else None
 
-    def run(
-        self, stop: threading.Event, after_first_cycle: Callable[[], None] = lambda: None
-    ) -> None:
-        """Poll everything once, then each inverter when it is due, until `stop` is set."""
+    def run(self, stop: threading.Event) -> None:
+        """Hand due polls, then jobs, to free workers until `stop` is set."""
         try:
-            result = self.poll_all()
-            after_first_cycle()
-            log.info(
-                "first poll cycle done",
-                extra=kv(
-                    succeeded=result.succeeded,
-                    failed=result.failed,
-                    seconds=round(result.seconds, 1),
-                ),
-            )
-            self.first_cycle_done.set()
             while not stop.is_set():
-                for target in self.take_due(self._clock.time()):
-                    with self._lock:
-                        self._in_flight.add(target.inverter_id)
-                    future = self._executor.submit(self.poll_one, target)
-                    future.add_done_callback(self._done_callback(target.inverter_id))
+                self._wake.clear()
+                self._dispatch(self._clock.time())
                 upcoming = self.next_wakeup()
                 delay = 1.0 if upcoming is None else upcoming - self._clock.time()
-                self._wake.clear()
                 self._wake.wait(min(max(delay, 0.01), 1.0))
         except Stopped:
             pass
@@ -274,12 +291,45 @@ class Poller:
             if not self._closed:
                 raise
 
-    def _done_callback(self, inverter_id: str) -> Callable[[Future[bool]], None]:
-        def done(_future: Future[bool]) -> None:
+    def _dispatch(self, now: float) -> None:
+        while True:
             with self._lock:
-                self._in_flight.discard(inverter_id)
+                if self._running >= self._concurrency:
+                    return
+                item = self._next_item(now)
+                if item is None:
+                    return
+                self._running += 1
+            self._executor.submit(self._work, item)
 
-        return done
+    def _next_item(self, now: float) -> InverterTarget | Job | None:
+        """The most urgent work (lock held): a due poll before any job."""
+        while self._queue and self._queue[0][0] <= now:
+            when, inverter_id = heapq.heappop(self._queue)
+            schedule = self._schedules.get(inverter_id)
+            # Skip heap entries left behind by a reschedule or a removed inverter.
+            if schedule is None or schedule.next_poll != when or inverter_id in self._in_flight:
+                continue
+            self._in_flight.add(inverter_id)
+            return self._targets[inverter_id]
+        return self._jobs.popleft() if self._jobs else None
+
+    def _work(self, item: InverterTarget | Job) -> None:
+        try:
+            if isinstance(item, InverterTarget):
+                self.poll_one(item)
+            else:
+                item()
+        except Stopped:
+            pass
+        except Exception:  # a bug in a job must not cost the worker
+            log.exception("scheduled job failed")
+        finally:
+            with self._lock:
+                self._running -= 1
+                if isinstance(item, InverterTarget):
+                    self._in_flight.discard(item.inverter_id)
+            self._wake.set()
 
     def close(self) -> None:
         """Stop taking work; polls in flight are abandoned (their threads end on their own)."""

@@ -38,23 +38,42 @@ class ReadingStore:
         self._epoch = 0
         self._seq = 0
         self._changed: dict[str, int] = {}
+        # Where each inverter stands in the page (the order it was added in).
+        self._position: dict[str, int] = {}
+        self._next_position = 0
         self.set_targets(targets)
 
     def set_targets(self, targets: Iterable[InverterTarget]) -> None:
         """Track exactly these inverters: new ones start empty, removed ones disappear."""
+        targets = list(targets)
+        wanted = {t.inverter_id for t in targets}
         with self._lock:
-            states: dict[str, InverterState] = {}
-            for target in targets:
+            removed = [i for i in self._states if i not in wanted]
+        self.apply_targets(targets, removed)
+
+    def apply_targets(self, changed: Iterable[InverterTarget], removed: Iterable[str]) -> None:
+        """New or changed targets (new ones start empty, changed ones keep their data) and
+        removed ones. Only a removal starts readers over (a new epoch): additions and changes
+        are ordinary changes, so a growing fleet is rendered incrementally."""
+        with self._lock:
+            gone = [i for i in removed if i in self._states]
+            for inverter_id in gone:
+                del self._states[inverter_id]
+                del self._position[inverter_id]
+            if gone:
+                self._epoch += 1
+                self._changed.clear()
+            for target in changed:
                 old = self._states.get(target.inverter_id)
                 if old is None:
-                    states[target.inverter_id] = InverterState(target=target)
+                    self._states[target.inverter_id] = InverterState(target=target)
+                    self._position[target.inverter_id] = self._next_position
+                    self._next_position += 1
                 elif old.target != target:
-                    states[target.inverter_id] = replace(old, target=target)
+                    self._states[target.inverter_id] = replace(old, target=target)
                 else:
-                    states[target.inverter_id] = old
-            self._states = states
-            self._epoch += 1
-            self._changed.clear()
+                    continue
+                self._mark_changed(target.inverter_id)
 
     def get(self, inverter_id: str) -> InverterState | None:
         with self._lock:
@@ -136,6 +155,8 @@ class ReadingStore:
                 if self._changed[inverter_id] <= seq:
                     break
                 changed.append(self._states[inverter_id])
+            # In page order, so that new inverters are appended in the order they were added.
+            changed.sort(key=lambda state: self._position[state.target.inverter_id])
             return self._epoch, self._seq, changed
 
     def epoch_snapshot(self) -> tuple[int, int, list[InverterState]]:

@@ -8,8 +8,9 @@ store and the poller) the new list. Nobody else decides what is polled.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from exporter.config import Config, InverterConfig
 
@@ -73,6 +74,16 @@ class DiscoveredInverter:
     deleted: bool = False
 
 
+def _discovered_target(d: DiscoveredInverter, config: Config) -> InverterTarget:
+    # As if configured without thresholds of its own: the config's defaults apply.
+    entry = InverterConfig(
+        org_id=d.org_id, user_id=d.user_id, inverter_id=d.inverter_id, name=d.name
+    )
+    return replace(
+        InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
+    )
+
+
 def resolve_targets(
     config: Config,
     discovered: Iterable[DiscoveredInverter] = (),
@@ -90,74 +101,145 @@ def resolve_targets(
     for d in discovered:
         if d.inverter_id in targets:
             targets[d.inverter_id] = replace(targets[d.inverter_id], inventory=d.inventory)
-            continue
-        # As if configured without thresholds of its own: the config's defaults apply.
-        entry = InverterConfig(
-            org_id=d.org_id, user_id=d.user_id, inverter_id=d.inverter_id, name=d.name
-        )
-        targets[d.inverter_id] = replace(
-            InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
-        )
+        else:
+            targets[d.inverter_id] = _discovered_target(d, config)
     return [t for t in targets.values() if config.shard.owns(t.user_id)]
 
 
-Follower = Callable[[list[InverterTarget]], None]
+class TargetsFollower(Protocol):
+    """Told of every change to the targets: new or changed ones, and removed ids."""
+
+    def apply_targets(self, changed: list[InverterTarget], removed: list[str]) -> None: ...
 
 
 class TargetSet:
-    """The one owner of what is polled. Holds the config, the last discovery result and the
-    inventory of configured-only inverters; every change recomputes the targets and hands
-    them to the followers, in the order they were added (the store before the poller)."""
+    """The one owner of what is polled. Holds the config, each listed home's inverters and the
+    inventory of configured-only inverters; a change re-resolves only the inverters it touches
+    and hands the difference to the followers, in the order they were added (the store before
+    the poller). A home's listing arriving costs that home's inverters, not the fleet."""
 
     def __init__(self, config: Config) -> None:
         self._lock = threading.RLock()
         self._config = config
-        self._discovered: list[DiscoveredInverter] = []
+        self._configured: dict[str, InverterTarget] = {}
+        self._listed: dict[tuple[str, str], list[DiscoveredInverter]] = {}
+        self._discovered: dict[str, DiscoveredInverter] = {}
         self._static_inventory: dict[str, Inventory] = {}
-        self._followers: list[Follower] = []
-        self._current = resolve_targets(config)
+        self._targets: dict[str, InverterTarget] = {}
+        self._followers: list[TargetsFollower] = []
+        self._reconfigure(config)
+        self._publish(list(self._configured))
 
-    def follow(self, follower: Follower) -> None:
-        """Call `follower` with the new list after every change."""
+    def follow(self, follower: TargetsFollower) -> None:
+        """Tell `follower` of every change from now on."""
         with self._lock:
             self._followers.append(follower)
 
     def current(self) -> list[InverterTarget]:
         with self._lock:
-            return list(self._current)
+            return list(self._targets.values())
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._current)
+            return len(self._targets)
 
     def configured_only(self) -> list[InverterTarget]:
         """Configured inverters of this shard that discovery does not list."""
         with self._lock:
-            listed = {d.inverter_id for d in self._discovered}
-            return [t for t in resolve_targets(self._config) if t.inverter_id not in listed]
+            return [
+                t
+                for i, t in self._configured.items()
+                if i not in self._discovered and self._config.shard.owns(t.user_id)
+            ]
+
+    def discovered_count(self, org_id: str) -> int:
+        """How many inverters the last listings of an organization's homes found."""
+        with self._lock:
+            return sum(len(found) for (org, _), found in self._listed.items() if org == org_id)
+
+    def listed_homes(self, org_id: str) -> set[str]:
+        """The users of an organization whose inverters are known from a listing."""
+        with self._lock:
+            return {user for org, user in self._listed if org == org_id}
 
     def set_config(self, config: Config) -> None:
+        """A new config: everything is re-resolved (only real differences reach followers)."""
         with self._lock:
-            self._config = config
             if config.discovery is None:
-                self._discovered = []
-            self._publish()
+                self._listed.clear()
+                self._discovered.clear()
+            self._reconfigure(config)
+            # In a stable order (configured, then discovered), as new ones join the page.
+            touched = dict.fromkeys([*self._configured, *self._discovered, *self._targets])
+            self._publish(list(touched))
+
+    def set_home(self, org_id: str, user_id: str, inverters: list[DiscoveredInverter]) -> None:
+        """The inverters a listing found for one home (an empty list: none, or gone)."""
+        with self._lock:
+            touched = dict.fromkeys(d.inverter_id for d in self._listed.pop((org_id, user_id), []))
+            for inverter_id in touched:
+                self._discovered.pop(inverter_id, None)
+            if inverters:
+                self._listed[(org_id, user_id)] = list(inverters)
+            for d in inverters:
+                self._discovered[d.inverter_id] = d
+                touched[d.inverter_id] = None
+            self._publish(list(touched))
 
     def set_discovered(self, discovered: list[DiscoveredInverter]) -> None:
+        """Every listed inverter at once (a whole discovery round)."""
+        homes: dict[tuple[str, str], list[DiscoveredInverter]] = {}
+        for d in discovered:
+            homes.setdefault((d.org_id, d.user_id), []).append(d)
         with self._lock:
-            self._discovered = list(discovered)
-            self._publish()
+            for org_id, user_id in list(self._listed):
+                if (org_id, user_id) not in homes:
+                    self.set_home(org_id, user_id, [])
+            for (org_id, user_id), found in homes.items():
+                self.set_home(org_id, user_id, found)
 
     def add_inventory(self, found: dict[str, Inventory]) -> None:
         """Inventory of configured-only inverters; ones not in `found` keep what was known."""
         with self._lock:
             self._static_inventory.update(found)
-            self._publish()
+            self._publish(list(found))
 
-    def _publish(self) -> None:
-        targets = resolve_targets(self._config, self._discovered, self._static_inventory)
-        if targets == self._current:
+    def _reconfigure(self, config: Config) -> None:
+        self._config = config
+        self._configured = {
+            i.inverter_id: InverterTarget.from_config(i, config) for i in config.inverters
+        }
+
+    def _resolve(self, inverter_id: str) -> InverterTarget | None:
+        configured = self._configured.get(inverter_id)
+        discovered = self._discovered.get(inverter_id)
+        if configured is not None:
+            inventory = (
+                discovered.inventory
+                if discovered is not None
+                else self._static_inventory.get(inverter_id)
+            )
+            target = replace(configured, inventory=inventory)
+        elif discovered is not None:
+            target = _discovered_target(discovered, self._config)
+        else:
+            return None
+        return target if self._config.shard.owns(target.user_id) else None
+
+    def _publish(self, touched: list[str]) -> None:
+        changed: list[InverterTarget] = []
+        removed: list[str] = []
+        for inverter_id in touched:
+            target = self._resolve(inverter_id)
+            old = self._targets.get(inverter_id)
+            if target is None:
+                if old is not None:
+                    del self._targets[inverter_id]
+                    removed.append(inverter_id)
+            elif target != old:
+                self._targets[inverter_id] = target
+                changed.append(target)
+        if not changed and not removed:
             return
-        self._current = targets
         for follower in self._followers:
-            follower(list(targets))
+            follower.apply_targets(changed, removed)

@@ -11,7 +11,6 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -69,13 +68,10 @@ class Telemetry:
         self.poll_duration.observe(seconds)
         self.polls.labels("success" if ok else "failure").inc()
 
-    def discovery_done(
-        self, org_counts: dict[str, int], succeeded: Iterable[str], seconds: float
-    ) -> None:
-        for org, count in org_counts.items():
-            self.discovery_inverters.labels(org).set(count)
-        for org in succeeded:
-            self.discovery_success.labels(org).set(time.time())
+    def discovery_org_done(self, org_id: str, inverters: int, ok: bool, seconds: float) -> None:
+        self.discovery_inverters.labels(org_id).set(inverters)
+        if ok:
+            self.discovery_success.labels(org_id).set(time.time())
         self.discovery_duration.set(seconds)
 
     def config_loaded(self, ok: bool, now: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -185,5 +186,22 @@ def test_incremental_page_equals_a_full_render_through_changes_and_time() -> Non
                 store.record_success(t.inverter_id, reading, clock.time(), None)
         if step == 20:
             store.set_targets(targets[:200])
+        if step in (10, 25, 30):  # a growing fleet: new inverters, one renamed
+            extra = [target(1000 * step + k) for k in range(rng.choice([1, 7, 130]))]
+            renamed = [replace(rng.choice(targets[:200]), name=f"renamed-{step}")]
+            store.apply_targets([*extra, *renamed], [])
         clock.advance(rng.choice([1, 30, 400]))
         assert b"".join(page.refresh()) == render_inverters(store.snapshot(), clock.time(), 3600)
+
+
+def test_additions_and_target_changes_do_not_rebuild_the_page() -> None:
+    clock = FakeClock(NOON)
+    store = random_store(300, seed=2)
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    page.refresh()
+    epoch = store.epoch_snapshot()[0]
+    store.apply_targets([target(5000), replace(store.snapshot()[0].target, name="new-name")], [])
+    assert store.epoch_snapshot()[0] == epoch  # no new epoch: the page extends itself
+    text = b"".join(page.refresh())
+    assert text == render_inverters(store.snapshot(), clock.time(), 3600)
+    assert b'name="new-name"' in text and b"inv-5000" in text

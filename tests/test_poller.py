@@ -15,6 +15,7 @@ from exporter.config import Config
 from exporter.logs import LogfmtFormatter
 from exporter.sim import Faults, RunningSimulator
 from tests.conftest import INV_A, INV_B, NOON, ORG, USER, VALUE_METRICS, minimal_config, to_config
+from tests.e2e.processes import wait_for
 from tests.fakes import FakeClock, poll_due
 from tests.test_exposition import samples_of
 from tests.test_readings import BROKEN
@@ -221,7 +222,7 @@ def test_the_loop_ends_quietly_when_stopped(sim_config: Config, clock: FakeClock
 
     thread = threading.Thread(target=loop)
     thread.start()
-    assert exporter.poller.first_cycle_done.wait(30)
+    wait_for(lambda: exporter.ready, 30, "the first cycle")
     clock.advance(3600)  # everything is due: the loop is busy handing out work
     stop.set()
     exporter.stop()

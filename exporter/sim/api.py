@@ -214,8 +214,9 @@ class SimulatedApi:
             raise ApiError(404, "Not found.")
         return [
             inv.listing()
-            for inv in self.fleet.inverters
-            if inv.user_id == user_id and (include_deleted or not inv.deleted)
+            for inv in self.fleet.inverters_by_user.get(user_id, [])
+            # (Tests remove inverters from by_id to make them disappear.)
+            if inv.id in self.fleet.by_id and (include_deleted or not inv.deleted)
         ]
 
     def inverter_detail(self, org_id: str, user_id: str, inverter_id: str) -> dict[str, Any]:

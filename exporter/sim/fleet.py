@@ -173,6 +173,10 @@ class SimFleet:
             )
         self.by_id = {inv.id: inv for inv in self.inverters}
         self.users_by_id = {u.id: u for u in self.users}
+        # A home's inverters without a scan of the fleet (10,000 homes list in linear time).
+        self.inverters_by_user: dict[str, list[SimInverter]] = {}
+        for inv in self.inverters:
+            self.inverters_by_user.setdefault(inv.user_id, []).append(inv)
 
     def steps(self, inv: SimInverter, day: int) -> list[dict[str, float | None]]:
         return _day_steps(inv, day)
