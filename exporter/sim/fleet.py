@@ -119,7 +119,9 @@ class SimInverter:
 class SimFleet:
     """Orgs, users and inverters generated from a seed, and the data of each inverter."""
 
-    def __init__(self, seed: int = 1, inverters: int = 3, orgs: int = 1) -> None:
+    def __init__(
+        self, seed: int = 1, inverters: int = 3, orgs: int = 1, second_every: int = 7
+    ) -> None:
         rng = random.Random(seed)
         self.seed = seed
         self.org_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(orgs)]
@@ -127,8 +129,8 @@ class SimFleet:
         self.inverters: list[SimInverter] = []
         user: SimUser | None = None
         for i in range(inverters):
-            # Most customers have one inverter; every seventh has a second one.
-            if user is None or i % 7 != 1:
+            # Most customers have one inverter; every seventh (`second_every`, 0: none) has two.
+            if user is None or not second_every or i % second_every != 1:
                 org = self.org_ids[len(self.users) % orgs]
                 n = len(self.users)
                 first, last = (

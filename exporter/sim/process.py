@@ -33,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", default="127.0.0.1:8089", help="HOST:PORT to serve on")
     parser.add_argument("--inverters", type=int, default=3, help="how many inverters to simulate")
     parser.add_argument("--orgs", type=int, default=1, help="how many organizations")
+    parser.add_argument(
+        "--one-inverter-per-home",
+        action="store_true",
+        help="every simulated home has exactly one inverter",
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed for ids, data and faults")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
     parser.add_argument("--token-lifetime", type=int, default=36000, help="token expires_in")
@@ -61,7 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     if host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("the simulator only serves on loopback addresses")
     api = SimulatedApi(
-        SimFleet(seed=args.seed, inverters=args.inverters, orgs=args.orgs),
+        SimFleet(
+            seed=args.seed,
+            inverters=args.inverters,
+            orgs=args.orgs,
+            second_every=0 if args.one_inverter_per_home else 7,
+        ),
         clock=None if args.fake_clock is None else ManualClock(args.fake_clock),
         faults=Faults(
             **{"latency_ms": args.latency_ms, "token_lifetime_s": args.token_lifetime} | args.faults
