@@ -450,7 +450,11 @@ def run(
                         ok = _record(journal, future, *in_flight.pop(future))
                         fetched, failed = fetched + ok, failed + (not ok)
                     progress.update(fetched, failed)
-                    interrupted = stop.is_set()
+                    if stop.is_set():
+                        interrupted = True
+                        # Pages not started yet stay missing; running ones finish.
+                        for queued in [f for f in in_flight if f.cancel()]:
+                            del in_flight[queued]
             except KeyboardInterrupt:
                 interrupted = True
                 stop.set()
@@ -528,7 +532,7 @@ def main(argv: Sequence[str]) -> int:
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         config = load_config(args.config_file)
         result = run(config, args, SystemClock())
@@ -539,6 +543,8 @@ def main(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:  # before the pages or while writing: the journal is intact
         print("podero-exporter backfill: interrupted; run it again to go on", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(result.summary(Path(args.output)), file=sys.stderr)
     if result.complete:
         return 0
