@@ -355,6 +355,8 @@ class BackfillResult:
     requests: int
     seconds: float
     interrupted: bool = False
+    fetch_seconds: float = 0.0  # from the first page request to the last answer
+    write_seconds: float = 0.0  # rendering the output from the journal
 
     @property
     def complete(self) -> bool:
@@ -427,6 +429,7 @@ def run(
         missing = [p for p in pages if (p[0].inverter_id, p[1]) not in journal.done]
         fetcher = PageFetcher(client, span.resolution)
         progress = Progress(stderr, len(missing))
+        fetch_started = time.monotonic()
         fetched, failed, interrupted = 0, 0, False
         concurrency = config.podero.max_concurrency
         with ThreadPoolExecutor(concurrency, thread_name_prefix="backfill") as pool:
@@ -474,6 +477,7 @@ def run(
                 if not details.cancelled() and details.exception() is None:
                     found.update(details.result())
             targets.add_inventory(found)
+        fetch_seconds = time.monotonic() - fetch_started
         result = BackfillResult(
             devices=len(current),
             pages=len(pages),
@@ -485,7 +489,9 @@ def run(
             requests=fetcher.requests,
             seconds=0.0,
             interrupted=interrupted,
+            fetch_seconds=fetch_seconds,
         )
+        write_started = time.monotonic()
         stats = write_history(
             output,
             ((t, journal.points(t.inverter_id)) for t in targets.current()),
@@ -498,6 +504,7 @@ def run(
     finally:
         journal.close()
     result.buckets = stats.buckets
+    result.write_seconds = time.monotonic() - write_started
     result.seconds = time.monotonic() - started
     return result
 

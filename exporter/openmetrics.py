@@ -27,7 +27,7 @@ from typing import IO
 from prometheus_client.utils import floatToGoString
 
 from exporter import metrics as m
-from exporter.collector import Labels, polled_samples, target_samples
+from exporter.collector import Labels, Samples, polled_samples, target_samples
 from exporter.energy import EnergyTotals, add_completed_buckets
 from exporter.metrics import Family, Source
 from exporter.readings import DataPoint
@@ -97,13 +97,17 @@ def _float(value: float) -> str:
     return text
 
 
+def descriptive_samples(target: InverterTarget) -> Samples:
+    """The device's description and thresholds, as every bucket of its history carries them."""
+    return {f: s for f, s in target_samples(target).items() if f in DESCRIPTIVE_FAMILIES}
+
+
 def bucket_samples(
     target: InverterTarget, point: DataPoint, energy: EnergyTotals | None
-) -> dict[Family, list[tuple[Labels, float]]]:
-    """The history samples of one bucket: its values, its time, the energy counters (the
-    buckets completed before it), and the device's description."""
-    state = InverterState(target=target, reading=point, energy=energy)
-    samples = {**polled_samples(state), **target_samples(target)}
+) -> Samples:
+    """The history samples of one bucket: its values, its time and the energy counters (the
+    buckets completed before it); `descriptive_samples` adds the device's description."""
+    samples = polled_samples(InverterState(target=target, reading=point, energy=energy))
     return {f: s for f, s in samples.items() if f in HISTORY_FAMILIES}
 
 
@@ -114,9 +118,10 @@ def device_history(
     bucket_seconds: int,
     since: float,
     energy: bool = True,
-) -> Iterator[tuple[float, dict[Family, list[tuple[Labels, float]]]]]:
+) -> Iterator[tuple[float, Samples]]:
     """(bucket start, samples) for every point with a measured value, oldest first. The
     counters start at 0 at `since` and, as live, add each bucket once it has ended."""
+    described = descriptive_samples(target)
     totals = EnergyTotals(since=since) if energy else None
     previous: DataPoint | None = None
     for point in sorted(points, key=lambda p: p.time):
@@ -131,7 +136,7 @@ def device_history(
             )
         previous = point
         if point.has_measurement:
-            yield point.time, bucket_samples(target, point, totals)
+            yield point.time, {**bucket_samples(target, point, totals), **described}
 
 
 @dataclass
@@ -192,19 +197,21 @@ def write_history(
             for target, points in devices:
                 stats.devices += 1
                 lines: dict[Family, list[str]] = {}
+                # A device's series keep their labels from bucket to bucket.
+                series: dict[tuple[Family, Labels], str] = {}
                 for start, samples in device_history(
                     target, points, bucket_seconds=bucket_seconds, since=since, energy=energy
                 ):
                     stats.buckets += 1
                     stamp = f" {start:.0f}\n"
                     for family, found in samples.items():
-                        name = family.name
                         family_lines = lines.setdefault(family, [])
                         for labels, value in found:
-                            family_lines.append(
-                                f"{name}{{{label_text(labels + extra_labels)}}} "
-                                f"{_float(value)}{stamp}"
-                            )
+                            prefix = series.get((family, labels))
+                            if prefix is None:
+                                text = label_text(labels + extra_labels)
+                                prefix = series[family, labels] = f"{family.name}{{{text}}} "
+                            family_lines.append(prefix + _float(value) + stamp)
                 for family, family_lines in lines.items():
                     stats.samples += len(family_lines)
                     spool.write(family, "".join(family_lines))

@@ -19,8 +19,9 @@ from exporter import backfill, cli
 from exporter import metrics as m
 from exporter.app import Exporter
 from exporter.backfill import BackfillResult, Progress, UsageError, parse_labels
+from exporter.collector import target_samples
 from exporter.config import Config
-from exporter.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES, target_samples
+from exporter.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES
 from exporter.sim import RunningSimulator, demo_config
 from exporter.sim.api import ApiError as SimApiError
 from exporter.sim.fleet import MEASURED
