@@ -393,10 +393,12 @@ def run(
     config: Config,
     args: argparse.Namespace,
     clock: Clock,
-    stderr: TextIO = sys.stderr,
+    stderr: TextIO | None = None,
     stop: threading.Event | None = None,
 ) -> BackfillResult:
-    """Fetch the missing pages and write the output; raises UsageError for bad input."""
+    """Fetch the missing pages and write the output; raises UsageError for bad input.
+    Progress goes to `stderr` (default: sys.stderr) if it is a terminal; `stop` ends the
+    run early as Ctrl-C does."""
     started = time.monotonic()
     stop = stop or threading.Event()
     labels = parse_labels(args.labels, config)
@@ -428,7 +430,7 @@ def run(
         ]
         missing = [p for p in pages if (p[0].inverter_id, p[1]) not in journal.done]
         fetcher = PageFetcher(client, span.resolution)
-        progress = Progress(stderr, len(missing))
+        progress = Progress(stderr or sys.stderr, len(missing))
         fetch_started = time.monotonic()
         fetched, failed, interrupted = 0, 0, False
         concurrency = config.podero.max_concurrency

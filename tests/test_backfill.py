@@ -4,8 +4,9 @@ per bucket, labels equal to the live exporter's, paging, 400-halving, resume, la
 from __future__ import annotations
 
 import io
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,16 @@ from tests.fakes import FakeClock
 FROM, TO = "2026-11-20T00:00:00Z", "2026-11-22T00:00:00Z"  # two whole days before NOON
 BUCKET = 900
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]]
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    """The subcommand sets up logging as a process would; put the test runner's back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def epoch(text: str) -> float:
@@ -415,7 +426,7 @@ def test_weekly_buckets_are_refused(sim_config: Config, clock: FakeClock, tmp_pa
 
 
 def test_the_subcommand_reports_bad_input_with_exit_code_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_root_logger: None
 ) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(minimal_config()))
@@ -467,3 +478,44 @@ def test_measured_fields_of_the_simulator_are_all_exported() -> None:
     # The exact-value test above compares every reading family; it must cover every field
     # the simulator measures.
     assert set(MEASURED) <= {f.field for f in m.READING_FAMILIES}
+
+
+def test_the_subcommand_writes_the_file_and_says_so(
+    sim_config: Config,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    restore_root_logger: None,
+) -> None:
+    path = tmp_path / "config.yaml"
+    raw = sim_config.model_dump(mode="json")
+    raw["podero"]["auth"]["client_secret"] = sim_config.podero.auth.client_secret.get_secret_value()
+    path.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out.om"
+    flags = ["--config.file", str(path), "--from", FROM, "--to", TO, "--output", str(out)]
+    assert cli.main(["backfill", *flags]) == 0
+    err = capsys.readouterr().err
+    assert "backfill complete: 5 devices, 10 pages (10 fetched" in err and "\r" not in err
+    assert out.read_text().endswith("# EOF\n")
+
+
+def test_ctrl_c_keeps_the_finished_pages(
+    sim_config: Config, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_wait = backfill.wait
+    waits = []
+
+    def interrupted_wait(*args: Any, **kwargs: Any) -> Any:
+        waits.append(1)
+        if len(waits) == 3:
+            raise KeyboardInterrupt
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(backfill, "wait", interrupted_wait)
+    out = tmp_path / "out.om"
+    first = run(with_podero(sim_config, max_concurrency=1), clock, out)
+    assert first.interrupted and 2 <= first.fetched < 10
+    assert "# EOF" not in out.read_text()
+    monkeypatch.setattr(backfill, "wait", real_wait)
+    second = run(sim_config, clock, out)
+    assert second.complete and second.fetched + second.resumed == 10
+    assert second.resumed == first.fetched
