@@ -78,14 +78,14 @@ def family_name(family: Family) -> str:
     return family.name.removesuffix("_total") if family.type == "counter" else family.name
 
 
+def _escape(value: str) -> str:
+    """OpenMetrics escapes backslash, newline and double quote in label values and HELP."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
 def header(family: Family) -> bytes:
     name = family_name(family)
-    help_text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
-    return f"# HELP {name} {help_text}\n# TYPE {name} {family.type}\n".encode()
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return f"# HELP {name} {_escape(family.help)}\n# TYPE {name} {family.type}\n".encode()
 
 
 def label_text(labels: Labels) -> str:

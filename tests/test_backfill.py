@@ -519,3 +519,20 @@ def test_ctrl_c_keeps_the_finished_pages(
     second = run(sim_config, clock, out)
     assert second.complete and second.fetched + second.resumed == 10
     assert second.resumed == first.fetched
+
+
+def test_hostile_names_and_label_values_are_escaped(
+    sim: RunningSimulator, clock: FakeClock, tmp_path: Path
+) -> None:
+    raw = demo_config(sim.describe(), inverters=1)
+    raw["podero"]["max_requests_per_second"] = 1000
+    hostile = 'roof "A"\\ \n<b>ü🌞'
+    raw["inverters"][0].update(name=hostile, labels={"site": 'a"b\\c'})
+    out = tmp_path / "out.om"
+    run(to_config(raw), clock, out, "--label", 'instance=x"\\y', end="2026-11-21T00:00:00Z")
+    series = series_of(out.read_text())
+    assert len(series) > 10
+    for _name, labels in series:
+        assert dict(labels)["name"] == hostile and dict(labels)["instance"] == 'x"\\y'
+    info = next(labels for name, labels in series if name == m.INFO.name)
+    assert dict(info)["site"] == 'a"b\\c'
