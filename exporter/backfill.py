@@ -53,6 +53,10 @@ class UsageError(ValueError):
     """Bad command-line input; the message names the flag and the reason."""
 
 
+class NothingToBackfill(Exception):
+    """No inverter could be found to backfill (discovery failed, or an empty shard)."""
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="podero-exporter backfill",
@@ -121,6 +125,8 @@ def parse_labels(values: Sequence[str], config: Config) -> tuple[tuple[str, str]
             raise UsageError(f"--label {name!r}: the exporter sets this label on devices itself")
         if name in labels:
             raise UsageError(f"--label {name!r}: given twice")
+        if not value:
+            raise UsageError(f"--label {name!r}: empty value (Prometheus drops empty labels)")
         labels[name] = value
     return tuple(labels.items())
 
@@ -242,6 +248,7 @@ class PageJournal:
         self._identity = {"backfill_journal": JOURNAL_FORMAT, **identity}
         self.done: dict[tuple[str, int], tuple[int, int]] = {}  # page -> (offset, length)
         self.resumed = 0
+        self._index: dict[str, list[tuple[tuple[str, int], tuple[int, int]]]] | None = None
         self._file: IO[bytes] = self._open()
 
     def _open(self) -> IO[bytes]:
@@ -253,6 +260,11 @@ class PageJournal:
             found = json.loads(first)
         except ValueError:
             found = None
+        if found != self._identity and not handle.readline():
+            # Only a header (a run that fetched nothing): start this range afresh.
+            handle.close()
+            self.path.write_bytes(json.dumps(self._identity).encode() + b"\n")
+            return self._open()
         if found != self._identity:
             handle.close()
             raise UsageError(
@@ -292,18 +304,28 @@ class PageJournal:
         self._file.write(line)
         self._file.flush()
         self.done[(inverter_id, day)] = (offset, len(line))
+        self._index = None
 
     def points(self, inverter_id: str) -> list[DataPoint]:
         """Every recorded point of one inverter, oldest first."""
+        pages = sorted(
+            (day, offset, length)
+            for (_inverter, day), (offset, length) in self._pages_of(inverter_id)
+        )
         found: dict[float, DataPoint] = {}
         with self.path.open("rb") as reader:
-            for (page_inverter, _day), (offset, length) in sorted(self.done.items()):
-                if page_inverter != inverter_id:
-                    continue
+            for _day, offset, length in pages:
                 reader.seek(offset)
                 for time_, values in json.loads(reader.read(length))["points"]:
                     found[float(time_)] = DataPoint(float(time_), values)
         return [found[t] for t in sorted(found)]
+
+    def _pages_of(self, inverter_id: str) -> list[tuple[tuple[str, int], tuple[int, int]]]:
+        if self._index is None:
+            self._index = {}
+            for key, where in self.done.items():
+                self._index.setdefault(key[0], []).append((key, where))
+        return self._index.get(inverter_id, [])
 
     def close(self) -> None:
         self._file.close()
@@ -386,6 +408,11 @@ def resolve_targets(client: PoderoClient, config: Config, clock: Clock) -> Targe
     if config.discovery is not None:
         discovery = FleetDiscovery(client, config.discovery, Telemetry())
         targets.set_discovered(discovery.refresh(clock.time()))
+        if discovery.last_success is None:
+            # Backfilling the configured ones alone would look complete but miss the fleet.
+            raise NothingToBackfill("discovery failed for every organization (see the log)")
+    if not len(targets):
+        raise NothingToBackfill("no inverter to backfill in this config and shard")
     return targets
 
 
@@ -549,6 +576,9 @@ def main(argv: Sequence[str]) -> int:
         for line in str(exc).splitlines():
             print(f"podero-exporter backfill: {line}", file=sys.stderr)
         return 2
+    except NothingToBackfill as exc:
+        print(f"podero-exporter backfill: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # before the pages or while writing: the journal is intact
         print("podero-exporter backfill: interrupted; run it again to go on", file=sys.stderr)
         return 130

@@ -19,7 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from exporter import backfill, cli
 from exporter import metrics as m
 from exporter.app import Exporter
-from exporter.backfill import BackfillResult, Progress, UsageError, parse_labels
+from exporter.backfill import (
+    BackfillResult,
+    NothingToBackfill,
+    Progress,
+    UsageError,
+    parse_labels,
+)
 from exporter.collector import target_samples
 from exporter.config import Config
 from exporter.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES
@@ -368,6 +374,7 @@ def test_discovered_inverters_are_backfilled(
         (["job-name=x"], "not a valid"),
         (["job"], "expected NAME=VALUE"),
         (["job=a", "job=b"], "given twice"),
+        (["job="], "empty value"),
     ],
 )
 def test_bad_labels_are_refused(labels: list[str], reason: str) -> None:
@@ -536,3 +543,19 @@ def test_hostile_names_and_label_values_are_escaped(
         assert dict(labels)["name"] == hostile and dict(labels)["instance"] == 'x"\\y'
     info = next(labels for name, labels in series if name == m.INFO.name)
     assert dict(info)["site"] == 'a"b\\c'
+
+
+def test_failed_discovery_is_an_error_not_an_empty_backfill(
+    sim: RunningSimulator, clock: FakeClock, tmp_path: Path
+) -> None:
+    info = sim.describe()
+    raw = demo_config(info)
+    raw["discovery"] = {"org_ids": info["org_ids"]}
+    raw["podero"].update(max_requests_per_second=1000, retry={"attempts": 1})
+    sim.api.faults.failing_endpoints = ("users",)
+    with pytest.raises(NothingToBackfill, match="discovery failed"):
+        run(to_config(raw), clock, tmp_path / "out.om")
+    assert "inverter_data" not in sim.api.stats()["responses"]
+    # The journal it left holds no page, so another range may use the same output.
+    sim.api.faults.failing_endpoints = ()
+    assert run(to_config(raw), clock, tmp_path / "out.om", start="2026-11-21").complete
