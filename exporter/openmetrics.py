@@ -221,6 +221,9 @@ def write_history(
                     out.write(EOF)
                 out.flush()
                 os.fsync(out.fileno())
+        except BaseException:  # Ctrl-C included: leave the previous output, not a torn one
+            tmp.unlink(missing_ok=True)
+            raise
         finally:
             spool.close()
     os.replace(tmp, path)
