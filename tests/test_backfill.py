@@ -29,6 +29,7 @@ from exporter.backfill import (
 from exporter.collector import target_samples
 from exporter.config import Config
 from exporter.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES
+from exporter.pages import JournalMismatch
 from exporter.sim import RunningSimulator, demo_config
 from exporter.sim.api import ApiError as SimApiError
 from exporter.sim.fleet import MEASURED
@@ -333,7 +334,7 @@ def test_a_journal_of_another_range_is_refused(
     sim: RunningSimulator, sim_config: Config, clock: FakeClock, tmp_path: Path
 ) -> None:
     run(sim_config, clock, tmp_path / "out.om")
-    with pytest.raises(UsageError, match="belongs to another backfill"):
+    with pytest.raises(JournalMismatch, match="belongs to another backfill"):
         run(sim_config, clock, tmp_path / "out.om", start="2026-11-19T00:00:00Z")
 
 
