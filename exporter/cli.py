@@ -168,6 +168,11 @@ def load(args: argparse.Namespace) -> Config:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["backfill"]:
+        from exporter import backfill  # only this subcommand needs it
+
+        return backfill.main(argv[1:])
     args = parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:

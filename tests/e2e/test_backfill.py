@@ -1,0 +1,152 @@
+"""A three-week backfill of three simulated inverters, made into TSDB blocks by the real
+`promtool tsdb create-blocks-from openmetrics` and served by a real Prometheus, answers a query
+for a backfilled bucket with exactly the value the simulator serves for it."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from exporter.client import iso
+from exporter.sim import demo_config, spawn
+from tests.conftest import require_tool
+from tests.e2e.processes import free_port, running, wait_for
+
+pytestmark = pytest.mark.e2e
+
+DAY = 86400
+DAYS = 21
+
+
+def served_points(sim: dict[str, Any], inverter: dict[str, str], start: float) -> list[Any]:
+    """The simulator's own answer for one inverter's day, over HTTP with a token."""
+    token = requests.post(
+        f"{sim['base_url']}/oauth2/token/",
+        json={"grant_type": "client_credentials"},
+        auth=(sim["client_id"], sim["client_secret"]),
+        timeout=10,
+    ).json()["access_token"]
+    path = (
+        f"/api/partners/v2.0/org/{inverter['org_id']}/users/{inverter['user_id']}"
+        f"/inverters/{inverter['inverter_id']}/data"
+    )
+    response = requests.get(
+        sim["base_url"] + path,
+        params={"from_datetime": iso(start), "to_datetime": iso(start + DAY)},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    return list(response.json()["data"])
+
+
+def instant(prometheus: str, query: str, at: float) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"{prometheus}/api/v1/query", params={"query": query, "time": f"{at:.0f}"}, timeout=10
+    )
+    body = response.json()
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def test_promtool_blocks_of_a_backfill_answer_with_the_simulators_values(tmp_path: Path) -> None:
+    promtool = require_tool("promtool")
+    prometheus_bin = require_tool("prometheus")
+    end = math.floor(time.time() / DAY) * DAY  # today's midnight UTC: every bucket complete
+    start = end - DAYS * DAY
+    with spawn("--inverters", "3", log_path=str(tmp_path / "sim.log")) as sim:
+        raw = demo_config(sim)
+        raw["podero"]["max_requests_per_second"] = 1000
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw))
+        output = tmp_path / "history.om"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "backfill",
+                "--config.file",
+                str(tmp_path / "config.yaml"),
+                "--from",
+                iso(start),
+                "--to",
+                iso(end),
+                "--output",
+                str(output),
+                "--label",
+                "job=podero",
+                "--label",
+                "instance=backfill",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        # Not a terminal: no progress line, only the summary.
+        assert "\r" not in result.stderr
+        assert f"backfill complete: 3 devices, {3 * DAYS} pages ({3 * DAYS} fetched" in (
+            result.stderr
+        )
+        assert f"{3 * DAYS * 96} of {3 * DAYS * 96} buckets with data" in result.stderr
+        stats = requests.get(f"{sim['base_url']}/_sim/stats", timeout=10).json()
+        assert stats["responses"]["inverter_data"] == {"200": 3 * DAYS}
+        inverter = sim["inverters"][1]
+        day = start + 10 * DAY
+        points = served_points(sim, inverter, day)
+        first_points = served_points(sim, inverter, start)
+
+    blocks = tmp_path / "data"
+    created = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", "-q", str(output), str(blocks)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr + created.stdout
+    assert len(list(blocks.iterdir())) >= DAYS * 12  # promtool cuts 2-hour blocks
+
+    port = free_port()
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"global": {}}))
+    with running(
+        [
+            prometheus_bin,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={blocks}",
+            # Blocks older than the retention (15 days by default) would be deleted at start.
+            "--storage.tsdb.retention.time=10y",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        tmp_path / "prometheus.log",
+    ):
+        prometheus = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{prometheus}/-/ready", timeout=2).ok, 60, "Prometheus")
+        selector = f'{{inverter_id="{inverter["inverter_id"]}",job="podero",instance="backfill"}}'
+        noon = next(p for p in points if p["time"].endswith("T12:00:00Z"))
+        at = day + 12 * 3600
+        assert noon["solar_production_w"] > 0
+        for name, field, scale in (
+            ("podero_inverter_solar_production_watts", "solar_production_w", 1.0),
+            ("podero_inverter_battery_charge_ratio", "battery_charge_level_percent", 0.01),
+            ("podero_inverter_price", "price", 1.0),
+        ):
+            found = instant(prometheus, name + selector, at)
+            assert len(found) == 1, (name, found)
+            assert float(found[0]["value"][1]) == noon[field] * scale, name
+        # The energy counter one bucket into the range: the first bucket's energy.
+        found = instant(
+            prometheus, "podero_inverter_household_energy_joules_total" + selector, start + 900
+        )
+        assert float(found[0]["value"][1]) == first_points[0]["household_consumption_w"] * 900
+        # The info series carries the inventory, as the live exporter's does.
+        info = instant(prometheus, "podero_inverter_info" + selector, at)
+        assert info[0]["metric"]["manufacturer"] and info[0]["metric"]["name"] == "garage-graz"
