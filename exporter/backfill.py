@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,12 +31,12 @@ from exporter.app import build_client
 from exporter.client import PoderoClient, iso
 from exporter.clock import Clock, Stopped, SystemClock
 from exporter.config import RESOLUTION_SECONDS, Config, ConfigError, load_config
-from exporter.discovery import FleetDiscovery, static_only_inventory
+from exporter.discovery import FleetDiscovery, inventory_job
 from exporter.logs import LEVELS, kv, setup_logging
 from exporter.openmetrics import DEVICE_LABELS, write_history
 from exporter.pages import JournalMismatch, PageFetcher, PageJournal
 from exporter.readings import DataPoint
-from exporter.targets import Inventory, InverterTarget, TargetSet
+from exporter.targets import InverterTarget, TargetSet
 from exporter.telemetry import Telemetry
 from exporter.transport import ApiError
 
@@ -245,11 +245,20 @@ class BackfillResult:
 
 def resolve_targets(client: PoderoClient, config: Config, clock: Clock) -> TargetSet:
     """The daemon's targets: configured and discovered inverters of this shard (inventory
-    of configured-only ones is added later, alongside the pages)."""
+    of configured-only ones is added later, alongside the pages). Homes are listed
+    concurrently, as the daemon does."""
     targets = TargetSet(config)
     if config.discovery is not None:
-        discovery = FleetDiscovery(client, config.discovery, Telemetry())
-        targets.set_discovered(discovery.refresh(clock.time()))
+        discovery = FleetDiscovery(
+            client, config.discovery, config.shard, targets, Telemetry(), clock
+        )
+        with ThreadPoolExecutor(config.podero.max_concurrency) as pool:
+
+            def submit(job: Callable[[], None]) -> None:
+                pool.submit(job)
+
+            discovery.start_round(submit)
+            discovery.round_done.wait()
         if discovery.last_success is None:
             # Backfilling the configured ones alone would look complete but miss the fleet.
             raise NothingToBackfill("discovery failed for every organization (see the log)")
@@ -305,7 +314,7 @@ def run(
         concurrency = config.podero.max_concurrency
         with ThreadPoolExecutor(concurrency, thread_name_prefix="backfill") as pool:
             inventory = [
-                pool.submit(static_only_inventory, client, [t]) for t in targets.configured_only()
+                pool.submit(inventory_job(client, t, targets)) for t in targets.configured_only()
             ]
             in_flight: dict[Future[list[DataPoint]], tuple[InverterTarget, int]] = {}
             queue = iter(missing)
@@ -343,11 +352,9 @@ def run(
                         fetched += _record(journal, future, target, day)
             finally:
                 progress.close()
-            found: dict[str, Inventory] = {}
-            for details in inventory:
-                if not details.cancelled() and details.exception() is None:
-                    found.update(details.result())
-            targets.add_inventory(found)
+            for details in inventory:  # each job adds its inventory to the targets itself
+                if not details.cancelled():
+                    details.exception()
         fetch_seconds = time.monotonic() - fetch_started
         result = BackfillResult(
             devices=len(current),

@@ -151,6 +151,10 @@ class FleetDiscovery:
             )
             self._finish(org, ok=False)
             return
+        except Exception:  # a bug must not leave the round open forever
+            log.exception("listing users crashed", extra=kv(org_id=org))
+            self._finish(org, ok=False)
+            raise
         mine = [u for u in users if self._shard.owns(str(u["id"]))]
         for user_id in self._targets.listed_homes(org) - {str(u["id"]) for u in mine}:
             self._targets.set_home(org, user_id, [])
@@ -177,6 +181,9 @@ class FleetDiscovery:
                 "listing a user's inverters failed, keeping their last inventory",
                 extra=kv(org_id=org, user_id=user_id, reason=exc.reason),
             )
+        except Exception:  # a bug: counted as a failed listing, so the round still ends
+            ok = False
+            log.exception("listing a user's inverters crashed", extra=kv(user_id=user_id))
         else:
             owner = owner_of(user)
             found = [
