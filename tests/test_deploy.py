@@ -143,13 +143,10 @@ def by_key(resources: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, A
 
 
 def readme_overlays() -> list[str]:
-    """The overlays the Kubernetes docs show: in deploy/README-section.md until it is pasted
-    into README.md, then there."""
-    overlays = []
-    for path in (ROOT / "README.md", ROOT / "deploy/README-section.md"):
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
-        overlays += [b for b in blocks if "kind: Kustomization" in b]
+    """The overlays the README's Kubernetes section shows."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+    overlays = [b for b in blocks if "kind: Kustomization" in b]
     assert overlays, "the Kubernetes docs show no overlay"
     return overlays
 
