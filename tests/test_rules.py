@@ -246,3 +246,21 @@ def test_the_template_turns_the_dashboard_path_into_a_grafana_link(tmp_path: Pat
         "Runbook: https://example.org/docs/runbooks/PoderoBatteryLow.md",
         "Dashboard: http://localhost:3000/d/podero-inverter?var-inverter_id=a",
     ]
+
+
+def test_every_dashboard_link_names_a_shipped_dashboard_and_its_variables() -> None:
+    boards = {
+        board["uid"]: {v["name"] for v in board["templating"]["list"]}
+        for board in (
+            json.loads(p.read_text()) for p in (ROOT / "grafana/dashboards").glob("*.json")
+        )
+    }
+    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    for rule in rules:
+        link = rule["annotations"]["dashboard"]
+        match = re.match(r"^/d/([\w-]+)(?:\?(.*))?$", link)
+        assert match, (rule["alert"], link)
+        uid, query = match.group(1), match.group(2) or ""
+        assert uid in boards, (rule["alert"], uid)
+        for variable in re.findall(r"var-(\w+)=", query):
+            assert variable in boards[uid], (rule["alert"], variable)
