@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,10 +20,12 @@ from urllib.parse import urlencode
 from exporter import __version__
 from exporter import metrics as m
 from exporter.clock import Clock
-from exporter.collector import is_fresh
 from exporter.store import InverterState, ReadingStore
 
 PAGE_SIZE = 100
+MAX_LIMIT = 1000
+# Status requests built at once; more wait briefly, then get 503 (scrapes never wait).
+MAX_CONCURRENT = 2
 # JSON key -> the metrics table's family, whose field and unit conversion the page shares.
 VALUE_COLUMNS = (
     ("solar_w", m.SOLAR_PRODUCTION),
@@ -61,10 +64,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def inverter_row(state: InverterState, now: float, max_age: float) -> dict[str, Any]:
-    """One inverter as the status page and the JSON API show it."""
+def base_row(state: InverterState) -> dict[str, Any]:
+    """What the status page shows of one inverter that does not depend on the time of the
+    request; built once per change of the inverter's state."""
     target, reading, inventory = state.target, state.reading, state.target.inventory
-    fresh = is_fresh(state, now, max_age)
     status = "never polled" if not state.polled else ("ok" if state.up else "failed")
     row: dict[str, Any] = {
         "name": target.name,
@@ -83,15 +86,41 @@ def inverter_row(state: InverterState, now: float, max_age: float) -> dict[str, 
         "last_poll": state.last_poll,
         "last_success": state.last_success,
         "data_time": reading.time if reading else None,
-        "data_age_seconds": round(now - reading.time, 1) if reading else None,
-        "data_fresh": fresh,
         "next_poll": state.next_poll,
-        "next_poll_in_seconds": round(state.next_poll - now, 1) if state.next_poll else None,
     }
     for key, family in VALUE_COLUMNS:
-        value = reading.values.get(family.field or "") if (reading and fresh) else None
-        row[key] = None if value is None else family.convert(value)
+        value = reading.values.get(family.field or "") if reading else None
+        row["_" + key] = None if value is None else family.convert(value)
     return row
+
+
+def _fresh(row: dict[str, Any], now: float, max_age: float) -> bool:
+    data_time = row["data_time"]
+    return data_time is not None and data_time <= now and now - data_time <= max_age
+
+
+def finished_row(row: dict[str, Any], now: float, max_age: float) -> dict[str, Any]:
+    """A base row with what depends on now: ages, freshness, and values only while fresh."""
+    fresh = _fresh(row, now, max_age)
+    out = {k: v for k, v in row.items() if not k.startswith("_")}
+    data_time, next_poll = row["data_time"], row["next_poll"]
+    out["data_age_seconds"] = round(now - data_time, 1) if data_time is not None else None
+    out["data_fresh"] = fresh
+    out["next_poll_in_seconds"] = round(next_poll - now, 1) if next_poll else None
+    for key, _ in VALUE_COLUMNS:
+        out[key] = row["_" + key] if fresh else None
+    return out
+
+
+def needs_attention(row: dict[str, Any], now: float, max_age: float) -> bool:
+    """A row for the "only problems" filter: failing, stale or no data, not authenticated,
+    or action needed."""
+    return (
+        row["status"] != "ok"
+        or not _fresh(row, now, max_age)
+        or row["authenticated"] is False
+        or bool(row["action_needed"])
+    )
 
 
 @dataclass(frozen=True)
@@ -101,40 +130,71 @@ class Query:
     q: str = ""
     sort: str = "name"
     desc: bool = False
-    page: int = 1
+    offset: int = 0
     limit: int = PAGE_SIZE
+    problems: bool = False
+
+    @property
+    def page(self) -> int:
+        return self.offset // self.limit + 1 if self.limit else 1
 
     @classmethod
-    def parse(cls, params: Mapping[str, str], limit: int) -> Query:
+    def parse(cls, params: Mapping[str, str]) -> Query:
+        """From request parameters: `q`, `sort`, `order`, `limit` (1 to 1,000), `offset` or
+        `page`, `problems=1`; anything malformed falls back to the default."""
         sort = params.get("sort", "name")
         if not any(sort == key for key, _, _ in COLUMNS) and sort not in ("org_id", "user_id"):
             sort = "name"
-        try:
-            page = max(1, int(params.get("page", "1")))
-            limit = max(0, int(params.get("limit", str(limit))))
-        except ValueError:
-            page = 1
-        return cls(params.get("q", "")[:200], sort, params.get("order") == "desc", page, limit)
+        limit = min(MAX_LIMIT, max(1, _int(params.get("limit"), PAGE_SIZE)))
+        offset = max(0, _int(params.get("offset"), 0))
+        if "page" in params and "offset" not in params:
+            offset = (max(1, _int(params.get("page"), 1)) - 1) * limit
+        return cls(
+            params.get("q", "")[:200],
+            sort,
+            params.get("order") == "desc",
+            min(offset, 10_000_000),
+            limit,
+            params.get("problems") in ("1", "true", "yes"),
+        )
 
 
-def select(rows: list[dict[str, Any]], query: Query) -> tuple[list[dict[str, Any]], int]:
-    """The rows matching the filter, sorted, and the page asked for; and how many matched."""
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _sort_value(row: dict[str, Any], key: str, now: float, max_age: float) -> Any:
+    """The value a base row sorts by, as the finished row would show it."""
+    if key == "data_age_seconds":
+        return None if row["data_time"] is None else now - row["data_time"]
+    if key == "next_poll_in_seconds":
+        return None if not row["next_poll"] else row["next_poll"] - now
+    if "_" + key in row:
+        return row["_" + key] if _fresh(row, now, max_age) else None
+    value = row[key]
+    return value.lower() if isinstance(value, str) else value
+
+
+def select(
+    rows: list[dict[str, Any]], query: Query, now: float, max_age: float
+) -> tuple[list[dict[str, Any]], int]:
+    """The base rows matching the filter, sorted, and the finished rows of the page asked
+    for; and how many matched."""
     needle = query.q.strip().lower()
     if needle:
         rows = [r for r in rows if any(needle in str(r[k] or "").lower() for k in SEARCHED)]
-    present = [r for r in rows if r[query.sort] is not None]
-    missing = [r for r in rows if r[query.sort] is None]
-
-    def key(r: dict[str, Any]) -> Any:
-        value = r[query.sort]
-        return value.lower() if isinstance(value, str) else value
-
-    present.sort(key=key, reverse=query.desc)
+    if query.problems:
+        rows = [r for r in rows if needs_attention(r, now, max_age)]
+    keyed = [(_sort_value(r, query.sort, now, max_age), r) for r in rows]
+    present = [kr for kr in keyed if kr[0] is not None]
+    missing = [kr for kr in keyed if kr[0] is None]
+    present.sort(key=lambda kr: kr[0], reverse=query.desc)
     ordered = present + missing  # rows without the value go last either way
-    if not query.limit:
-        return ordered, len(ordered)
-    start = (query.page - 1) * query.limit
-    return ordered[start : start + query.limit], len(ordered)
+    page = ordered[query.offset : query.offset + query.limit]
+    return [finished_row(r, now, max_age) for _, r in page], len(ordered)
 
 
 def _when(epoch: float | None) -> str:
@@ -221,8 +281,15 @@ class Header:
     discovery: bool
 
 
+class Busy(Exception):
+    """Every status slot is taken: the client should retry shortly (HTTP 503)."""
+
+
 class StatusView:
-    """Renders the store's current snapshot as the status page or as JSON."""
+    """The status page and JSON API over a snapshot of the store: one base row per inverter,
+    updated only for the inverters that changed; a request filters, sorts and pages that
+    snapshot and finishes only the rows of its page. At most MAX_CONCURRENT requests are
+    built at once, so status clients cannot crowd out scrapes."""
 
     def __init__(
         self,
@@ -235,22 +302,53 @@ class StatusView:
         self._clock = clock
         self._max_age = max_age
         self._header = header
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self._epoch, self._seq = -1, -1
+        self._rows: dict[str, dict[str, Any]] = {}
 
-    def rows(self) -> list[dict[str, Any]]:
-        now, max_age = self._clock.time(), self._max_age()
-        return [inverter_row(s, now, max_age) for s in self._store.snapshot()]
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every inverter's base row, brought up to date with the store's changes."""
+        with self._lock:
+            epoch, seq, changed = self._store.changes_since(self._epoch, self._seq)
+            if changed is None:
+                epoch, seq, states = self._store.epoch_snapshot()
+                self._rows = {s.target.inverter_id: base_row(s) for s in states}
+            else:
+                for state in changed:
+                    self._rows[state.target.inverter_id] = base_row(state)
+            self._epoch, self._seq = epoch, seq
+            return list(self._rows.values())
+
+    def _slot(self) -> threading.BoundedSemaphore:
+        if not self._slots.acquire(timeout=1.0):
+            raise Busy()
+        return self._slots
 
     def json(self, params: Mapping[str, str]) -> bytes:
-        """`/api/v1/inverters`: every inverter (or the filtered, sorted page asked for)."""
-        rows, total = select(self.rows(), Query.parse(params, limit=0))
-        return json.dumps({"total": total, "inverters": rows}).encode()
+        """`/api/v1/inverters`: one page of the (filtered, sorted) inverters; raises Busy."""
+        query = Query.parse(params)
+        slot = self._slot()
+        try:
+            rows, total = select(self.snapshot(), query, self._clock.time(), self._max_age())
+            body = {"total": total, "offset": query.offset, "limit": query.limit}
+            return json.dumps({**body, "inverters": rows}).encode()
+        finally:
+            slot.release()
 
     def html(self, params: Mapping[str, str]) -> bytes:
-        """`/`: the status page."""
-        query = Query.parse(params, limit=PAGE_SIZE)
-        all_rows = self.rows()
-        rows, total = select(all_rows, query)
-        now, head, e = self._clock.time(), self._header(), html.escape
+        """`/`: the status page; raises Busy."""
+        slot = self._slot()
+        try:
+            return self._html(Query.parse(params))
+        finally:
+            slot.release()
+
+    def _html(self, query: Query) -> bytes:
+        all_rows = self.snapshot()
+        now, max_age = self._clock.time(), self._max_age()
+        rows, total = select(all_rows, query, now, max_age)
+        head, e = self._header(), html.escape
         polls = [r["last_poll"] for r in all_rows if r["last_poll"]]
         up = sum(1 for r in all_rows if r["status"] == "ok")
         expiry = head.token_expiry
@@ -292,7 +390,7 @@ class StatusView:
                 parts.append(f"<td{css}>{_cell(kind, row, key)}</td>")
             parts.append("</tr>")
         parts.append("</tbody></table><nav>")
-        pages = max(1, math.ceil(total / query.limit)) if query.limit else 1
+        pages = max(1, math.ceil(total / query.limit))
         for label, page in (("« previous", query.page - 1), ("next »", query.page + 1)):
             if 1 <= page <= pages:
                 link = urlencode(
