@@ -202,7 +202,8 @@ def read_tls_material(tls: TLSServerConfig) -> TLSMaterial:
             return Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(
-                f"tls_server_config.{key}: cannot load certificates: {exc.strerror or exc}"
+                f"tls_server_config.{key}: cannot load certificates from {path}: "
+                f"{exc.strerror or exc}"
             ) from None
 
     client_ca = read(tls.client_ca_file, None, "client_ca_file") if tls.client_ca_file else None

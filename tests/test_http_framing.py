@@ -272,7 +272,7 @@ def test_a_flood_of_silent_connections_costs_no_threads_and_scrapes_go_on() -> N
         try:
             r = requests.get(f"http://127.0.0.1:{served.port}/metrics", timeout=10)
             assert r.status_code == 200 and r.content == BODY
-            assert threading.active_count() == threads_before
+            assert threading.active_count() <= threads_before  # not one thread per connection
             # The oldest idle connections made room: the server closed them.
             assert sum(read_to_end(sock) == b"" for sock in flood[:30]) == 30
             assert served.server.open_connections <= limits.max_connections + 1
@@ -291,7 +291,7 @@ def test_slow_clients_in_every_thread_make_scrapes_wait_not_fail() -> None:
                 sock.sendall(b"GET /metrics HTTP/1.1\r\n")  # occupies a worker
             r = requests.get(f"http://127.0.0.1:{served.port}/metrics", timeout=10)
             assert r.status_code == 200 and r.content == BODY
-            assert threading.active_count() == threads_before
+            assert threading.active_count() <= threads_before  # not one thread per connection
         finally:
             for sock in slow:
                 sock.close()
@@ -347,3 +347,14 @@ def test_a_client_that_never_reads_cannot_hold_up_shutdown() -> None:
             stopper.start()
             stopper.join(timeout=30)  # the idle timeout would be 600 s
             assert not stopper.is_alive()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 on this host")
+def test_listens_on_ipv6_addresses() -> None:
+    server = start_web("[::1]:0", WebApp(lambda: [BODY], lambda: True, lambda: None))
+    try:
+        host, port = server.server_address
+        assert host == "::1"
+        assert requests.get(f"http://[::1]:{port}/metrics", timeout=10).content == BODY
+    finally:
+        server.shutdown()
