@@ -1,25 +1,41 @@
 """The exporter's HTTP side: /metrics, a landing page, health, readiness and reload.
 
 It only reads: the page body comes from a snapshot of the store, never from the API.
+Requests are served by cheroot (CherryPy's WSGI server) with strict HTTP/1.1 framing: one
+way to frame a body (Content-Length, small), headers checked before anything acts on them,
+bounded threads and connections, and deadlines for idle and slow clients.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 import html
+import io
 import logging
+import re
 import socket
 import ssl
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+import cheroot.errors
+import cheroot.server
+import cheroot.ssl
+import cheroot.wsgi
+from cheroot.makefile import StreamReader, StreamWriter
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE
-from exporter.status import StatusView
-from exporter.webconfig import BasicAuth, WebConfig, ssl_context
+from exporter.status import SCRIPT, STYLE, StatusView
+from exporter.webconfig import BasicAuth, ServerTLS, WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,112 +59,470 @@ class WebApp:
         ).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: ExporterHTTPServer
-    protocol_version = "HTTP/1.1"
-    timeout = 60  # seconds a connection may idle or dawdle before it is closed
-    # Headers and body go out in separate writes: without this, Nagle's algorithm and the
-    # peer's delayed ACK add ~40 ms to every keep-alive response.
-    disable_nagle_algorithm = True
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one client may cost the server."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s %s", self.address_string(), format % args)
+    # A connection with no request in progress (new, or kept alive between scrapes) is
+    # closed after this long; it also bounds each socket read and write.
+    idle_timeout: float = 120.0
+    # From a request's first byte (or the TLS handshake) to its last: slow senders
+    # (slowloris) lose their connection even if they trickle a byte at a time.
+    request_timeout: float = 15.0
+    threads: int = 16  # requests served at once; more wait their turn
+    max_connections: int = 256  # open at once; then the longest idle one is closed
+    max_body_bytes: int = 16 * 1024  # no endpoint takes a body; larger ones get 413
+    max_header_bytes: int = 32 * 1024  # request line and headers; larger ones get 431/414
 
-    def _send(
-        self,
-        status: int,
-        body: bytes | list[bytes],
-        content_type: str = "text/plain; charset=utf-8",
-        extra: dict[str, str] | None = None,
-    ) -> None:
-        chunks = [body] if isinstance(body, bytes) else body
-        self.send_response(status)
-        for key, value in self.server.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(sum(len(c) for c in chunks)))
-        for key, value in (extra or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            for chunk in chunks:
-                self.wfile.write(chunk)
 
-    def setup(self) -> None:
-        super().setup()
-        if isinstance(self.connection, ssl.SSLSocket):
-            try:
-                self.connection.do_handshake()
-            except (ssl.SSLError, OSError) as exc:
-                log.debug("TLS handshake with %s failed: %s", self.client_address[0], exc)
-                self.close_connection = True
-                raise _HandshakeFailed() from None
+def _inline_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
-    def _authorized(self) -> bool:
-        if self.server.auth.allows(self.headers.get("Authorization")):
-            return True
-        self._send(
-            401, b"Unauthorized\n", extra={"WWW-Authenticate": 'Basic realm="podero-exporter"'}
+
+# The status page's only inline style and script, allowed by hash: anything else that got
+# into the page (an escaping bug) would not run.
+HTML_CSP = (
+    f"default-src 'none'; style-src {_inline_hash(STYLE)}; script-src {_inline_hash(SCRIPT)}; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+OTHER_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes | list[bytes]
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Site:
+    """The WSGI application: basic auth, the routes, and the headers every response carries."""
+
+    def __init__(self, app: WebApp, auth: BasicAuth, headers: dict[str, str]) -> None:
+        self.app = app
+        self.auth = auth
+        self.headers = headers  # from the web config; they win over our defaults
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        method = environ["REQUEST_METHOD"]
+        if self.auth.allows(environ.get("HTTP_AUTHORIZATION")):
+            params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            response = self.route(method, environ.get("PATH_INFO", "/"), params)
+        else:
+            response = _Response(
+                401,
+                b"Unauthorized\n",
+                headers={"WWW-Authenticate": 'Basic realm="podero-exporter"'},
+            )
+        chunks = [response.body] if isinstance(response.body, bytes) else response.body
+        html_page = response.content_type.startswith("text/html")
+        headers = {
+            "Content-Type": response.content_type,
+            "Content-Length": str(sum(len(c) for c in chunks)),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": HTML_CSP if html_page else OTHER_CSP,
+            **response.headers,
+            **self.headers,
+        }
+        start_response(
+            f"{response.status} {HTTPStatus(response.status).phrase}", [*headers.items()]
         )
-        return False
+        return [] if method == "HEAD" else chunks
 
-    def do_GET(self) -> None:
-        if not self._authorized():
-            return
-        app = self.server.app
-        parts = urlsplit(self.path)
-        path = parts.path
-        params = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    def route(self, method: str, path: str, params: dict[str, str]) -> _Response:
+        """The response for an authorized request."""
+        app = self.app
+        if method == "POST":
+            if path != "/-/reload":
+                return _Response(404, b"Not found.\n")
+            error = app.reload()
+            if error is None:
+                return _Response(200, b"Reloaded.\n")
+            return _Response(500, f"Reload failed: {error}\n".encode())
+        if method not in ("GET", "HEAD"):
+            allow = "POST" if path == "/-/reload" else "GET, HEAD"
+            return _Response(405, b"Method not allowed.\n", headers={"Allow": allow})
         if path == "/metrics":
-            self._send(200, app.metrics(), CONTENT_TYPE)
-        elif path == "/":
-            self._send(200, app.landing_page(params), "text/html; charset=utf-8")
-        elif path == "/api/v1/inverters" and app.status is not None:
-            self._send(200, app.status.json(params), "application/json")
-        elif path == "/-/healthy":
-            self._send(200, b"Healthy.\n")
-        elif path == "/-/ready":
+            return _Response(200, app.metrics(), CONTENT_TYPE)
+        if path == "/":
+            return _Response(200, app.landing_page(params), "text/html; charset=utf-8")
+        if path == "/api/v1/inverters" and app.status is not None:
+            return _Response(200, app.status.json(params), "application/json")
+        if path == "/-/healthy":
+            return _Response(200, b"Healthy.\n")
+        if path == "/-/ready":
             if app.ready():
-                self._send(200, b"Ready.\n")
-            else:
-                self._send(503, b"Not ready: the first poll cycle has not finished.\n")
-        elif path == "/-/reload":
-            self._send(405, b"Use POST to reload.\n", extra={"Allow": "POST"})
-        else:
-            self._send(404, b"Not found.\n")
+                return _Response(200, b"Ready.\n")
+            return _Response(503, b"Not ready: the first poll cycle has not finished.\n")
+        if path == "/-/reload":
+            return _Response(405, b"Use POST to reload.\n", headers={"Allow": "POST"})
+        return _Response(404, b"Not found.\n")
 
-    do_HEAD = do_GET
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(min(length, 1 << 16))
-        if not self._authorized():
+# --- HTTP framing -----------------------------------------------------------------------
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LENGTH = re.compile(rb"[0-9]{1,15}")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_UNIQUE = frozenset({b"Content-Length", b"Host", b"Authorization"})
+
+
+class _StrictHeaderReader(cheroot.server.HeaderReader):
+    """Request headers as RFC 9112 has them, refusing (400, connection closed) whatever two
+    parsers could read differently: folded lines, space before the colon, control
+    characters, repeated Content-Length/Host/Authorization, a Content-Length that is not
+    plain digits, and Transfer-Encoding (no endpoint takes a body, so Content-Length is
+    the one framing accepted; with both, which one a proxy used is anyone's guess)."""
+
+    def __call__(self, rfile: Any, hdict: dict[bytes, bytes] | None = None) -> dict[bytes, bytes]:
+        headers: dict[bytes, bytes] = {} if hdict is None else hdict
+        while True:
+            line = rfile.readline()
+            if not line:
+                raise ValueError("Illegal end of headers.")
+            if line == b"\r\n":
+                break
+            if not line.endswith(b"\r\n"):
+                raise ValueError("HTTP requires CRLF terminators")
+            name, colon, value = line[:-2].partition(b":")
+            if not colon or not _TOKEN.fullmatch(name):
+                raise ValueError("Malformed header line (folded, or space before the colon).")
+            value = value.strip(b" \t")
+            if _CONTROL.search(value):
+                raise ValueError("Control character in a header value.")
+            key = name.title()
+            if key in headers:
+                if key in _UNIQUE:
+                    raise ValueError(f"Repeated {key.decode()} header.")
+                value = headers[key] + b", " + value
+            headers[key] = value
+        if b"Transfer-Encoding" in headers:
+            raise ValueError(
+                "Transfer-Encoding is not accepted (with Content-Length it is ambiguous); "
+                "send a Content-Length."
+            )
+        length = headers.get(b"Content-Length")
+        if length is not None and not _LENGTH.fullmatch(length):
+            raise ValueError("Malformed Content-Length Header.")
+        return headers
+
+
+class _Request(cheroot.server.HTTPRequest):
+    header_reader = _StrictHeaderReader()
+
+    def read_request_headers(self) -> bool:
+        try:
+            return bool(super().read_request_headers())  # type: ignore[no-untyped-call]
+        except cheroot.errors.MaxSizeExceeded:
+            # The rest of the headers are still unread: answer and close.
+            self.simple_response(
+                "431 Request Header Fields Too Large",
+                "The request headers exceed the maximum allowed bytes.",
+            )
+            self.close_connection = True
+            return False
+
+
+class _Gateway(cheroot.wsgi.Gateway_10):
+    """Reads the whole request body (its size is checked already) before the application
+    runs, so that nothing of it can be taken for the next request on the connection."""
+
+    def respond(self) -> None:
+        body = self.env["wsgi.input"].read()
+        self.env["wsgi.input"] = io.BytesIO(body)
+        self.req.server.request_received(self.req.conn)
+        super().respond()
+
+
+class _SocketWriter:
+    """A connection's output: each write goes straight to the socket, without copying a
+    30 MB body into a buffer first."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.bytes_written = 0
+
+    def write(self, data: bytes) -> int:
+        self._sock.sendall(data)
+        self.bytes_written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _hang_up(conn: cheroot.server.HTTPConnection) -> None:
+    """Shut a connection's socket down, waking the thread blocked reading it; the thread
+    then closes it. The plain-socket call leaves the TLS object to that thread."""
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(conn.socket, socket.SHUT_RDWR)
+
+
+class _Connection(cheroot.server.HTTPConnection):
+    RequestHandlerClass = _Request
+
+    def __init__(self, server: ExporterHTTPServer, sock: socket.socket, makefile: Any) -> None:
+        super().__init__(server, sock, makefile)
+        self.wfile = _SocketWriter(sock)
+        # Headers and body go out in separate writes: without this, Nagle's algorithm and
+        # the peer's delayed ACK add ~40 ms to every keep-alive response.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.fresh = True  # accepted, not yet waited on for its first request
+        self.handshaken = not isinstance(sock, ssl.SSLSocket)
+        self.request_started: float | None = None
+        self.closed = False
+        server.opened(self)
+
+    def communicate(self) -> bool:
+        server: ExporterHTTPServer = self.server
+        server.busy(self)
+        try:
+            if not self.handshaken and not self._handshake():
+                return False
+            return bool(super().communicate())  # type: ignore[no-untyped-call]
+        finally:
+            server.done(self)
+
+    def _handshake(self) -> bool:
+        # In the worker thread, not the accept loop: a client that stalls its handshake
+        # holds one worker until the request deadline, not the whole server.
+        sock: ssl.SSLSocket = self.socket
+        client = {"client": self.remote_addr}
+        try:
+            sock.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("tls handshake failed", extra={**client, "reason": str(exc)})
+            return False
+        self.handshaken = True
+        tls = self.server.tls
+        if tls is not None and not tls.allows_client(sock.getpeercert()):
+            log.warning(
+                "client certificate refused",
+                extra={**client, "reason": "no SAN listed in client_allowed_sans"},
+            )
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.closed:
             return
-        if self.path.split("?", 1)[0] != "/-/reload":
-            self._send(404, b"Not found.\n")
+        self.closed = True
+        try:
+            super().close()
+        finally:
+            self.server.closed(self)
+
+
+class _TLSReader(StreamReader):
+    def __init__(self, sock: ssl.SSLSocket, mode: str, bufsize: int) -> None:
+        super().__init__(sock, mode, bufsize)
+        self._tls = sock
+
+    def has_data(self) -> bool:
+        # Bytes OpenSSL has decrypted already do not make the socket readable.
+        return bool(super().has_data()) or self._tls.pending() > 0  # type: ignore[no-untyped-call]
+
+
+class _TLSAdapter(cheroot.ssl.Adapter):
+    """TLS with the web config's current SSLContext; the handshake is left to the worker
+    that serves the connection (see _Connection._handshake)."""
+
+    def __init__(self, tls: ServerTLS) -> None:
+        self.tls = tls
+        self.context = None
+
+    def bind(self, sock: socket.socket) -> socket.socket:
+        return sock
+
+    def wrap(self, sock: socket.socket) -> tuple[ssl.SSLSocket, dict[str, str]]:
+        wrapped = self.tls.context().wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )
+        return wrapped, {"wsgi.url_scheme": "https", "HTTPS": "on"}
+
+    def get_environ(self) -> dict[str, str]:
+        return {}
+
+    def makefile(
+        self, sock: ssl.SSLSocket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE
+    ) -> Any:
+        if "r" in mode:
+            return _TLSReader(sock, mode, bufsize)
+        return StreamWriter(sock, mode, bufsize)  # unused: _Connection writes to the socket
+
+
+class ExporterHTTPServer(cheroot.wsgi.Server):
+    """cheroot's server with this exporter's limits. A new or idle connection waits in the
+    selector, not in a thread; a bounded pool of threads serves requests."""
+
+    ConnectionClass = _Connection
+
+    def __init__(
+        self, host: str, port: int, site: Site, limits: ServerLimits, tls: ServerTLS | None
+    ) -> None:
+        super().__init__(
+            (host, port),
+            site,
+            numthreads=limits.threads,
+            server_name="podero-exporter",
+            request_queue_size=128,
+            shutdown_timeout=2,
+        )
+        self.gateway = _Gateway
+        self.timeout = limits.idle_timeout
+        # How often idle connections are checked, and how long stop() waits for the selector.
+        self.expiration_interval = min(0.1, limits.idle_timeout / 4)
+        self.max_request_header_size = limits.max_header_bytes
+        self.max_request_body_size = limits.max_body_bytes
+        self.keep_alive_conn_limit = limits.max_connections
+        self.ssl_adapter = _TLSAdapter(tls) if tls is not None else None
+        self.tls = tls
+        self.limits = limits
+        self._lock = threading.Lock()
+        self._open = 0
+        self._idle: dict[_Connection, None] = {}  # waiting in the selector, oldest first
+        self._busy: set[_Connection] = set()  # in a worker
+        self._stopping = threading.Event()
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        """The (host, port) listened on, the real port when 0 was asked for."""
+        host, port = self.bind_addr[:2]
+        return str(host), int(port)
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return self._open
+
+    # Connection bookkeeping, called by _Connection and cheroot.
+
+    def opened(self, conn: _Connection) -> None:
+        with self._lock:
+            self._open += 1
+
+    def closed(self, conn: _Connection) -> None:
+        with self._lock:
+            self._open -= 1
+            self._idle.pop(conn, None)
+
+    def busy(self, conn: _Connection) -> None:
+        """A worker took the connection: its request (or TLS handshake) starts now."""
+        with self._lock:
+            conn.request_started = time.monotonic()
+            self._busy.add(conn)
+
+    def request_received(self, conn: _Connection) -> None:
+        """The whole request is in: the request deadline no longer applies."""
+        with self._lock:
+            conn.request_started = None
+
+    def done(self, conn: _Connection) -> None:
+        """The worker is done with the connection (it closes it or puts it back)."""
+        with self._lock:
+            conn.request_started = None
+            self._busy.discard(conn)
+
+    def put_conn(self, conn: _Connection) -> None:
+        with self._lock:
+            self._idle[conn] = None
+        super().put_conn(conn)
+
+    def process_conn(self, conn: _Connection) -> None:
+        if conn.fresh:
+            # Just accepted: wait in the selector for its first bytes, like a kept-alive
+            # connection, so that silent clients cost no thread.
+            conn.fresh = False
+            self._admit(conn)
             return
-        error = self.server.app.reload()
-        if error is None:
-            self._send(200, b"Reloaded.\n")
+        with self._lock:
+            self._idle.pop(conn, None)
+        super().process_conn(conn)
+
+    def _admit(self, conn: _Connection) -> None:
+        with self._lock:
+            over = self._open > self.limits.max_connections
+            oldest = next(iter(self._idle), None) if over else None
+            if oldest is not None:
+                del self._idle[oldest]
+        if over and oldest is None:
+            log.debug("connection refused", extra={"client": conn.remote_addr, "reason": "full"})
+            conn.close()
+            return
+        if oldest is not None:
+            _hang_up(oldest)  # its worker closes it
+        self.put_conn(conn)
+
+    def _enforce_request_timeout(self) -> None:
+        timeout = self.limits.request_timeout
+        while not self._stopping.wait(min(0.25, timeout / 4)):
+            now = time.monotonic()
+            with self._lock:
+                late = [
+                    c
+                    for c in self._busy
+                    if c.request_started is not None and now - c.request_started > timeout
+                ]
+                for conn in late:
+                    # Under the lock: a busy connection is not closed (and its file
+                    # descriptor reused) before done() takes it out of _busy.
+                    conn.request_started = None
+                    _hang_up(conn)
+            for conn in late:
+                log.info("slow request cut off", extra={"client": conn.remote_addr})
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        if level >= logging.ERROR:
+            log.error("http server error", extra={"reason": msg}, exc_info=traceback)
         else:
-            self._send(500, f"Reload failed: {error}\n".encode())
+            log.debug("http connection error", extra={"reason": msg}, exc_info=traceback)
 
+    def run(self, started: Future[None]) -> None:
+        """Listen, report that to `started`, then serve until stopped. Run in a daemon
+        thread: cheroot's workers are started here and inherit that."""
+        try:
+            self.prepare()
+        except BaseException as exc:
+            started.set_exception(exc)
+            return
+        threading.Thread(
+            target=self._enforce_request_timeout, name="web-deadlines", daemon=True
+        ).start()
+        started.set_result(None)
+        self.serve()
 
-class _HandshakeFailed(Exception):
-    """A TLS client that did not complete the handshake (wrong version, no certificate)."""
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        # cheroot gives the workers shutdown_timeout to finish, then shuts their sockets for
+        # reading only: a worker writing to a client that does not read would hold stop()
+        # until the idle timeout. Hang those up entirely.
+        cut = threading.Timer(self.shutdown_timeout, self._hang_up_busy)
+        cut.daemon = True
+        cut.start()
+        try:
+            super().stop()
+        finally:
+            cut.cancel()
 
+    def _hang_up_busy(self) -> None:
+        with self._lock:
+            for conn in self._busy:
+                _hang_up(conn)
 
-class ExporterHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-    app: WebApp
-    auth: BasicAuth = BasicAuth({})
-    headers: dict[str, str] = {}
+    def shutdown(self) -> None:
+        """Stop accepting, close every connection, stop the threads."""
+        self.stop()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients that vanish or fail TLS are routine for a server; no tracebacks on stderr.
-        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+    def server_close(self) -> None:
+        self.stop()
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -159,30 +533,19 @@ def parse_listen_address(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def start_web(address: str, app: WebApp, web_config: WebConfig | None = None) -> ExporterHTTPServer:
-    """Listen on `address` and serve `app` from a background thread, with the TLS, basic
-    auth and headers of `web_config` if given."""
+def start_web(
+    address: str,
+    app: WebApp,
+    web_config: WebConfig | None = None,
+    limits: ServerLimits = ServerLimits(),
+) -> ExporterHTTPServer:
+    """Listen on `address` and serve `app` from background threads, with the TLS, basic
+    auth and headers of `web_config` if given. Raises OSError if it cannot listen."""
     host, port = parse_listen_address(address)
-    server_class: type[ExporterHTTPServer] = ExporterHTTPServer
-    if ":" in host:
-
-        class _V6(ExporterHTTPServer):
-            address_family = socket.AF_INET6
-
-        server_class = _V6
-    server = server_class((host, port), _Handler)
-    server.app = app
-    if web_config is not None:
-        server.auth = BasicAuth(web_config.basic_auth_users)
-        server.headers = dict(web_config.http_server_config.headers)
-        if web_config.tls_server_config is not None:
-            context = ssl_context(web_config.tls_server_config)
-            # The handshake runs in each connection's own thread (see _Handler.setup), so a
-            # slow or broken client cannot stall the accept loop.
-            server.socket = context.wrap_socket(
-                server.socket, server_side=True, do_handshake_on_connect=False
-            )
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="web", daemon=True
-    ).start()
+    config = web_config or WebConfig()
+    site = Site(app, BasicAuth(config.basic_auth_users), dict(config.http_server_config.headers))
+    server = ExporterHTTPServer(host or "0.0.0.0", port, site, limits, config.server_tls)
+    started: Future[None] = Future()
+    threading.Thread(target=server.run, args=(started,), name="web", daemon=True).start()
+    started.result()
     return server

@@ -6,8 +6,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
+import logging
+import os
 import ssl
+import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +24,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from exporter.config import ConfigError, format_validation_error
+
+log = logging.getLogger(__name__)
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -77,6 +87,15 @@ class TLSServerConfig(_Strict):
             raise ValueError(f"client_auth_type {self.client_auth_type} needs client_ca_file")
         if TLS_VERSIONS[self.min_version] > TLS_VERSIONS[self.max_version]:
             raise ValueError("min_version is above max_version")
+        if self.client_allowed_sans and self.client_auth_type not in (
+            "RequireAnyClientCert",
+            "RequireAndVerifyClientCert",
+        ):
+            # As exporter-toolkit: with an optional certificate there may be no SAN to check.
+            raise ValueError(
+                "client_allowed_sans needs client_auth_type RequireAnyClientCert or "
+                "RequireAndVerifyClientCert"
+            )
         return self
 
 
@@ -115,6 +134,13 @@ class WebConfig(_Strict):
                 )
         return users
 
+    @cached_property
+    def server_tls(self) -> ServerTLS | None:
+        """The TLS side of the server, built once per loaded config (None without TLS)."""
+        if self.tls_server_config is None:
+            return None
+        return ServerTLS(self.tls_server_config)
+
 
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and validate a web config file; ConfigError names the key and the reason."""
@@ -126,26 +152,26 @@ def load_web_config(path: str | Path) -> WebConfig:
         raise ConfigError(f"{path}: YAML syntax error") from None
     try:
         config = WebConfig.model_validate(raw or {})
-        if config.tls_server_config is not None:
-            ssl_context(config.tls_server_config)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    _ = config.server_tls  # loads the certificates now, so a broken file fails at startup
     return config
 
 
-def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
-    """A server-side SSLContext for the `tls_server_config` block."""
+def ssl_context(tls: TLSServerConfig, pem: TLSMaterial) -> ssl.SSLContext:
+    """A server-side SSLContext for the `tls_server_config` block, with this key material."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = TLS_VERSIONS[tls.min_version]
     context.maximum_version = TLS_VERSIONS[tls.max_version]
     if tls.min_version in ("TLS10", "TLS11"):
         context.set_ciphers("DEFAULT:@SECLEVEL=0")
     try:
-        cert, key = _pem_path(tls.cert_file, tls.cert), _pem_path(tls.key_file, tls.key)
-        context.load_cert_chain(cert, key)
-        if tls.client_ca_file:
-            context.load_verify_locations(tls.client_ca_file)
-    except (OSError, ssl.SSLError) as exc:
+        with _memory_file(pem.cert) as cert, _memory_file(pem.key) as key:
+            context.load_cert_chain(cert, key)
+        if pem.client_ca is not None:
+            with _memory_file(pem.client_ca) as client_ca:
+                context.load_verify_locations(client_ca)
+    except (OSError, ssl.SSLError, ValueError) as exc:
         raise ConfigError(f"tls_server_config: cannot load certificates: {exc}") from None
     context.verify_mode = {
         "NoClientCert": ssl.CERT_NONE,
@@ -157,17 +183,113 @@ def ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
     return context
 
 
-def _pem_path(path: str | None, inline: str | None) -> str:
-    if path is not None:
-        return path
-    # Inline PEM: ssl wants a file, so keep it in one readable only by this process.
-    import tempfile
+@dataclass(frozen=True)
+class TLSMaterial:
+    """The PEM bytes a context is built from: certificate chain, key, client CAs."""
 
-    handle = tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False)  # noqa: SIM115
-    with handle:
-        handle.write(inline or "")
-    Path(handle.name).chmod(0o600)
-    return handle.name
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None
+
+
+def read_tls_material(tls: TLSServerConfig) -> TLSMaterial:
+    """The current PEM bytes: read from the files, or the inline `cert`/`key`."""
+
+    def read(path: str | None, inline: str | None, key: str) -> bytes:
+        if path is None:
+            return (inline or "").encode()
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"tls_server_config.{key}: cannot load certificates from {path}: "
+                f"{exc.strerror or exc}"
+            ) from None
+
+    client_ca = read(tls.client_ca_file, None, "client_ca_file") if tls.client_ca_file else None
+    return TLSMaterial(
+        read(tls.cert_file, tls.cert, "cert_file"),
+        read(tls.key_file, tls.key, "key_file"),
+        client_ca,
+    )
+
+
+@contextmanager
+def _memory_file(data: bytes) -> Iterator[str]:
+    """A path to `data` for APIs that only take file names; the bytes never reach a disk."""
+    memfd_create = getattr(os, "memfd_create", None)
+    if memfd_create is not None:
+        fd = memfd_create("podero-exporter-tls", getattr(os, "MFD_CLOEXEC", 0))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    # Without memfd (not Linux): a private file, removed as soon as OpenSSL has read it.
+    with tempfile.TemporaryDirectory(prefix="podero-exporter-") as directory:
+        path = Path(directory) / "material.pem"
+        path.touch(0o600)
+        path.write_bytes(data)
+        yield str(path)
+
+
+class ServerTLS:
+    """The TLS side of the server: the SSLContext for each new connection (rebuilt when the
+    certificate, key or CA files change, so rotation needs no restart) and the
+    `client_allowed_sans` check."""
+
+    def __init__(self, tls: TLSServerConfig) -> None:
+        self.config = tls
+        self._lock = threading.Lock()
+        self._material = read_tls_material(tls)
+        self._context = ssl_context(tls, self._material)
+        self._refused: TLSMaterial | None = None  # material that failed to load
+        self._complaint: str | None = None  # the last reason logged, so it is logged once
+        self._allowed = _san_set(tls.client_allowed_sans)
+
+    def context(self) -> ssl.SSLContext:
+        """The context for a new connection, from the files as they are now; while they
+        cannot be loaded (a rotation half done), the last good one."""
+        with self._lock:
+            try:
+                material = read_tls_material(self.config)
+                if material not in (self._material, self._refused):
+                    self._refused = material
+                    self._context = ssl_context(self.config, material)
+                    self._material, self._refused = material, None
+                    log.info("tls certificates reloaded")
+                self._complaint = None
+            except ConfigError as exc:
+                if str(exc) != self._complaint:
+                    self._complaint = str(exc)
+                    log.warning("tls certificates not reloaded", extra={"reason": str(exc)})
+            return self._context
+
+    def allows_client(self, peer_cert: dict[str, Any] | None) -> bool:
+        """Whether a connection with this (verified) client certificate may go on: always,
+        unless `client_allowed_sans` is set; then one of the certificate's SANs must be listed."""
+        if not self._allowed:
+            return True
+        names = (peer_cert or {}).get("subjectAltName", ())
+        return any(_san_value(kind, value) in self._allowed for kind, value in names)
+
+
+def _san_value(kind: str, value: str) -> str:
+    """A SAN as exporter-toolkit compares it: the value, IP addresses in canonical form."""
+    if kind == "IP Address":
+        try:
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            return value
+    return value
+
+
+def _san_set(sans: list[str]) -> frozenset[str]:
+    # An entry that parses as an IP address is compared as one; anything else as it is.
+    return frozenset(_san_value("IP Address", s) for s in sans)
 
 
 # Checked for unknown users so that they cost as much bcrypt time as known ones.

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import ipaddress
+import os
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +25,11 @@ from cryptography.x509.oid import NameOID
 
 from exporter.config import ConfigError
 from exporter.web import ExporterHTTPServer, WebApp, start_web
-from exporter.webconfig import BasicAuth, load_web_config
+from exporter.webconfig import BasicAuth, ServerTLS, TLSServerConfig, load_web_config
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCALHOST = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
 ALICE_HASH = bcrypt.hashpw(b"wonderland", bcrypt.gensalt(10)).decode().replace("$2b$", "$2y$")
 
 
@@ -36,6 +40,17 @@ class Pki:
     server_key: Path
     client_cert: Path
     client_key: Path
+    ca_name: x509.Name
+    ca_key: ec.EllipticCurvePrivateKey
+
+    def issue(self, directory: Path, name: str, sans: list[x509.GeneralName]) -> tuple[Path, Path]:
+        """A certificate (and its key) for `name` with these SANs, signed by the test CA,
+        written to `directory`/`name`.crt and .key."""
+        key = _key()
+        cert = _cert(name, key, self.ca_name, self.ca_key, names=sans)
+        path = directory / f"{name}.crt"
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path, _write_key(key, directory / f"{name}.key")
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -60,7 +75,7 @@ def _cert(
     issuer_key: ec.EllipticCurvePrivateKey,
     *,
     ca: bool = False,
-    san: str | None = None,
+    names: Sequence[x509.GeneralName] = (),
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (
@@ -73,12 +88,8 @@ def _cert(
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
-    if san:
-        import ipaddress
-
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san))]), critical=False
-        )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
@@ -89,7 +100,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
     ca = _cert("test CA", ca_key, ca_name, ca_key, ca=True)
     server_key, client_key = _key(), _key()
-    server = _cert("127.0.0.1", server_key, ca_name, ca_key, san="127.0.0.1")
+    server = _cert("127.0.0.1", server_key, ca_name, ca_key, names=[LOCALHOST])
     client = _cert("prometheus", client_key, ca_name, ca_key)
     pem = serialization.Encoding.PEM
     (d / "ca.crt").write_bytes(ca.public_bytes(pem))
@@ -101,6 +112,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         _write_key(server_key, d / "server.key"),
         d / "client.crt",
         _write_key(client_key, d / "client.key"),
+        ca_name,
+        ca_key,
     )
 
 
@@ -257,6 +270,18 @@ BROKEN_WEB_CONFIGS = [
     ({"basic_auth_users": {"alice": "plaintext"}}, "is not a bcrypt hash"),
     ({"http_server_config": {"headers": {"Server": "x"}}}, "header 'Server' cannot be set"),
     (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "client_auth_type": "VerifyClientCertIfGiven",
+                "client_ca_file": "c",
+                "client_allowed_sans": ["prometheus.example"],
+            }
+        },
+        "client_allowed_sans needs client_auth_type RequireAnyClientCert or",
+    ),
+    (
         {"tls_server_config": {"cert_file": "/nonexistent.crt", "key_file": "/nonexistent.key"}},
         "cannot load certificates",
     ),
@@ -295,3 +320,131 @@ def test_readme_example_passes_promtool_check_web_config(tmp_path: Path, pki: Pk
     )
     assert result.returncode == 0, result.stdout + result.stderr
     load_web_config(tmp_path / "web-config.yml")  # and the exporter accepts it too
+
+
+# --- TLS: client SANs, key material, rotation ---------------------------------------------
+
+
+def test_client_allowed_sans_refuses_certificates_not_listed(tmp_path: Path, pki: Pki) -> None:
+    allowed = pki.issue(tmp_path, "prometheus", [x509.DNSName("prometheus.example")])
+    intruder = pki.issue(tmp_path, "intruder", [x509.DNSName("intruder.example")])
+    no_san = (pki.client_cert, pki.client_key)  # signed by the same CA, no SAN at all
+    config = tls_config(
+        pki,
+        client_auth_type="RequireAndVerifyClientCert",
+        client_ca_file=str(pki.ca),
+        client_allowed_sans=["scraper.example", "prometheus.example"],
+    )
+    for port in serve(tmp_path, config):
+        url = f"https://127.0.0.1:{port}/metrics"
+        ok = requests.get(url, verify=str(pki.ca), cert=tuple(map(str, allowed)), timeout=10)
+        assert ok.status_code == 200 and ok.text == "podero_up 1\n"
+        for refused in (intruder, no_san):
+            with pytest.raises(requests.exceptions.ConnectionError):
+                requests.get(url, verify=str(pki.ca), cert=tuple(map(str, refused)), timeout=10)
+
+
+def test_client_allowed_sans_compare_ip_addresses_as_addresses(pki: Pki) -> None:
+    tls = TLSServerConfig(
+        cert_file=str(pki.server_cert),
+        key_file=str(pki.server_key),
+        client_auth_type="RequireAnyClientCert",
+        client_allowed_sans=["2001:db8::1", "spiffe://cluster/prometheus"],
+    )
+    server_tls = ServerTLS(tls)
+    # How Python's ssl module reports SANs of a verified certificate.
+    assert server_tls.allows_client({"subjectAltName": (("IP Address", "2001:DB8:0:0:0:0:0:1"),)})
+    assert server_tls.allows_client({"subjectAltName": (("URI", "spiffe://cluster/prometheus"),)})
+    assert not server_tls.allows_client(
+        {"subjectAltName": (("IP Address", "2001:DB8:0:0:0:0:0:2"),)}
+    )
+    assert not server_tls.allows_client({"subject": ((("commonName", "2001:db8::1"),),)})
+    assert not server_tls.allows_client(None)
+
+
+def test_inline_key_material_leaves_nothing_on_disk(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    inline = {
+        "tls_server_config": {
+            "cert": pki.server_cert.read_text(),
+            "key": pki.server_key.read_text(),
+        }
+    }
+    for port in serve(tmp_path, inline):
+        r = requests.get(f"https://127.0.0.1:{port}/metrics", verify=str(pki.ca), timeout=10)
+        assert r.status_code == 200
+    assert list(scratch.iterdir()) == []
+    # Nor is an in-memory file of it left open.
+    assert not [
+        fd for fd in os.listdir("/proc/self/fd") if "podero" in _readlink(f"/proc/self/fd/{fd}")
+    ]
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def peer_common_name(port: str, ca: Path) -> str:
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        cert = tls.getpeercert()
+    assert cert is not None
+    return str(dict(field[0] for field in cert["subject"])["commonName"])
+
+
+def test_rotated_certificates_are_served_without_a_restart(tmp_path: Path, pki: Pki) -> None:
+    live, staging = tmp_path / "live", tmp_path / "staging"
+    live.mkdir()
+    staging.mkdir()
+
+    def rotate_to(name: str, *, key: bool = True) -> None:
+        cert, new_key = pki.issue(staging, name, [LOCALHOST])
+        os.replace(cert, live / "server.crt")  # atomically, as cert-manager or certbot do
+        if key:
+            os.replace(new_key, live / "server.key")
+
+    rotate_to("first")
+    config = {
+        "tls_server_config": {
+            "cert_file": str(live / "server.crt"),
+            "key_file": str(live / "server.key"),
+        }
+    }
+    for port in serve(tmp_path, config):
+        assert peer_common_name(port, pki.ca) == "first"
+        rotate_to("second")
+        assert peer_common_name(port, pki.ca) == "second"
+        # Half a rotation (a new certificate, the old key): the last good pair goes on.
+        rotate_to("third", key=False)
+        assert peer_common_name(port, pki.ca) == "second"
+        rotate_to("third")
+        assert peer_common_name(port, pki.ca) == "third"
+
+
+def test_tls_is_set_up_once_per_config(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: list[object] = []
+    real = ssl.SSLContext.load_cert_chain
+
+    def counting(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loaded.append(args)
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", counting)
+    for port in serve(tmp_path, tls_config(pki)):
+        for _ in range(3):
+            r = requests.get(f"https://127.0.0.1:{port}/metrics", verify=str(pki.ca), timeout=10)
+            assert r.status_code == 200
+    # Checking the files at startup and serving share one context; connections reuse it.
+    assert len(loaded) == 1
