@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -53,6 +54,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="web_config_file",
         default=None,
         help="exporter-toolkit web config: TLS and basic auth for every endpoint",
+    )
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        help="path under which to expose the metrics (default: /metrics)",
     )
     parser.add_argument(
         "--log.level",
@@ -162,6 +169,17 @@ def with_flags(config: Config, args: argparse.Namespace) -> Config:
     return config.model_copy(update={"shard": shard})
 
 
+RESERVED_PATHS = ("/", "/api/v1/inverters", "/-/healthy", "/-/ready", "/-/reload")
+
+
+def check_telemetry_path(path: str) -> None:
+    """--web.telemetry-path must be an absolute path that no other endpoint uses."""
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or len(path) > 200:
+        raise ConfigError(f"--web.telemetry-path {path!r}: expected a path such as /metrics")
+    if path in RESERVED_PATHS:
+        raise ConfigError(f"--web.telemetry-path {path!r}: already used by another endpoint")
+
+
 def load(args: argparse.Namespace) -> Config:
     """The config file named on the command line, validated, with flags applied."""
     return with_flags(load_config(args.config_file), args)
@@ -183,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.info("demo mode: polling the simulated Podero API", extra=kv(base_url=sim_url))
         else:
             config = load(args)
+        check_telemetry_path(args.telemetry_path)
         web_config = load_web_config(args.web_config_file) if args.web_config_file else None
     except (ConfigError, ValueError) as exc:
         for line in str(exc).splitlines():
@@ -209,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     web = start_web(
         args.listen,
         WebApp(
+            metrics_path=args.telemetry_path,
             metrics=exporter.page.chunks,
             ready=lambda: exporter.ready,
             reload=reload,

@@ -34,7 +34,7 @@ from cheroot.makefile import StreamReader, StreamWriter
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE
-from exporter.status import SCRIPT, STYLE, StatusView
+from exporter.status import SCRIPT, STYLE, Busy, StatusView
 from exporter.webconfig import BasicAuth, ServerTLS, WebConfig
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ class WebApp:
     ready: Callable[[], bool]
     reload: Callable[[], str | None]  # None on success, else the reason it failed
     status: StatusView | None = None
+    # The same body as concatenated gzip members (one gzip stream), if the page keeps one.
+    metrics_gzip: Callable[[], list[bytes]] | None = None
+    metrics_path: str = "/metrics"  # --web.telemetry-path
 
     def landing_page(self, params: dict[str, str]) -> bytes:
         if self.status is not None:
@@ -55,8 +58,23 @@ class WebApp:
         return (
             "<!doctype html><html><head><meta charset='utf-8'><title>Podero exporter</title>"
             f"</head><body><h1>Podero exporter {html.escape(__version__)}</h1>"
-            "<p><a href='metrics'>Metrics</a></p></body></html>"
+            f"<p><a href='{html.escape(self.metrics_path.lstrip('/'))}'>Metrics</a></p>"
+            "</body></html>"
         ).encode()
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header allows gzip (`gzip` or `*`, not with q=0)."""
+    for part in header.lower().split(",")[:32]:
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() not in ("gzip", "*"):
+            continue
+        q = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+        try:
+            return float(q) > 0
+        except ValueError:
+            return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -110,7 +128,13 @@ class Site:
         method = environ["REQUEST_METHOD"]
         if self.auth.allows(environ.get("HTTP_AUTHORIZATION")):
             params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-            response = self.route(method, environ.get("PATH_INFO", "/"), params)
+            gzip_ok = accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            try:
+                response = self.route(method, environ.get("PATH_INFO", "/"), params, gzip_ok)
+            except Busy:
+                response = _Response(
+                    503, b"Busy: too many status requests; retry.\n", headers={"Retry-After": "1"}
+                )
         else:
             response = _Response(
                 401,
@@ -132,7 +156,9 @@ class Site:
         )
         return [] if method == "HEAD" else chunks
 
-    def route(self, method: str, path: str, params: dict[str, str]) -> _Response:
+    def route(
+        self, method: str, path: str, params: dict[str, str], gzip_ok: bool = False
+    ) -> _Response:
         """The response for an authorized request."""
         app = self.app
         if method == "POST":
@@ -145,8 +171,11 @@ class Site:
         if method not in ("GET", "HEAD"):
             allow = "POST" if path == "/-/reload" else "GET, HEAD"
             return _Response(405, b"Method not allowed.\n", headers={"Allow": allow})
-        if path == "/metrics":
-            return _Response(200, app.metrics(), CONTENT_TYPE)
+        if path == app.metrics_path:
+            if gzip_ok and app.metrics_gzip is not None:
+                gzip_headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+                return _Response(200, app.metrics_gzip(), CONTENT_TYPE, gzip_headers)
+            return _Response(200, app.metrics(), CONTENT_TYPE, {"Vary": "Accept-Encoding"})
         if path == "/":
             return _Response(200, app.landing_page(params), "text/html; charset=utf-8")
         if path == "/api/v1/inverters" and app.status is not None:

@@ -1,0 +1,97 @@
+"""Routes a client can choose: the telemetry path, gzip, and status requests refused when
+every status slot is taken."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from exporter.status import Busy
+from exporter.web import WebApp, accepts_gzip, start_web
+from tests.conftest import run_cli
+
+BODY = [b"# HELP podero_up x\n# TYPE podero_up gauge\n", b"podero_up 1\n"]
+
+
+class BusyStatus:
+    """A status view whose every slot is taken."""
+
+    def html(self, params: dict[str, str]) -> bytes:
+        raise Busy()
+
+    def json(self, params: dict[str, str]) -> bytes:
+        raise Busy()
+
+
+@pytest.fixture
+def site() -> Iterator[str]:
+    app = WebApp(
+        metrics=lambda: BODY,
+        ready=lambda: True,
+        reload=lambda: None,
+        status=BusyStatus(),  # type: ignore[arg-type]
+        metrics_gzip=lambda: [gzip.compress(chunk) for chunk in BODY],
+        metrics_path="/prom/metrics",
+    )
+    server = start_web("127.0.0.1:0", app)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_metrics_on_the_telemetry_path_only(site: str) -> None:
+    assert requests.get(f"{site}/prom/metrics", timeout=5).text == b"".join(BODY).decode()
+    assert requests.get(f"{site}/metrics", timeout=5).status_code == 404
+
+
+def test_gzip_when_asked_and_plain_otherwise(site: str) -> None:
+    zipped = requests.get(
+        f"{site}/prom/metrics", headers={"Accept-Encoding": "gzip"}, timeout=5, stream=True
+    )
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert zipped.headers["Vary"] == "Accept-Encoding"
+    raw = zipped.raw.read()
+    assert gzip.decompress(raw) == b"".join(BODY)  # concatenated members: one stream
+    plain = requests.get(
+        f"{site}/prom/metrics", headers={"Accept-Encoding": "identity"}, timeout=5, stream=True
+    )
+    assert "Content-Encoding" not in plain.headers
+    assert plain.raw.read() == b"".join(BODY)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("gzip", True),
+        ("deflate, gzip;q=0.5", True),
+        ("gzip;q=0", False),
+        ("GZIP", True),
+        ("*", True),
+        ("identity", False),
+        ("", False),
+        ("gzip;q=abc", False),
+        ("x," * 10_000 + "gzip", False),  # only the first 32 codings are read
+    ],
+)
+def test_accept_encoding(header: str, expected: bool) -> None:
+    assert accepts_gzip(header) is expected
+
+
+def test_status_requests_beyond_the_bound_get_503_and_scrapes_go_on(site: str) -> None:
+    for path in ("/", "/api/v1/inverters"):
+        answer = requests.get(site + path, timeout=5)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert requests.get(f"{site}/prom/metrics", timeout=5).ok
+
+
+@pytest.mark.parametrize("path", ["metrics", "/", "/-/ready", "/a b", "/" + "x" * 300])
+def test_a_bad_telemetry_path_is_refused(tmp_path: Path, path: str) -> None:
+    result = run_cli("--demo", "--web.telemetry-path", path, "--config.check")
+    assert result.returncode == 2
+    assert "--web.telemetry-path" in result.stderr
