@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -110,3 +111,13 @@ def sim_config(sim: RunningSimulator) -> Config:
     raw["podero"]["retry"] = {"attempts": 2, "max_wait_seconds": 1}
     raw["podero"]["max_requests_per_second"] = 1000
     return to_config(raw)
+
+
+@pytest.fixture
+def restore_root_logger() -> Iterator[None]:
+    """Code under test that sets up logging as a process would: put the runner's back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

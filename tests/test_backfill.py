@@ -4,9 +4,8 @@ per bucket, labels equal to the live exporter's, paging, 400-halving, resume, la
 from __future__ import annotations
 
 import io
-import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,16 +39,6 @@ from tests.fakes import FakeClock
 FROM, TO = "2026-11-20T00:00:00Z", "2026-11-22T00:00:00Z"  # two whole days before NOON
 BUCKET = 900
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]]
-
-
-@pytest.fixture
-def restore_root_logger() -> Iterator[None]:
-    """The subcommand sets up logging as a process would; put the test runner's back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def epoch(text: str) -> float:

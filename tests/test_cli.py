@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,15 +17,6 @@ from exporter.telemetry import build_revision
 from exporter.web import parse_listen_address
 from tests.conftest import run_cli
 from tests.fakes import FakeClock
-
-
-@pytest.fixture
-def restore_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def record(message: str) -> logging.LogRecord:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -422,17 +420,7 @@ def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
     assert all(len(shards) == 1 for shards in homes.values())  # a home is never split
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """main() configures the root logger; put it back for the tests that follow."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.usefixtures("restore_root_logger")
 @pytest.mark.parametrize(("case", "raw", "expected"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_config_exits_2_with_one_line(
     case: str, raw: Any, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

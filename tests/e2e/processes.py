@@ -113,3 +113,27 @@ def demo_simulator_url(log: Path, timeout: float = 20) -> str:
         return match.group(1) if match else None
 
     return wait_for(found, timeout, "the demo's simulator address")
+
+
+@contextmanager
+def prometheus_server(
+    tmp: Path, config: dict[str, Any], *flags: str, storage: Path | None = None
+) -> Iterator[str]:
+    """A real Prometheus with `config` on a free loopback port, ready, until the block ends;
+    yields its base URL. `storage` defaults to a fresh directory under `tmp`."""
+    from tests.conftest import require_tool
+
+    binary = require_tool("prometheus")
+    port = free_port()
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
+    cmd = [
+        binary,
+        f"--config.file={tmp / 'prometheus.yml'}",
+        f"--storage.tsdb.path={storage or tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        *flags,
+    ]
+    with running(cmd, tmp / "prometheus.log"):
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: requests.get(f"{url}/-/ready", timeout=2).ok, 60, "Prometheus")
+        yield url

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
-from tests.conftest import require_tool
-from tests.e2e.processes import demo_simulator_url, exporter_command, free_port, running, wait_for
+from tests.e2e.processes import (
+    demo_simulator_url,
+    exporter_command,
+    free_port,
+    prometheus_server,
+    running,
+)
 
 RULES = Path(__file__).resolve().parents[2] / "prometheus/podero.rules.yml"
 
@@ -26,9 +30,8 @@ class Stack:
 
 
 def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    prometheus_bin = require_tool("prometheus")
     tmp = tmp_path_factory.mktemp("stack")
-    port, prom_port = free_port(), free_port()
+    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
@@ -36,26 +39,11 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             {"job_name": "podero", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
         ],
     }
-    (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = tmp / "exporter.log"
     with (
         running(exporter_command("--demo", "--web.listen-address", f"127.0.0.1:{port}"), log),
-        running(
-            [
-                prometheus_bin,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            tmp / "prometheus.log",
-        ),
+        prometheus_server(tmp, config) as prometheus,
     ):
-        prometheus = f"http://127.0.0.1:{prom_port}"
-        wait_for(
-            lambda: requests.get(f"{prometheus}/-/ready", timeout=2).ok,
-            60,
-            "Prometheus to be ready",
-        )
         simulator = demo_simulator_url(log)
         yield Stack(f"http://127.0.0.1:{port}", prometheus, simulator, log)
 

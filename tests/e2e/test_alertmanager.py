@@ -21,7 +21,14 @@ import requests
 import yaml
 
 from tests.conftest import require_tool
-from tests.e2e.processes import demo_simulator_url, exporter_command, free_port, running, wait_for
+from tests.e2e.processes import (
+    demo_simulator_url,
+    exporter_command,
+    free_port,
+    prometheus_server,
+    running,
+    wait_for,
+)
 from tests.e2e.stack import RULES
 
 pytestmark = pytest.mark.e2e
@@ -137,9 +144,8 @@ class AlertingStack:
 
 @pytest.fixture
 def alerting_stack(tmp_path: Path) -> Iterator[AlertingStack]:
-    prometheus_bin = require_tool("prometheus")
     receiver = WebhookReceiver()
-    port, prom_port = free_port(), free_port()
+    port = free_port()
     with ExitStack() as stack:
         stack.callback(receiver.close)
         am_url = stack.enter_context(alertmanager(tmp_path, receiver.url))
@@ -154,24 +160,11 @@ def alerting_stack(tmp_path: Path) -> Iterator[AlertingStack]:
                 {"job_name": "podero", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
             ],
         }
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = tmp_path / "exporter.log"
         exporter = stack.enter_context(
             running(exporter_command("--demo", "--web.listen-address", f"127.0.0.1:{port}"), log)
         )
-        stack.enter_context(
-            running(
-                [
-                    prometheus_bin,
-                    f"--config.file={tmp_path / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp_path / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                tmp_path / "prometheus.log",
-            )
-        )
-        prometheus = f"http://127.0.0.1:{prom_port}"
-        wait_for(lambda: requests.get(f"{prometheus}/-/ready", timeout=2).ok, 60, "Prometheus")
+        prometheus = stack.enter_context(prometheus_server(tmp_path, config))
         simulator = demo_simulator_url(log)
         yield AlertingStack(prometheus, am_url, receiver, simulator, f"127.0.0.1:{port}", exporter)
 

@@ -18,7 +18,7 @@ import yaml
 from exporter.client import iso
 from exporter.sim import demo_config, spawn
 from tests.conftest import require_tool
-from tests.e2e.processes import free_port, running, wait_for
+from tests.e2e.processes import prometheus_server
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +58,6 @@ def instant(prometheus: str, query: str, at: float) -> list[dict[str, Any]]:
 
 def test_promtool_blocks_of_a_backfill_answer_with_the_simulators_values(tmp_path: Path) -> None:
     promtool = require_tool("promtool")
-    prometheus_bin = require_tool("prometheus")
     end = math.floor(time.time() / DAY) * DAY  # today's midnight UTC: every bucket complete
     start = end - DAYS * DAY
     with spawn("--inverters", "3", log_path=str(tmp_path / "sim.log")) as sim:
@@ -115,21 +114,10 @@ def test_promtool_blocks_of_a_backfill_answer_with_the_simulators_values(tmp_pat
     assert created.returncode == 0, created.stderr + created.stdout
     assert len(list(blocks.iterdir())) >= DAYS * 12  # promtool cuts 2-hour blocks
 
-    port = free_port()
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({"global": {}}))
-    with running(
-        [
-            prometheus_bin,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={blocks}",
-            # Blocks older than the retention (15 days by default) would be deleted at start.
-            "--storage.tsdb.retention.time=10y",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        tmp_path / "prometheus.log",
-    ):
-        prometheus = f"http://127.0.0.1:{port}"
-        wait_for(lambda: requests.get(f"{prometheus}/-/ready", timeout=2).ok, 60, "Prometheus")
+    # Blocks older than the retention (15 days by default) would be deleted at start.
+    with prometheus_server(
+        tmp_path, {"global": {}}, "--storage.tsdb.retention.time=10y", storage=blocks
+    ) as prometheus:
         selector = f'{{inverter_id="{inverter["inverter_id"]}",job="podero",instance="backfill"}}'
         noon = next(p for p in points if p["time"].endswith("T12:00:00Z"))
         at = day + 12 * 3600

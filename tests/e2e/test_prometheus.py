@@ -27,8 +27,7 @@ import requests
 import yaml
 
 from exporter.sim import demo_config, spawn
-from tests.conftest import require_tool
-from tests.e2e.processes import exporter_command, free_port, running, wait_for
+from tests.e2e.processes import exporter_command, free_port, prometheus_server, running, wait_for
 from tests.test_dashboard import ENERGY_COUNTERS, FLEET, INVERTER, dashboard, data_panels
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +67,6 @@ def exporter_config(info: dict[str, Any], inverters: list[int], **extra: Any) ->
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    prometheus_bin = require_tool("prometheus")
     tmp = tmp_path_factory.mktemp("fleet")
     two_hours_ago = time.time() - 7200
     with contextlib.ExitStack() as stack:
@@ -119,38 +117,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         rules = tmp / "rules.yml"
         rules.write_text(yaml.safe_dump(TEST_RULES))
         instances = {role: f"127.0.0.1:{port}" for role, port in ports.items()}
-        (tmp / "prometheus.yml").write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(rules)],
-                    "scrape_configs": [
-                        {
-                            "job_name": "podero",
-                            "static_configs": [{"targets": list(instances.values())}],
-                        }
-                    ],
-                }
-            )
-        )
-        prom_port = free_port()
-        stack.enter_context(
-            running(
-                [
-                    prometheus_bin,
-                    f"--config.file={tmp / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={tmp / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                tmp / "prometheus.log",
-            )
-        )
-        prometheus = f"http://127.0.0.1:{prom_port}"
-        wait_for(
-            lambda: requests.get(f"{prometheus}/-/ready", timeout=2).ok,
-            60,
-            "Prometheus to be ready",
-        )
+        prometheus_config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(rules)],
+            "scrape_configs": [
+                {"job_name": "podero", "static_configs": [{"targets": list(instances.values())}]}
+            ],
+        }
+        prometheus = stack.enter_context(prometheus_server(tmp, prometheus_config))
 
         def named(role: str, config_index: int) -> dict[str, str]:
             entry = configs[role]["inverters"][config_index]
