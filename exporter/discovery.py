@@ -8,6 +8,7 @@ last known inventory. Inverters really gone from a successful listing are droppe
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from exporter.client import PoderoClient
 from exporter.config import DiscoveryConfig
 from exporter.logs import kv
 from exporter.targets import DiscoveredInverter, Inventory, InverterTarget
+from exporter.text import DEFAULT_LIMIT, clean_text
 from exporter.transport import ApiError, InvalidResponse
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,11 @@ class DiscoveryObserver(Protocol):
     ) -> None: ...
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _text(value: Any, limit: int = DEFAULT_LIMIT) -> str | None:
+    """A string field of a listing, cleaned (`text.clean_text`); None if absent or empty."""
+    if not isinstance(value, str):
+        return None
+    return clean_text(value, limit).strip() or None
 
 
 def _flag(value: Any) -> bool | None:
@@ -38,9 +43,14 @@ def _flag(value: Any) -> bool | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    """A rating or capacity of a listing: a finite number, not negative; else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def owner_of(user: dict[str, Any]) -> str | None:
@@ -49,12 +59,13 @@ def owner_of(user: dict[str, Any]) -> str | None:
     if external:
         return external
     email = _text(user.get("email"))
-    return email.split("@", 1)[0] if email else None
+    return (email.split("@", 1)[0].strip() or None) if email else None
 
 
 def default_name(owner: str | None, inverter_id: str) -> str:
     """The name of a discovered inverter without a configured one, stable across restarts."""
-    return f"{(owner or 'inverter')[:120]}-{inverter_id[:6]}"
+    # Cut, not ellipsised: the name is a label value and must stay what it always was.
+    return f"{clean_text(owner or 'inverter')[:120]}-{clean_text(inverter_id)[:6]}"
 
 
 def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
