@@ -57,11 +57,14 @@ REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 3
 # An error body is read for its {"error": ...} text only.
 MAX_ERROR_BODY_BYTES = 64 * 1024
-# Parsed JSON costs up to ~30 times its text ({} is 2 bytes, a dict 64): a body of this
-# many items or more is refused before parsing. (Commas count items, over-counting commas
-# in strings: a real listing of 10,000 homes has a few hundred thousand.)
+# Parsed JSON costs up to ~60 times its text ({} is 2 bytes, a dict 64 and more): a body
+# of this many items (commas, braces and brackets, counted without parsing, those in
+# strings too) or more is refused unparsed. That bounds parsing at ~120 MB; a real listing
+# of 10,000 homes has a few hundred thousand.
 MAX_JSON_ITEMS = 1_000_000
 CHUNK_BYTES = 64 * 1024
+# Inflated at most this much at a time (a 64 KiB chunk of a bomb holds 64 MiB).
+_PIECE_BYTES = 1024 * 1024
 # Content encodings the transport decodes itself, bounded (see `_Decoder`).
 ACCEPT_ENCODING = "gzip, deflate"
 
@@ -279,7 +282,7 @@ class _Decoder:
         produced = 0
         while data and produced <= room and not self._zlib.eof:
             try:
-                piece = self._zlib.decompress(data, room - produced + 1)
+                piece = self._zlib.decompress(data, min(room - produced + 1, _PIECE_BYTES))
             except zlib.error:
                 raise BadBody(f"the {self.encoding} body does not decode") from None
             produced += len(piece)
@@ -552,7 +555,8 @@ def decode_json(endpoint: str, reply: Reply) -> Any:
         raise InvalidResponse(endpoint, f"content type {shown!r} is not JSON")
     if not reply.body:
         raise InvalidResponse(endpoint, "empty body")
-    if reply.body.count(b",") >= MAX_JSON_ITEMS:
+    body = reply.body
+    if body.count(b",") + body.count(b"{") + body.count(b"[") >= MAX_JSON_ITEMS:
         raise InvalidResponse(endpoint, f"body has more than {MAX_JSON_ITEMS} items")
     try:
         return json.loads(reply.body)
