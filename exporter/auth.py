@@ -148,12 +148,9 @@ class TokenProvider:
                 return current.access_token
             failure = self._failure
             if failure is not None and self._backing_off():
-                wait = self._retry_at - self._clock.monotonic()
-                raise ApiError(
-                    failure.endpoint,
-                    f"{failure.reason} (next token request in {wait:.0f} s)",
-                    failure.status,
-                )
+                # The same failure, as it was: what the operator has to fix. (That no request
+                # was made shows in the token request counter.)
+                raise ApiError(failure.endpoint, failure.reason, failure.status)
             self._current = self._fetch(current)
             return self._current.access_token
 

@@ -335,16 +335,18 @@ def test_a_failed_token_request_backs_off_and_callers_get_the_failure_at_once() 
     with pytest.raises(ApiError, match="HTTP 503: down"):
         tokens.token()
     for _ in range(5):  # five polls within the backoff
-        with pytest.raises(ApiError, match=r"HTTP 503: down \(next token request in 10 s\)"):
+        with pytest.raises(ApiError) as info:
             tokens.token()
+        assert str(info.value) == "token: HTTP 503: down" and info.value.status == 503
     assert len(responses.calls) == 1
     clock.advance(10)
     with pytest.raises(ApiError):
         tokens.token()
     assert len(responses.calls) == 2
     clock.advance(19)  # the backoff doubled: 20 s
-    with pytest.raises(ApiError, match="next token request in 1 s"):
+    with pytest.raises(ApiError):
         tokens.token()
+    assert len(responses.calls) == 2
     responses.replace(responses.POST, TOKEN_URL, json=token_body(3))
     clock.advance(1)
     assert tokens.token() == "tok-3"

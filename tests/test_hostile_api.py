@@ -3,7 +3,7 @@ on loopback, a real exporter polling it. Each test checks that the attack is con
 that the healthy inverters polled at the same time get their correct data.
 
 Deadlines are real time (a trickling body is abandoned after `timeout_seconds` of wall
-clock): those tests use a deadline of one second and wait for the poll to end, asserting
+clock): those tests use a deadline of two seconds and wait for the poll to end, asserting
 only a generous upper bound. Everything else runs on the fake clock.
 """
 
@@ -112,17 +112,17 @@ def test_four_trickling_inverters_do_not_starve_the_healthy_ones(
     fleet.api.faults = Faults(
         trickle_inverters=tuple(trickling), trickle_interval_s=0.2, trickle_headers=headers_too
     )
-    exporter = Exporter(to_config(config(fleet, timeout_seconds=1)), clock)
+    exporter = Exporter(to_config(config(fleet, timeout_seconds=2)), clock)
     started = time.monotonic()
     result = exporter.poller.poll_all()  # four workers, four trickles: all busy at first
     elapsed = time.monotonic() - started
     assert (result.succeeded, result.failed) == (4, 4)
-    # Each trickle is cut at its one-second deadline: the cycle takes about two deadlines
+    # Each trickle is cut at its two-second deadline: the cycle takes about two deadlines
     # (old code: one body byte per 0.2 s, some 400 s per trickling inverter).
-    assert elapsed < 10
+    assert elapsed < 15
     assert_healthy_correct(exporter, fleet, healthy, NOON)
     for inverter_id in trickling:
-        assert errors(exporter)[inverter_id] == "no complete answer within 1s"
+        assert errors(exporter)[inverter_id] == "no complete answer within 2s"
     exporter.stop()
 
 
@@ -280,7 +280,7 @@ def test_a_failing_token_endpoint_is_asked_once_per_backoff_not_per_poll(
     clock.advance(5)
     assert exporter.poller.poll_all().failed == FLEET
     assert token_requests() == 1  # within the backoff: the failure at once
-    assert "next token request in 5 s" in next(iter(errors(exporter).values()))
+    assert set(errors(exporter).values()) == {"HTTP 503: Token service unavailable."}
     clock.advance(6)
     exporter.poller.poll_all()
     assert token_requests() == 2  # the backoff has passed: asked again (and doubled)
