@@ -38,6 +38,8 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
         clock=clock,
         observer=telemetry,
         budget=RequestBudget(podero.max_requests_per_second, clock),
+        max_body_bytes=podero.max_response_bytes,
+        call_timeout=podero.call_timeout_seconds,
     )
     tokens = TokenProvider(podero.auth, podero.token_url, transport, clock)
     return PoderoClient(podero.base_url, transport, tokens)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
+import re
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from exporter.clock import Clock
 from exporter.config import AuthConfig
 from exporter.logs import kv
+from exporter.text import clean_text
 from exporter.transport import ApiError, InvalidResponse, Transport, decode_json
 
 log = logging.getLogger(__name__)
@@ -23,7 +26,18 @@ log = logging.getLogger(__name__)
 # (15 minutes: more than the 10 minutes after which PoderoAuthFailing fires).
 RENEW_AHEAD_FRACTION = 0.1
 MAX_RENEW_AHEAD = 900.0
+# The documented typical lifetime; used when the response has none (or none that is a number).
 DEFAULT_LIFETIME = 36000.0
+# Lifetimes outside this window are clamped into it: a token renewed every few milliseconds
+# (or never, or at a date that does not exist) helps nobody.
+MIN_LIFETIME = 60.0
+MAX_LIFETIME = 86400.0
+# After a failed token request nobody asks again for this long (doubling per failure up to
+# the maximum); callers meanwhile get the failure at once.
+FAILURE_BACKOFF = 10.0
+MAX_FAILURE_BACKOFF = 300.0
+# RFC 6750's token characters, liberally: visible ASCII (it goes into a header as is).
+_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
 
 
 @dataclass(frozen=True)
@@ -36,28 +50,59 @@ class Token:
     refresh_token: str | None = field(default=None, repr=False)
 
 
-def token_from_response(body: Any, now: float) -> Token:
-    """A Token from the token endpoint's JSON; raises InvalidResponse for a broken one."""
+def token_lifetime(value: Any) -> tuple[float, str | None]:
+    """Seconds a token lives, from the response's `expires_in`, and why it is not that
+    value when it is not: a non-number becomes the default, a number outside
+    MIN_LIFETIME..MAX_LIFETIME is clamped into it."""
+    if value is None:
+        return DEFAULT_LIFETIME, None
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits: as good as infinite
+            number = math.inf if value > 0 else -math.inf
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip()[:40])
+        except ValueError:
+            number = None
+    if number is None or math.isnan(number):
+        return DEFAULT_LIFETIME, f"expires_in is not a number, assumed {DEFAULT_LIFETIME:g} s"
+    clamped = min(MAX_LIFETIME, max(MIN_LIFETIME, number))
+    if clamped != number:
+        return clamped, f"expires_in is outside {MIN_LIFETIME:g}..{MAX_LIFETIME:g} s, clamped"
+    return number, None
+
+
+def token_from_response(body: Any, now: float) -> tuple[Token, str | None]:
+    """A Token from the token endpoint's JSON, and a note if its lifetime was not usable as
+    sent; raises InvalidResponse for a response without a usable token."""
     if not isinstance(body, dict):
         raise InvalidResponse("token", "token response is not an object")
     access = body.get("access_token")
     if not isinstance(access, str) or not access:
         raise InvalidResponse("token", "token response has no access_token")
-    lifetime = body.get("expires_in", DEFAULT_LIFETIME)
-    if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
-        raise InvalidResponse("token", "token response has an invalid expires_in")
+    if not _TOKEN.fullmatch(access):
+        raise InvalidResponse("token", "token response has an access_token unfit for a header")
+    kind = body.get("token_type")
+    if isinstance(kind, str) and kind.lower() != "bearer":
+        raise InvalidResponse("token", f"token_type {clean_text(kind, 20)!r} is not Bearer")
+    lifetime, note = token_lifetime(body.get("expires_in"))
     refresh = body.get("refresh_token")
-    ahead = min(MAX_RENEW_AHEAD, RENEW_AHEAD_FRACTION * float(lifetime))
-    return Token(
+    ahead = min(MAX_RENEW_AHEAD, RENEW_AHEAD_FRACTION * lifetime)
+    token = Token(
         access_token=access,
-        expires_at=now + float(lifetime),
-        renew_at=now + float(lifetime) - ahead,
-        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        expires_at=now + lifetime,
+        renew_at=now + lifetime - ahead,
+        refresh_token=refresh if isinstance(refresh, str) and _TOKEN.fullmatch(refresh) else None,
     )
+    return token, note
 
 
 class TokenProvider:
-    """Hands out a valid access token; renews ahead of expiry, one renewal at a time."""
+    """Hands out a valid access token; renews ahead of expiry, one request at a time, and
+    after a failed request asks again only once its backoff has passed."""
 
     def __init__(self, auth: AuthConfig, token_url: str, transport: Transport, clock: Clock):
         self._auth = auth
@@ -66,6 +111,10 @@ class TokenProvider:
         self._clock = clock
         self._lock = threading.Lock()
         self._current: Token | None = None
+        self._failure: ApiError | None = None  # of the last token request, if it failed
+        self._failures = 0  # in a row
+        self._retry_at = 0.0  # clock.monotonic() before which nobody asks again
+        self._lifetime_noted = False
 
     @property
     def expires_at(self) -> float | None:
@@ -73,16 +122,17 @@ class TokenProvider:
         return current.expires_at if current and current.access_token else None
 
     def token(self) -> str:
-        """A usable access token, fetching or renewing it if needed."""
+        """A usable access token, fetching or renewing it if needed; raises the last
+        failure at once while token requests are backing off."""
         current = self._current
         now = self._clock.time()
         if current and current.access_token and now < current.renew_at:
             return current.access_token
         if current and current.access_token and now < current.expires_at:
             # Still valid: one thread renews, the others keep using the old token meanwhile.
-            if self._lock.acquire(blocking=False):
+            if not self._backing_off() and self._lock.acquire(blocking=False):
                 try:
-                    if self._current is current:
+                    if self._current is current and not self._backing_off():
                         self._current = self._fetch(current)
                 except ApiError as exc:
                     log.warning(
@@ -96,6 +146,11 @@ class TokenProvider:
             current = self._current
             if current and current.access_token and self._clock.time() < current.renew_at:
                 return current.access_token
+            failure = self._failure
+            if failure is not None and self._backing_off():
+                # The same failure, as it was: what the operator has to fix. (That no request
+                # was made shows in the token request counter.)
+                raise ApiError(failure.endpoint, failure.reason, failure.status)
             self._current = self._fetch(current)
             return self._current.access_token
 
@@ -107,15 +162,23 @@ class TokenProvider:
                 # Keep the refresh token: the password flow can still use it.
                 self._current = replace(current, access_token="", expires_at=0.0, renew_at=0.0)
 
+    def _backing_off(self) -> bool:
+        return self._failure is not None and self._clock.monotonic() < self._retry_at
+
     def _fetch(self, previous: Token | None) -> Token:
+        """One token request (lock held); a failure starts or lengthens the backoff."""
         try:
             if self._auth.grant_type == "client_credentials":
                 token = self._client_credentials()
             else:
                 token = self._password_flow(previous)
-        except ApiError:
+        except ApiError as exc:
+            self._failures += 1
+            backoff = min(MAX_FAILURE_BACKOFF, FAILURE_BACKOFF * 2.0 ** (self._failures - 1))
+            self._failure, self._retry_at = exc, self._clock.monotonic() + backoff
             self._transport.observer.token_result(False, self.expires_at)
             raise
+        self._failure, self._failures = None, 0
         self._transport.observer.token_result(True, token.expires_at)
         log.debug(
             "obtained an access token",
@@ -125,15 +188,35 @@ class TokenProvider:
 
     def _post(self, body: dict[str, str], headers: dict[str, str] | None = None) -> Token:
         now = self._clock.time()
-        response = self._transport.send("token", "POST", self._url, json=body, headers=headers)
         try:
-            return token_from_response(decode_json("token", response), now)
+            reply = self._transport.send(
+                "token", "POST", self._url, json=body, headers=headers, follow_redirects=False
+            )
+            answer = decode_json("token", reply)
+            token, note = token_from_response(answer, now)
         except InvalidResponse:
             self._transport.observer.invalid_response("token")
             raise
+        if note is not None and not self._lifetime_noted:
+            self._lifetime_noted = True  # once: the server will keep sending the same
+            log.warning(
+                "token lifetime not usable as sent",
+                extra=kv(
+                    reason=note,
+                    expires_in=clean_text(repr(answer.get("expires_in")), 40),
+                    valid_seconds=round(token.expires_at - now),
+                ),
+            )
+        return token
+
+    def _secret(self) -> str:
+        try:
+            return self._auth.secret().get_secret_value()
+        except ValueError as exc:  # a secret file gone bad since the config was loaded
+            raise ApiError("token", f"cannot read the secret: {exc}") from None
 
     def _client_credentials(self) -> Token:
-        pair = f"{self._auth.client_id}:{self._auth.secret().get_secret_value()}"
+        pair = f"{self._auth.client_id}:{self._secret()}"
         basic = base64.b64encode(pair.encode()).decode()
         return self._post(
             {"grant_type": "client_credentials"}, headers={"Authorization": f"Basic {basic}"}
@@ -154,6 +237,6 @@ class TokenProvider:
             {
                 "grant_type": "password",
                 "username": self._auth.username or "",
-                "password": self._auth.secret().get_secret_value(),
+                "password": self._secret(),
             }
         )

@@ -7,11 +7,13 @@ import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from exporter.auth import TokenProvider
 from exporter.logs import kv
 from exporter.readings import DataPoint, InvalidData, parse_data_response
-from exporter.transport import ApiError, InvalidResponse, Transport, decode_json
+from exporter.text import clean_text
+from exporter.transport import ApiError, InvalidResponse, Reply, Transport, decode_json
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +37,48 @@ class PoderoClient:
     def token_expires_at(self) -> float | None:
         return self._tokens.expires_at
 
-    def get_json(self, endpoint: str, path: str, params: Mapping[str, str] | None = None) -> Any:
-        """GET a path below the API prefix; a 401 renews the token and tries once more."""
+    def get_json(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        deadline: float | None = None,
+    ) -> Any:
+        """GET a path below the API prefix; a 401 renews the token and tries once more. Every
+        try and wait of the call (both sends) ends by one deadline (default: the transport's
+        call timeout from now)."""
         url = self._base + path
-        token = self._tokens.token()
+        if deadline is None:
+            deadline = self._transport.call_deadline()
         try:
-            response = self._transport.send(
-                endpoint, "GET", url, params=params, headers=_bearer(token)
-            )
-        except ApiError as exc:
-            if exc.status != 401:
-                raise
-            log.info("token refused, renewing it and retrying", extra=kv(endpoint=endpoint))
-            self._tokens.invalidate(token)
-            response = self._transport.send(
-                endpoint, "GET", url, params=params, headers=_bearer(self._tokens.token())
-            )
-        try:
+            response = self._send_authorized(endpoint, url, params, deadline)
             return decode_json(endpoint, response)
         except InvalidResponse:
             self._transport.observer.invalid_response(endpoint)
             raise
+
+    def _send_authorized(
+        self, endpoint: str, url: str, params: Mapping[str, str] | None, deadline: float
+    ) -> Reply:
+        token = self._tokens.token()
+        try:
+            return self._transport.send(
+                endpoint, "GET", url, params=params, headers=_bearer(token), deadline=deadline
+            )
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+        log.info("token refused, renewing it and retrying", extra=kv(endpoint=endpoint))
+        self._tokens.invalidate(token)
+        return self._transport.send(
+            endpoint,
+            "GET",
+            url,
+            params=params,
+            headers=_bearer(self._tokens.token()),
+            deadline=deadline,
+        )
 
     def inverter_data(
         self,
@@ -67,17 +90,24 @@ class PoderoClient:
         end: float,
         resolution: str,
     ) -> list[DataPoint]:
-        """The points of one inverter in [start, end], sorted by time."""
+        """The points of one inverter in [start, end] (none after `end`: points still to come
+        are dropped unread), sorted by time. One deadline covers the whole call."""
         body = self.get_json(
             "inverter_data",
-            f"/org/{org_id}/users/{user_id}/inverters/{inverter_id}/data",
+            f"/org/{_segment(org_id)}/users/{_segment(user_id)}/inverters/"
+            f"{_segment(inverter_id)}/data",
             {"from_datetime": iso(start), "to_datetime": iso(end), "resolution": resolution},
         )
         try:
-            return parse_data_response(body)
+            return parse_data_response(body, until=end)
         except InvalidData as exc:
             self._transport.observer.invalid_response("inverter_data")
-            raise InvalidResponse("inverter_data", str(exc)) from None
+            raise InvalidResponse("inverter_data", clean_text(str(exc), 300)) from None
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment: whatever it holds cannot leave its place in the path."""
+    return quote(value, safe="")
 
 
 def _bearer(token: str) -> dict[str, str]:

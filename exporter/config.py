@@ -24,6 +24,10 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from exporter.safeyaml import RefusedYaml, load_yaml
+
+# The API's aggregation buckets. Only 15MIN is accepted (`PollConfig._complete_buckets`): the
+# others are listed so that the refusal can say why.
 RESOLUTION_SECONDS = {
     "15MIN": 900,
     "1HOUR": 3600,
@@ -39,6 +43,13 @@ DEFAULT_TOKEN_PATHS = {
 RESERVED_LABELS = frozenset({"inverter_id", "name", "org_id", "user_id", "job", "instance"})
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# A response body larger than this (decoded) is abandoned: a day of 15-minute points is a
+# few kB, a listing of 10,000 homes a few MB.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+# One API call, every retry and wait included, ends by then (a poll never takes longer).
+DEFAULT_CALL_TIMEOUT_SECONDS = 60.0
+# A secret file holds one secret: anything larger is the wrong file (or /dev/zero).
+MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
 class ConfigError(Exception):
@@ -50,11 +61,20 @@ class _Strict(BaseModel):
 
 
 def _read_secret_file(path: str, key: str) -> SecretStr:
+    """The secret in a file: at most MAX_SECRET_FILE_BYTES of UTF-8, without a byte order
+    mark or surrounding whitespace (editors and `echo` add them; the API never wants them)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            data = file.read(MAX_SECRET_FILE_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
-    value = text.strip()
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ValueError(f"{path!r} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path!r} is not UTF-8 text") from None
+    value = text.removeprefix("\ufeff").strip()
     if not value:
         raise ValueError(f"{path!r} is empty")
     return SecretStr(value)
@@ -120,7 +140,13 @@ class PoderoConfig(_Strict):
 
     base_url: str = "https://app.podero.com"
     auth: AuthConfig
+    # One HTTP exchange, from connecting to the last byte of the body.
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # One call (a poll's data request, a listing, a token), every retry and wait included.
+    call_timeout_seconds: float = Field(default=DEFAULT_CALL_TIMEOUT_SECONDS, gt=0, le=3600)
+    max_response_bytes: int = Field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, ge=64 * 1024, le=1024 * 1024 * 1024
+    )
     max_concurrency: int = Field(default=8, ge=1, le=256)
     max_requests_per_second: float = Field(default=25.0, gt=0, le=10_000)
     retry: RetryConfig = RetryConfig()
@@ -134,6 +160,15 @@ class PoderoConfig(_Strict):
         if match["scheme"].lower() not in ("http", "https"):
             raise ValueError(f"scheme {match['scheme']!r} is not supported (use https or http)")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _call_outlasts_one_exchange(self) -> PoderoConfig:
+        if self.call_timeout_seconds < self.timeout_seconds:
+            raise ValueError(
+                f"podero.call_timeout_seconds: must be at least podero.timeout_seconds "
+                f"({self.timeout_seconds:g}), got {self.call_timeout_seconds:g}"
+            )
+        return self
 
     @property
     def token_url(self) -> str:
@@ -153,6 +188,18 @@ class PollConfig(_Strict):
     max_data_age_seconds: float = Field(default=3600.0, gt=0, le=90 * 86400)
     # Skip polls until the inverter's next data point can exist (false: every interval).
     skip_until_due: bool = True
+
+    @field_validator("resolution")
+    @classmethod
+    def _complete_buckets(cls, value: str) -> str:
+        if value != "15MIN":
+            raise ValueError(
+                f"{value!r} is not supported, use '15MIN': a coarser bucket is still "
+                "growing when polled, so its value would be exported frozen at its first "
+                "reading, judged stale from its start, and the energy counters (which "
+                "count each bucket once, complete) would miss most of it"
+            )
+        return value
 
     @property
     def resolution_seconds(self) -> int:
@@ -340,7 +387,12 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
             name = match.group(1)
             if name not in env:
                 raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set")
-            return env[name]
+            value = env[name]
+            if not value.isascii() and not _is_unicode(value):
+                raise ConfigError(
+                    f"{path or '<root>'}: environment variable {name} is not valid UTF-8"
+                )
+            return value
 
         return _ENV_REF.sub(lookup, node)
     if isinstance(node, dict):
@@ -350,6 +402,15 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
         for i, value in enumerate(node):
             node[i] = expand_env(value, env, f"{path}[{i}]")
     return node
+
+
+def _is_unicode(text: str) -> bool:
+    """No lone surrogates (what os.environ makes of bytes that are not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _join(path: str, key: Any) -> str:
@@ -415,9 +476,13 @@ def format_validation_error(exc: ValidationError) -> str:
 def parse_config(text: str, env: Mapping[str, str], source: str = "config") -> Config:
     """Validate config text; raises ConfigError naming each bad key."""
     try:
-        # libyaml's loader where PyYAML has it: far faster, and far less garbage, for the
-        # config of a fleet with thousands of inverters.
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        raw = load_yaml(text)
+    except RefusedYaml as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the YAML is nested too deeply") from None
+    except UnicodeError:
+        raise ConfigError(f"{source}: the config is not valid Unicode text") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

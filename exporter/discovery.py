@@ -9,8 +9,10 @@ last known inventory. Inverters really gone from a successful listing are droppe
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -21,6 +23,7 @@ from exporter.clock import Clock
 from exporter.config import DiscoveryConfig, ShardConfig
 from exporter.logs import kv
 from exporter.targets import DiscoveredInverter, Inventory, InverterTarget, TargetSet
+from exporter.text import DEFAULT_LIMIT, clean_text
 from exporter.transport import ApiError, InvalidResponse
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,11 @@ class DiscoveryObserver(Protocol):
     def discovery_org_done(self, org_id: str, inverters: int, ok: bool, seconds: float) -> None: ...
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def _text(value: Any, limit: int = DEFAULT_LIMIT) -> str | None:
+    """A string field of a listing, cleaned (`text.clean_text`); None if absent or empty."""
+    if not isinstance(value, str):
+        return None
+    return clean_text(value, limit).strip() or None
 
 
 def _flag(value: Any) -> bool | None:
@@ -41,9 +47,14 @@ def _flag(value: Any) -> bool | None:
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    """A rating or capacity of a listing: a finite number, not negative; else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def owner_of(user: dict[str, Any]) -> str | None:
@@ -52,12 +63,13 @@ def owner_of(user: dict[str, Any]) -> str | None:
     if external:
         return external
     email = _text(user.get("email"))
-    return email.split("@", 1)[0] if email else None
+    return (email.split("@", 1)[0].strip() or None) if email else None
 
 
 def default_name(owner: str | None, inverter_id: str) -> str:
     """The name of a discovered inverter without a configured one, stable across restarts."""
-    return f"{(owner or 'inverter')[:120]}-{inverter_id[:6]}"
+    # Cut, not ellipsised: the name is a label value and must stay what it always was.
+    return f"{clean_text(owner or 'inverter')[:120]}-{clean_text(inverter_id)[:6]}"
 
 
 def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
@@ -80,10 +92,21 @@ def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
     )
 
 
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _listed(body: Any, endpoint: str) -> list[dict[str, Any]]:
+    """The objects of a listing whose `id` is a UUID (ids go into URLs and labels)."""
     if not isinstance(body, list):
         raise InvalidResponse(endpoint, f"expected a list, got {type(body).__name__}")
-    return [item for item in body if isinstance(item, dict) and _text(item.get("id"))]
+    return [item for item in body if isinstance(item, dict) and _is_uuid(item.get("id"))]
 
 
 Job = Callable[[], None]

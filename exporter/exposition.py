@@ -9,9 +9,11 @@ prometheus_client rendering of them (tests/reference.py; a test holds the two to
 from __future__ import annotations
 
 import heapq
+import logging
 import threading
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.utils import floatToGoString
@@ -25,9 +27,15 @@ from exporter.collector import (
     polled_samples,
     target_samples,
 )
+from exporter.logs import kv
 from exporter.memory import release_free_memory
-from exporter.metrics import INVERTER_FAMILIES, Family, Source
+from exporter.metrics import INVERTER_FAMILIES, RENDER_ERRORS, Family, Source
 from exporter.store import InverterState, ReadingStore
+from exporter.targets import InverterTarget
+from exporter.text import clean_text
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HEADERS = {
@@ -62,6 +70,11 @@ def lines_of(samples: Samples) -> dict[Family, bytes]:
     }
 
 
+def described_lines(target: InverterTarget) -> dict[Family, bytes]:
+    """The lines of the families that describe a target (config and inventory)."""
+    return lines_of(target_samples(target))
+
+
 def visible_lines(
     state: InverterState, now: float, max_age: float, polled_only: bool = False
 ) -> dict[Family, bytes]:
@@ -70,6 +83,45 @@ def visible_lines(
     if is_fresh(state, now, max_age):
         return lines
     return {f: text for f, text in lines.items() if f.source is not Source.READING}
+
+
+class RenderGuard:
+    """Renders one device at a time, so that a device whose data cannot be rendered (text
+    that is not valid Unicode, a bug) is left out instead of failing the whole output; counts
+    such devices (`podero_render_errors_total`) and logs each one once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logged: set[str] = set()
+        self.errors = 0
+
+    def render(self, target: InverterTarget, render: Callable[[], T]) -> T | None:
+        """`render()`, or None (counted, logged once per device) if it fails."""
+        try:
+            return render()
+        except Exception as exc:  # whatever it is, it must not take the other devices along
+            with self._lock:
+                self.errors += 1
+                first = target.inverter_id not in self._logged
+                self._logged.add(target.inverter_id)
+            if first:
+                log.warning(
+                    "device left out of the output: its data cannot be rendered",
+                    extra=kv(
+                        inverter_id=clean_text(target.inverter_id),
+                        name=clean_text(target.name),
+                        reason=clean_text(f"{type(exc).__name__}: {exc}"),
+                    ),
+                )
+            return None
+
+    def exposition(self) -> bytes:
+        """The counter's lines for /metrics."""
+        name = RENDER_ERRORS.name
+        return (
+            f"# HELP {name} {RENDER_ERRORS.help}\n# TYPE {name} {RENDER_ERRORS.type}\n"
+            f"{name} {_float(float(self.errors))}\n"
+        ).encode()
 
 
 # Inverters per cached block: a change re-renders one block, not the whole page.
@@ -99,6 +151,8 @@ class MetricsPage:
         self._clock = clock
         self._max_age = max_age
         self._telemetry = telemetry
+        self.guard = RenderGuard()
+        self._unrenderable: set[str] = set()  # devices whose description failed to render
         self._lock = threading.Lock()
         self._epoch = -1
         self._seq = -1
@@ -118,6 +172,7 @@ class MetricsPage:
         self._slot = {}
         self._blocks = {f: [] for f in INVERTER_FAMILIES}
         self._stale_at = []
+        self._unrenderable = set()
         self._dirty.clear()
         self._described.clear()
         self._append(states, now, max_age)
@@ -144,7 +199,13 @@ class MetricsPage:
     def _render_described(self, b: int) -> None:
         described: dict[Family, list[bytes]] = {f: [] for f in TARGET_FAMILIES}
         for state in self._block_states(b):
-            for family, text in lines_of(target_samples(state.target)).items():
+            target = state.target
+            rendered = self.guard.render(target, partial(described_lines, target))
+            if rendered is None:
+                self._unrenderable.add(target.inverter_id)
+                continue
+            self._unrenderable.discard(target.inverter_id)
+            for family, text in rendered.items():
                 described[family].append(text)
         for family, lines in described.items():
             self._blocks[family][b] = b"".join(lines)
@@ -156,7 +217,12 @@ class MetricsPage:
     def _render_polled(self, b: int, now: float, max_age: float) -> None:
         parts: dict[Family, list[bytes]] = {f: [] for f in POLLED_FAMILIES}
         for state in self._block_states(b):
-            for family, text in visible_lines(state, now, max_age, polled_only=True).items():
+            if state.target.inverter_id in self._unrenderable:
+                continue  # counted when its description failed; all or nothing per device
+            rendered = self.guard.render(
+                state.target, partial(visible_lines, state, now, max_age, True)
+            )
+            for family, text in (rendered or {}).items():
                 parts[family].append(text)
         for family, lines in parts.items():
             self._blocks[family][b] = b"".join(lines)
@@ -223,7 +289,7 @@ class MetricsPage:
 
     def chunks(self) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another."""
-        return [*self.refresh(), generate_latest(self._telemetry)]
+        return [*self.refresh(), self.guard.exposition(), generate_latest(self._telemetry)]
 
     def render(self) -> bytes:
         """The whole exposition body."""

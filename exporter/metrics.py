@@ -357,6 +357,14 @@ BUILD_INFO = Family(
     Source.SELF,
     labels=("version", "revision", "python_version"),
 )
+RENDER_ERRORS = Family(
+    "podero_render_errors_total",
+    "Times a device was left out of a rendering (/metrics, the status page) because its "
+    "data could not be rendered; the others are served as usual, and each device is "
+    "logged once. Should stay 0.",
+    Source.SELF,
+    type="counter",
+)
 SELF_FAMILIES: tuple[Family, ...] = (
     API_REQUESTS,
     API_REQUEST_DURATION,
@@ -371,4 +379,5 @@ SELF_FAMILIES: tuple[Family, ...] = (
     DISCOVERY_SUCCESS,
     DISCOVERY_DURATION,
     BUILD_INFO,
+    RENDER_ERRORS,
 )

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from exporter.text import clean_text
+
 # Values the device measures; a point counts as a reading only if one of them is present.
 MEASURED_FIELDS = (
     "solar_production_w",
@@ -43,41 +45,57 @@ class DataPoint:
         return any(field in self.values for field in MEASURED_FIELDS)
 
 
+def _shown(value: Any) -> str:
+    """A value from the response as an error message shows it: repr, and short."""
+    text = repr(value[:60] if isinstance(value, str) else value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
 def parse_time(value: Any) -> float:
     """An ISO 8601 date-time with a zone (`Z` or an offset) as epoch seconds."""
     if not isinstance(value, str):
-        raise InvalidData(f"time {value!r} is not a string")
+        raise InvalidData(f"time {_shown(value)} is not a string")
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(text[:64])
     except ValueError:
-        raise InvalidData(f"time {value!r} is not an ISO 8601 date-time") from None
+        raise InvalidData(f"time {_shown(value)} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        raise InvalidData(f"time {value!r} has no time zone")
-    return parsed.timestamp()
+        raise InvalidData(f"time {_shown(value)} has no time zone")
+    try:
+        return parsed.timestamp()
+    except (OverflowError, OSError, ValueError):
+        raise InvalidData(f"time {_shown(value)} is out of range") from None
 
 
 def _number(field: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidData(f"{field} {value!r} is not a number")
-    number = float(value)
+        raise InvalidData(f"{field} {_shown(value)} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise InvalidData(f"{field} is out of range") from None
     if not math.isfinite(number) or abs(number) > MAX_ABS_VALUE:
-        raise InvalidData(f"{field} {value!r} is out of range")
+        raise InvalidData(f"{field} {_shown(value)} is out of range")
     if field == "battery_charge_level_percent" and not 0 <= number <= 100:
-        raise InvalidData(f"{field} {value!r} is not a percentage")
+        raise InvalidData(f"{field} {_shown(value)} is not a percentage")
     return number
 
 
-def parse_point(raw: Any, index: int) -> DataPoint | None:
-    """One element of `data`; None for a point without a time (nothing to place it at)."""
+def parse_point(raw: Any, index: int, until: float | None = None) -> DataPoint | None:
+    """One element of `data`; None for a point without a time (nothing to place it at) or,
+    given `until`, one that starts after it (not looked at further: a broken forecast must
+    not cost the current reading)."""
     if not isinstance(raw, dict):
         raise InvalidData(f"data[{index}] is not an object")
     if raw.get("time") is None:
         return None
     try:
         time = parse_time(raw["time"])
+        if until is not None and time > until:
+            return None
         values = {
             field: _number(field, raw[field])
             for field in VALUE_FIELDS
@@ -88,18 +106,19 @@ def parse_point(raw: Any, index: int) -> DataPoint | None:
     return DataPoint(time=time, values=values)
 
 
-def parse_data_response(body: Any) -> list[DataPoint]:
-    """The points of a 200 response, sorted by time; raises InvalidData for a broken body."""
+def parse_data_response(body: Any, until: float | None = None) -> list[DataPoint]:
+    """The points of a 200 response up to `until` (all if None), sorted by time; raises
+    InvalidData for a broken body."""
     if not isinstance(body, dict):
         raise InvalidData(f"body is a {type(body).__name__}, not an object")
     if "data" not in body:
         if "error" in body:
-            raise InvalidData(f"body is an error: {str(body['error'])[:200]}")
+            raise InvalidData(f"body is an error: {clean_text(str(body['error'])[:1000])}")
         raise InvalidData("body has no 'data'")
     data = body["data"]
     if not isinstance(data, list):
         raise InvalidData(f"'data' is a {type(data).__name__}, not a list")
-    points = [p for i, raw in enumerate(data) if (p := parse_point(raw, i)) is not None]
+    points = [p for i, raw in enumerate(data) if (p := parse_point(raw, i, until)) is not None]
     points.sort(key=lambda p: p.time)
     for before, after in itertools.pairwise(points):
         if before.time == after.time:

@@ -1,29 +1,72 @@
-"""HTTP to the Podero Partner API: the session and its connection pool, timeouts, retries and
-the request budget. Everything above it speaks in requests and responses; it knows nothing of
-endpoints' meaning or of Prometheus, and reports each exchange to an `ApiObserver`."""
+"""HTTP to the Podero Partner API: the session and its connection pool, deadlines, size
+limits, redirects, retries and the request budget. Everything above it speaks in requests
+and `Reply`s; it knows nothing of endpoints' meaning or of Prometheus, and reports each
+exchange to an `ApiObserver`.
+
+What a hostile or broken server can do, and what it costs here at most:
+- trickle headers or a body: every exchange has one deadline for connect, headers and the
+  whole body (`_DeadlineSocket`), and every call one for all its tries and waits;
+- send an endless or a huge body, or a small one that inflates to gigabytes: the decoded
+  body is read in chunks and abandoned at `max_body_bytes` (decompression included);
+- redirect: the token endpoint's redirects are never followed; data calls follow at most
+  `MAX_REDIRECTS` to the same origin, each hop paying its share of the budget, so that
+  no credential ever leaves for another origin;
+- put anything into the error text: it is cleaned and cut (`exporter.text`).
+"""
 
 from __future__ import annotations
 
 import email.utils
+import http.client
+import io
+import json
 import logging
+import random
+import socket
+import threading
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_random_exponential
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter.budget import RequestBudget
 from exporter.clock import Clock
+from exporter.config import (
+    DEFAULT_CALL_TIMEOUT_SECONDS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+)
 from exporter.logs import kv
+from exporter.text import clean_text
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+# Same-origin redirects a data call follows (an API behind a trailing-slash or a moved-path
+# redirect); the token endpoint follows none.
+MAX_REDIRECTS = 3
+# An error body is read for its {"error": ...} text only.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+# Parsed JSON costs up to ~60 times its text ({} is 2 bytes, a dict 64 and more): a body
+# of this many items (commas, braces and brackets, counted without parsing, those in
+# strings too) or more is refused unparsed. That bounds parsing at ~120 MB; a real listing
+# of 10,000 homes has a few hundred thousand.
+MAX_JSON_ITEMS = 1_000_000
+CHUNK_BYTES = 64 * 1024
+# Inflated at most this much at a time (a 64 KiB chunk of a bomb holds 64 MiB).
+_PIECE_BYTES = 1024 * 1024
+# Content encodings the transport decodes itself, bounded (see `_Decoder`).
+ACCEPT_ENCODING = "gzip, deflate"
 
 
 class ApiObserver(Protocol):
@@ -37,9 +80,11 @@ class ApiObserver(Protocol):
 
 
 class ApiError(Exception):
-    """A call that did not produce a usable answer; the message is safe to log and show."""
+    """A call that did not produce a usable answer; the message is safe to log and show
+    (whatever came from the server in it has passed `clean_text`)."""
 
     def __init__(self, endpoint: str, message: str, status: int | None = None) -> None:
+        message = clean_text(message, 300)
         super().__init__(f"{endpoint}: {message}")
         self.endpoint = endpoint
         self.status = status
@@ -61,7 +106,7 @@ class RetryableError(ApiError):
 
 
 class InvalidResponse(ApiError):
-    """A 2xx answer whose body is not what the API documents."""
+    """A 2xx answer whose body is not what the API documents (or is too large to read)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +118,17 @@ class RetryPolicy:
     backoff_multiplier: float = 0.5
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One complete HTTP answer: status, headers and the decoded body (read in full, within
+    the size limit and the deadline)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
@@ -82,49 +138,240 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now)
 
 
-class _RetryAfterOrBackoff:
-    """Wait what the server asked for (capped), else exponential backoff with full jitter."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._max = policy.max_wait_seconds
-        self._backoff = wait_random_exponential(multiplier=policy.backoff_multiplier, max=self._max)
-
-    def __call__(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, self._max)
-        return float(self._backoff(state))
+def backoff_seconds(policy: RetryPolicy, attempt: int, error: ApiError) -> float:
+    """The wait before try `attempt + 1`: what the server asked for (capped), else
+    exponential backoff with full jitter."""
+    cap = policy.max_wait_seconds
+    if isinstance(error, RetryableError) and error.retry_after is not None:
+        return min(error.retry_after, cap)
+    return random.uniform(0, min(cap, policy.backoff_multiplier * 2.0**attempt))
 
 
-def _error_text(response: requests.Response) -> str:
+# --- deadlines on the socket --------------------------------------------------------------
+# The socket timeout of requests and urllib3 bounds each receive, not the exchange: a server
+# that sends a byte a second is never late. So every connection's socket is wrapped, and
+# each receive waits at most until the deadline of the exchange the calling thread is in.
+_deadline = threading.local()
+
+
+@contextmanager
+def socket_deadline(at: float) -> Iterator[None]:
+    """Receives in this thread give up at `at` (time.monotonic()) for the block's duration."""
+    previous = getattr(_deadline, "at", None)
+    _deadline.at = at
     try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}"
-    if isinstance(body, dict) and body.get("error") is not None:
-        return f"HTTP {response.status_code}: {str(body['error'])[:300]}"
-    return f"HTTP {response.status_code}"
+        yield
+    finally:
+        _deadline.at = previous
+
+
+class _DeadlineSocket:
+    """A connection's socket (plain or TLS) whose receives end at the thread's deadline."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._timeout = sock.gettimeout()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self._timeout = timeout
+        self._sock.settimeout(timeout)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def makefile(self, *args: Any, **kwargs: Any) -> Any:
+        # http.client reads status line, headers and body through this file: point its raw
+        # reads at recv_into below. (The socket counts the file's reference as usual.)
+        reader = self._sock.makefile(*args, **kwargs)
+        raw = reader.raw if isinstance(reader, io.BufferedReader) else reader
+        cast(Any, raw)._sock = self
+        return reader
+
+    def recv_into(self, buffer: Any, *args: Any) -> int:
+        at: float | None = getattr(_deadline, "at", None)
+        if at is not None:
+            left = at - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the exchange's deadline has passed")
+            self._sock.settimeout(left if self._timeout is None else min(self._timeout, left))
+        return self._sock.recv_into(buffer, *args)
+
+
+class _DeadlineHTTPConnection(HTTPConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _DeadlineSocket(cast(socket.socket, self.sock)))
+
+
+class _DeadlineHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock = cast(socket.socket, _DeadlineSocket(cast(socket.socket, self.sock)))
+
+
+class _DeadlineHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+_POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter with connections whose sockets know the exchange's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS pools have connections of their own
+            manager.pool_classes_by_scheme = dict(_POOLS)
+        return manager
 
 
 def new_session(pool_size: int) -> requests.Session:
     """A keep-alive session whose pool holds one connection per concurrent worker."""
     session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+    adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     session.headers["User-Agent"] = "podero-exporter"
+    session.headers["Accept-Encoding"] = ACCEPT_ENCODING
+    session.headers["Accept"] = "application/json"
     return session
 
 
+# --- bodies -------------------------------------------------------------------------------
+class BadBody(Exception):
+    """A body that cannot be had: too large, or in an encoding that cannot be decoded."""
+
+
+class BodyTooLarge(BadBody):
+    """The body (on the wire or decoded) would exceed the size limit."""
+
+
+class _Decoder:
+    """Content-Encoding gzip or deflate, inflated at most `room` bytes at a time, so that a
+    small body that inflates to gigabytes costs no more than the size limit."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        # 32 + MAX_WBITS: a gzip or a zlib header, detected. ("deflate" means zlib in HTTP.)
+        self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding else None
+
+    def feed(self, data: bytes, room: int) -> Iterator[bytes]:
+        """The decoded bytes of `data`, in pieces, stopping once more than `room` came out."""
+        if self._zlib is None:
+            yield data
+            return
+        produced = 0
+        while data and produced <= room and not self._zlib.eof:
+            try:
+                piece = self._zlib.decompress(data, min(room - produced + 1, _PIECE_BYTES))
+            except zlib.error:
+                raise BadBody(f"the {self.encoding} body does not decode") from None
+            produced += len(piece)
+            yield piece
+            data = self._zlib.unconsumed_tail
+
+    def finished(self) -> bool:
+        return self._zlib is None or self._zlib.eof
+
+
+def _content_encoding(headers: Mapping[str, str]) -> str:
+    value = headers.get("Content-Encoding", "").strip().lower()
+    if value in ("", "identity"):
+        return ""
+    if value in ("gzip", "x-gzip", "deflate"):
+        return value
+    raise BadBody(f"content encoding {clean_text(value, 40)!r} is not supported")
+
+
+def read_body(raw: Any, headers: Mapping[str, str], limit: int) -> bytes:
+    """The whole decoded body from urllib3's raw response, read in chunks; raises
+    BodyTooLarge beyond `limit` bytes (on the wire or decoded) and BadBody for a body that
+    cannot be decoded. Timeouts surface from the socket as they happen."""
+    decoder = _Decoder(_content_encoding(headers))
+    declared = headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"declares {int(declared)} bytes")
+    parts: list[bytes] = []
+    size = raw_size = 0
+    while True:
+        chunk = raw.read(CHUNK_BYTES, decode_content=False)
+        if not chunk:
+            break
+        raw_size += len(chunk)
+        if raw_size > limit:
+            raise BodyTooLarge(f"more than {limit} bytes on the wire")
+        for piece in decoder.feed(chunk, limit - size):
+            size += len(piece)
+            if size > limit:
+                raise BodyTooLarge(f"more than {limit} bytes ({decoder.encoding or 'plain'})")
+            parts.append(piece)
+    if not decoder.finished():
+        raise BadBody(f"the {decoder.encoding} body is cut short")
+    return b"".join(parts)
+
+
+def media_type(headers: Mapping[str, str]) -> str:
+    """The media type of a Content-Type header, lower case, without parameters."""
+    return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+
+
+def is_json(headers: Mapping[str, str]) -> bool:
+    kind = media_type(headers)
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+def _error_text(reply: Reply) -> str:
+    if not reply.body or not is_json(reply.headers):
+        return f"HTTP {reply.status}"
+    try:
+        body = json.loads(reply.body)
+    except (ValueError, RecursionError):
+        return f"HTTP {reply.status}"
+    if isinstance(body, dict) and body.get("error") is not None:
+        return f"HTTP {reply.status}: {clean_text(str(body['error'])[:1200], 300)}"
+    return f"HTTP {reply.status}"
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit; what "same origin" compares."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _shown(url: str) -> str:
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
 class Transport:
-    """Sends one logical request: budget slot, timeout, retries, and one report per try."""
+    """Sends one logical call: budget slots, deadlines, bounded bodies, redirects, retries,
+    and one report per HTTP exchange."""
 
     def __init__(
         self,
@@ -135,6 +382,8 @@ class Transport:
         clock: Clock,
         observer: ApiObserver,
         budget: RequestBudget | None = None,
+        max_body_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT_SECONDS,
     ) -> None:
         self._session = session
         self._timeout = timeout
@@ -142,63 +391,174 @@ class Transport:
         self._clock = clock
         self._observer = observer
         self._budget = budget
-        self._wait = _RetryAfterOrBackoff(policy)
+        self._max_body = max_body_bytes
+        self._call_timeout = call_timeout
 
     @property
     def observer(self) -> ApiObserver:
         return self._observer
 
-    def send(self, endpoint: str, method: str, url: str, **kwargs: Any) -> requests.Response:
-        """The response of the first try that is neither retryable nor an error; else raises."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self._policy.attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(RetryableError),
-            sleep=self._clock.sleep,
-            reraise=True,
-            before_sleep=lambda state: log.debug(
-                "retrying",
-                extra=kv(
-                    endpoint=endpoint,
-                    reason=str(state.outcome and state.outcome.exception()),
-                ),
-            ),
-        )
-        response: requests.Response = retrying(self._send_once, endpoint, method, url, kwargs)
-        return response
+    def call_deadline(self) -> float:
+        """The deadline (on the clock's monotonic time) of a call that starts now."""
+        return self._clock.monotonic() + self._call_timeout
 
-    def _send_once(
-        self, endpoint: str, method: str, url: str, kwargs: Mapping[str, Any]
-    ) -> requests.Response:
+    def send(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        *,
+        deadline: float | None = None,
+        follow_redirects: bool = True,
+        **kwargs: Any,
+    ) -> Reply:
+        """The 2xx reply of the first try that is neither retryable nor an error; else
+        raises. All tries and the waits between them end by `deadline` (the clock's
+        monotonic time; default: `call_timeout` from now)."""
+        if deadline is None:
+            deadline = self.call_deadline()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._follow(endpoint, method, url, deadline, follow_redirects, kwargs)
+            except RetryableError as exc:
+                if attempt >= self._policy.attempts:
+                    raise
+                wait = backoff_seconds(self._policy, attempt, exc)
+                if self._clock.monotonic() + wait >= deadline:
+                    raise
+                log.debug("retrying", extra=kv(endpoint=endpoint, reason=exc.reason, wait=wait))
+                self._clock.sleep(wait)
+
+    def _follow(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        deadline: float,
+        follow_redirects: bool,
+        kwargs: Mapping[str, Any],
+    ) -> Reply:
+        """One try: the exchange, and the same-origin redirects it leads to."""
+        current, hop_kwargs = url, kwargs
+        for _ in range(MAX_REDIRECTS + 1):
+            reply = self._exchange(endpoint, method, current, deadline, hop_kwargs)
+            if reply.status not in REDIRECT_STATUS:
+                return self._checked(endpoint, reply)
+            target = urljoin(current, reply.headers.get("Location", ""))
+            if not follow_redirects or method != "GET":
+                raise ApiError(
+                    endpoint,
+                    f"HTTP {reply.status}: redirect to {_shown(target)} not followed "
+                    "(credentials go only to the configured URL)",
+                    reply.status,
+                )
+            if origin(target) != origin(url):
+                raise ApiError(
+                    endpoint,
+                    f"HTTP {reply.status}: redirect to another origin ({_shown(target)}) refused",
+                    reply.status,
+                )
+            # The Location carries its own query.
+            current, hop_kwargs = target, {k: v for k, v in kwargs.items() if k != "params"}
+        raise ApiError(endpoint, f"more than {MAX_REDIRECTS} redirects")
+
+    def _checked(self, endpoint: str, reply: Reply) -> Reply:
+        status = reply.status
+        if status in RETRYABLE_STATUS or status >= 500:
+            retry_after = parse_retry_after(reply.headers.get("Retry-After"), self._clock.time())
+            raise RetryableError(endpoint, _error_text(reply), status, retry_after)
+        if not 200 <= status < 300:
+            raise ApiError(endpoint, _error_text(reply), status)
+        return reply
+
+    def _exchange(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        deadline: float,
+        kwargs: Mapping[str, Any],
+    ) -> Reply:
+        """One HTTP request and its whole (bounded) body, within the exchange's deadline."""
         if self._budget is not None:
             self._budget.acquire()
+        left = min(self._timeout, deadline - self._clock.monotonic())
+        if left <= 0:
+            raise RetryableError(endpoint, "no time left before the call's deadline")
         started = time.perf_counter()
+        code = "connection_error"
         try:
-            response = self._session.request(method, url, timeout=self._timeout, **kwargs)
-        except requests.Timeout:
-            self._observer.request_done(endpoint, "timeout", time.perf_counter() - started)
-            raise RetryableError(endpoint, f"timed out after {self._timeout:g}s") from None
-        except requests.RequestException as exc:
-            self._observer.request_done(endpoint, "connection_error", time.perf_counter() - started)
+            with socket_deadline(time.monotonic() + left):
+                response = self._session.request(
+                    method, url, timeout=left, stream=True, allow_redirects=False, **kwargs
+                )
+                try:
+                    code = str(response.status_code)
+                    body = self._body(endpoint, response)
+                finally:
+                    response.close()
+        except BodyTooLarge as exc:
+            raise InvalidResponse(endpoint, f"body too large: {exc}") from None
+        except BadBody as exc:
+            raise InvalidResponse(endpoint, str(exc)) from None
+        except _NETWORK_ERRORS as exc:
+            if _timed_out(exc) or time.perf_counter() - started >= left:
+                code = "timeout"
+                raise RetryableError(endpoint, f"no complete answer within {left:.3g}s") from None
+            code = "connection_error"
             raise RetryableError(endpoint, f"connection failed: {type(exc).__name__}") from None
+        finally:
+            self._observer.request_done(endpoint, code, time.perf_counter() - started)
+        return Reply(response.status_code, response.headers, body, url)
+
+    def _body(self, endpoint: str, response: requests.Response) -> bytes:
         status = response.status_code
-        self._observer.request_done(endpoint, str(status), time.perf_counter() - started)
-        if status in RETRYABLE_STATUS or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock.time())
-            raise RetryableError(endpoint, _error_text(response), status, retry_after)
-        if status >= 400:
-            raise ApiError(endpoint, _error_text(response), status)
-        return response
+        if status in REDIRECT_STATUS:
+            return b""
+        if 200 <= status < 300:
+            # Not JSON: decode_json says so, without reading what nobody will parse.
+            return (
+                read_body(response.raw, response.headers, self._max_body)
+                if is_json(response.headers)
+                else b""
+            )
+        if not is_json(response.headers):
+            return b""
+        try:
+            return read_body(response.raw, response.headers, MAX_ERROR_BODY_BYTES)
+        except BadBody:
+            return b""  # the status alone says enough
 
 
-def decode_json(endpoint: str, response: requests.Response) -> Any:
-    """The JSON body of a 2xx response, or InvalidResponse saying why there is none."""
-    content_type = response.headers.get("Content-Type", "")
-    if "json" not in content_type.lower():
-        raise InvalidResponse(endpoint, f"content type {content_type[:60]!r} is not JSON")
-    if not response.content:
+# What a failed exchange raises: requests' own errors, urllib3's from reading the body,
+# http.client's for a broken status line or headers, the socket's.
+_NETWORK_ERRORS = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    OSError,
+)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(
+        exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError | socket.timeout
+    )
+
+
+def decode_json(endpoint: str, reply: Reply) -> Any:
+    """The JSON body of a 2xx reply, or InvalidResponse saying why there is none."""
+    if not is_json(reply.headers):
+        shown = clean_text(reply.headers.get("Content-Type", ""), 60)
+        raise InvalidResponse(endpoint, f"content type {shown!r} is not JSON")
+    if not reply.body:
         raise InvalidResponse(endpoint, "empty body")
+    body = reply.body
+    if body.count(b",") + body.count(b"{") + body.count(b"[") >= MAX_JSON_ITEMS:
+        raise InvalidResponse(endpoint, f"body has more than {MAX_JSON_ITEMS} items")
     try:
-        return response.json()
-    except ValueError:
+        return json.loads(reply.body)
+    except (ValueError, RecursionError):
         raise InvalidResponse(endpoint, "body is not valid JSON") from None

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -262,3 +264,149 @@ def test_broken_token_response_is_counted_as_invalid() -> None:
     with pytest.raises(ApiError, match="no access_token"):
         tokens.token()
     assert recorder.invalid == ["token"]
+
+
+# --- hostile token responses (issue 11) -------------------------------------------------------
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [
+        ("1e12", 86400),
+        ("1e999", 86400),  # json.loads makes it inf
+        ("NaN", 36000),
+        ("0.001", 60),
+        ("-1", 60),
+        ("0", 60),
+        ('"soon"', 36000),
+        ('"3600"', 3600),
+        ("true", 36000),
+        ("null", 36000),
+        ("3600", 3600),
+    ],
+)
+@responses.activate
+def test_token_lifetimes_are_clamped_into_a_sane_window(expires_in: str, lifetime: float) -> None:
+    body = json.dumps(token_body(1)).replace('"expires_in": 36000', f'"expires_in": {expires_in}')
+    responses.post(TOKEN_URL, body=body, content_type="application/json")
+    tokens, clock, _, _ = make(CLIENT)
+    assert tokens.token() == "tok-1"
+    assert tokens.expires_at == NOON + lifetime
+    clock.advance(0.9 * lifetime - 1)
+    assert tokens.token() == "tok-1"
+    assert len(responses.calls) == 1  # not a new token for every request
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"access_token": "tok\r\nX-Evil: 1"}, "unfit for a header"),
+        ({"access_token": "tok en"}, "unfit for a header"),
+        ({"access_token": "t" * 10_000}, "unfit for a header"),
+        ({"access_token": "tök"}, "unfit for a header"),
+        ({"access_token": 42}, "no access_token"),
+        ({"access_token": "tok", "token_type": "MAC"}, "token_type 'MAC' is not Bearer"),
+        (["tok"], "not an object"),
+    ],
+)
+@responses.activate
+def test_unusable_token_responses_are_refused(body: Any, reason: str) -> None:
+    responses.post(TOKEN_URL, json=body)
+    tokens, _, recorder, _ = make(CLIENT)
+    with pytest.raises(ApiError, match=reason):
+        tokens.token()
+    assert recorder.invalid == ["token"] and recorder.tokens == [False]
+
+
+@responses.activate
+def test_a_token_redirect_is_not_followed() -> None:
+    elsewhere = "https://elsewhere.invalid/steal"
+    responses.post(PASSWORD_URL, status=307, headers={"Location": elsewhere})
+    thief = responses.post(elsewhere, json=token_body(9))
+    tokens, _, recorder, _ = make(PASSWORD, PASSWORD_URL)
+    with pytest.raises(ApiError, match=re.escape("redirect to https://elsewhere.invalid:443 not")):
+        tokens.token()
+    assert thief.call_count == 0  # the username and password were not posted there
+    assert recorder.requests == [("token", "307")]
+
+
+@responses.activate
+def test_a_failed_token_request_backs_off_and_callers_get_the_failure_at_once() -> None:
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    tokens, clock, recorder, _ = make(CLIENT, attempts=1)
+    with pytest.raises(ApiError, match="HTTP 503: down"):
+        tokens.token()
+    for _ in range(5):  # five polls within the backoff
+        with pytest.raises(ApiError) as info:
+            tokens.token()
+        assert str(info.value) == "token: HTTP 503: down" and info.value.status == 503
+    assert len(responses.calls) == 1
+    clock.advance(10)
+    with pytest.raises(ApiError):
+        tokens.token()
+    assert len(responses.calls) == 2
+    clock.advance(19)  # the backoff doubled: 20 s
+    with pytest.raises(ApiError):
+        tokens.token()
+    assert len(responses.calls) == 2
+    responses.replace(responses.POST, TOKEN_URL, json=token_body(3))
+    clock.advance(1)
+    assert tokens.token() == "tok-3"
+    assert recorder.tokens == [False, False, True]
+
+
+@responses.activate
+def test_32_concurrent_callers_share_one_failed_token_request() -> None:
+    responses.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
+    tokens, _, _, _ = make(CLIENT)
+    barrier = threading.Barrier(32)
+    failures: list[str] = []
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            tokens.token()
+        except ApiError as exc:
+            failures.append(exc.reason)
+
+    threads = [threading.Thread(target=call) for _ in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(failures) == 32
+    assert len(responses.calls) == 1  # one request; the other 31 got its failure
+
+
+@responses.activate
+def test_a_failed_renewal_is_not_retried_on_every_call() -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    tokens, clock, _, _ = make(CLIENT, attempts=1)
+    tokens.token()
+    clock.advance(950)  # renewal due, token still valid
+    for _ in range(10):
+        assert tokens.token() == "tok-1"
+    assert len(responses.calls) == 2  # one renewal attempt, then the backoff
+
+
+def test_a_secret_file_is_read_capped_and_without_bom_or_whitespace(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_bytes(b"\xef\xbb\xbfs3cret\r\n")
+    auth = AuthConfig(client_id="cid", client_secret_file=str(path))
+    assert auth.secret().get_secret_value() == "s3cret"
+    path.write_bytes(b"x" * (64 * 1024 + 1))
+    with pytest.raises(ValueError, match="is larger than 64 KiB"):
+        auth.secret()
+    path.write_bytes(b"\xff\xfe s3cret")
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        auth.secret()
+
+
+@responses.activate
+def test_a_secret_file_gone_bad_is_a_token_failure_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    tokens, _, recorder, _ = make(AuthConfig(client_id="cid", client_secret_file=str(path)))
+    path.unlink()
+    with pytest.raises(ApiError, match="cannot read the secret"):
+        tokens.token()
+    assert recorder.tokens == [False] and len(responses.calls) == 0

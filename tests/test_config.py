@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from exporter.config import ConfigError, load_config, parse_config, shard_of
+from exporter.config import Config, ConfigError, load_config, parse_config, shard_of
+from exporter.safeyaml import RefusedYaml, load_yaml
 from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,23 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 
 
 _DELETE = object()
+
+
+def _laughs(levels: int = 9) -> str:
+    """The billion laughs: nine levels of nine aliases, 9**9 strings from 400 bytes."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for n in range(1, levels):
+        lines.append(f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+DUPLICATE_KEY = """\
+podero:
+  base_url: https://podero.invalid
+  auth: {client_id: cid, client_secret: s}
+  base_url: https://elsewhere.invalid
+inverters: []
+"""
 
 BROKEN: list[tuple[str, Any, str]] = [
     # (id, config text or dict, the expected error line)
@@ -183,6 +202,26 @@ BROKEN: list[tuple[str, Any, str]] = [
         _with("podero.auth.client_secret_file", "/x"),
         "podero.auth: set either client_secret or client_secret_file, not both",
     ),
+    ("duplicate-key", DUPLICATE_KEY, "line 4: duplicate key 'base_url' (first at line 2)"),
+    ("alias-bomb", _laughs(), "aliases expand the config beyond"),
+    ("recursive-alias", "podero: &p {auth: *p}\n", "an alias refers to a node that contains it"),
+    (
+        "resolution-1hour",
+        _with("poll.resolution", "1HOUR"),
+        "poll.resolution: '1HOUR' is not supported, use '15MIN': a coarser bucket is still "
+        "growing when polled",
+    ),
+    ("resolution-1day", _with("poll.resolution", "1DAY"), "poll.resolution: '1DAY' is not"),
+    (
+        "call-shorter-than-one-exchange",
+        _with("podero.call_timeout_seconds", 5),
+        "podero.call_timeout_seconds: must be at least podero.timeout_seconds (10), got 5",
+    ),
+    (
+        "response-limit-too-small",
+        _with("podero.max_response_bytes", 1000),
+        "podero.max_response_bytes: must be at least 65536, got 1000",
+    ),
 ]
 
 
@@ -198,6 +237,68 @@ def test_broken_config_is_refused_with_key_and_reason(case: str, raw: Any, expec
 
 def test_there_are_at_least_twenty_broken_cases() -> None:
     assert len(BROKEN) >= 20
+
+
+def test_duplicate_keys_are_refused_at_any_depth_with_both_lines() -> None:
+    text = yaml.safe_dump(minimal_config(), sort_keys=False)
+    text = text.replace("  name: b\n", "  name: b\n  name: c\n")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, {}, source="c.yaml")
+    line = text.splitlines().index("  name: c") + 1
+    assert (
+        str(info.value) == f"c.yaml: line {line}: duplicate key 'name' (first at line {line - 1})"
+    )
+
+
+def test_anchors_aliases_and_merges_within_reason_are_fine() -> None:
+    inverters = "\n".join(
+        f"- {{org_id: {ORG}, user_id: {USER}, inverter_id: {uuid.UUID(int=n)}, labels: *site}}"
+        for n in range(1, 2001)
+    )
+    text = (
+        "site: &site {site: vienna, region: east}\n"
+        "base: &base {base_url: 'https://podero.invalid', timeout_seconds: 5}\n"
+        "podero:\n  <<: *base\n  timeout_seconds: 7\n  auth: {client_id: c, client_secret: s}\n"
+        f"inverters:\n{inverters}\n"
+    )
+    raw = load_yaml(text)
+    del raw["site"], raw["base"]
+    config = Config.model_validate(raw)
+    assert config.podero.timeout_seconds == 7  # the explicit key wins over the merged one
+    assert len(config.inverters) == 2000
+    assert config.inverters[1999].labels == {"site": "vienna", "region": "east"}
+
+
+def test_the_alias_budget_grows_with_the_text() -> None:
+    assert load_yaml(_laughs(3))["l2"][0][0][0] == "lol"  # 729 laughs: within the floor
+    with pytest.raises(RefusedYaml, match=r"beyond 1\d{4} nodes"):  # 10,000 + 10 per char
+        load_yaml(_laughs(6))  # 9**6 = 531441 from 300 bytes
+
+
+def test_an_env_var_that_is_not_utf8_is_refused() -> None:
+    raw = minimal_config()
+    raw["inverters"][0]["name"] = "${SITE}"
+    with pytest.raises(ConfigError, match=r"^inverters\[0\]\.name: environment variable SITE is"):
+        parse_config(yaml.safe_dump(raw), {"SITE": "caf\udce9"})  # os.environ's view of b"\xe9"
+
+
+def test_a_secret_file_with_bom_and_crlf_gives_the_bare_secret(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"\xef\xbb\xbf  s3cr3t \r\n")
+    raw = minimal_config()
+    del raw["podero"]["auth"]["client_secret"]
+    raw["podero"]["auth"]["client_secret_file"] = str(secret)
+    config = parse_config(yaml.safe_dump(raw), {})
+    assert config.podero.auth.secret().get_secret_value() == "s3cr3t"
+
+
+def test_a_huge_secret_file_is_refused_without_reading_it_all() -> None:
+    raw = minimal_config()
+    del raw["podero"]["auth"]["client_secret"]
+    raw["podero"]["auth"]["client_secret_file"] = "/dev/zero"  # endless
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_dump(raw), {})
+    assert str(info.value) == ("podero.auth.client_secret_file: '/dev/zero' is larger than 64 KiB")
 
 
 def test_unset_env_var_names_the_variable_and_key() -> None:

@@ -154,6 +154,21 @@ BROKEN: list[tuple[str, Any, str]] = [
         "data[0]: battery_charge_level_percent 180 is not a percentage",
     ),
     (
+        "time-huge-string",
+        body({"time": "2026-11-23T11:00:00Z" * 100_000, "price": 1}),
+        "is not an ISO 8601 date-time",
+    ),
+    (
+        "time-year-0",
+        body({"time": "0000-01-01T00:00:00Z", "price": 1}),
+        "is not an ISO 8601 date-time",
+    ),
+    (
+        "value-huge-int",
+        body({"time": "2026-11-23T11:00:00Z", "price": 10**400}),
+        "data[0]: price is out of range",
+    ),
+    (
         "duplicate-times",
         body(
             {"time": "2026-11-23T11:00:00Z", "solar_production_w": 1},
@@ -169,3 +184,38 @@ def test_broken_body_is_refused_with_a_reason(case: str, raw: Any, reason: str) 
     with pytest.raises(InvalidData) as info:
         parse_data_response(raw)
     assert reason in str(info.value)
+
+
+def test_error_messages_stay_short_whatever_the_value() -> None:
+    huge = "x" * 1_000_000
+    for raw in (
+        body({"time": huge}),
+        body({"time": "2026-11-23T11:00:00Z", "price": huge}),
+        {"error": huge},
+    ):
+        with pytest.raises(InvalidData) as info:
+            parse_data_response(raw)
+        assert len(str(info.value)) < 300
+
+
+def test_future_points_are_dropped_before_their_values_are_checked() -> None:
+    raw = body(
+        {"time": "2026-11-23T12:00:00Z", "solar_production_w": 2310, "price": 80},
+        # A forecast an hour ahead whose numbers are broken: not the current point's problem.
+        {"time": "2026-11-23T13:00:00Z", "price": float("nan"), "estimated_consumption": 1e300},
+        {"time": "2026-11-23T13:15:00Z", "battery_charge_level_percent": 180},
+    )
+    with pytest.raises(InvalidData):
+        parse_data_response(raw)  # without a bound: the broken future point is seen
+    points = parse_data_response(raw, until=NOON)
+    assert [p.values for p in points] == [{"solar_production_w": 2310.0, "price": 80.0}]
+    latest = latest_reading(points, NOON)
+    assert latest is not None and latest.values["solar_production_w"] == 2310.0
+
+
+def test_a_point_at_the_bound_is_kept_and_broken_past_points_still_count() -> None:
+    at_bound = body({"time": "2026-11-23T12:07:30Z", "solar_production_w": 1})
+    assert len(parse_data_response(at_bound, until=NOON)) == 1
+    past = body({"time": "2026-11-23T11:00:00Z", "price": float("nan")})
+    with pytest.raises(InvalidData, match="price nan is out of range"):
+        parse_data_response(past, until=NOON)

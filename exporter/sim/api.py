@@ -5,6 +5,7 @@ request counts."""
 from __future__ import annotations
 
 import base64
+import json
 import math
 import random
 import secrets
@@ -51,6 +52,37 @@ class Faults:
     token_prefix: str = ""  # marks issued tokens (canaries in secret-hygiene tests)
     broken_inverters: tuple[str, ...] = ()  # these inverters' data always answers 503
     failing_endpoints: tuple[str, ...] = ()  # e.g. ("users",): these always answer 503
+    # Hostile modes: what a broken or malicious API could send (issue 11). Per inverter (its
+    # data call, or its listing), or per endpoint.
+    trickle_inverters: tuple[str, ...] = ()  # the data body, one byte per trickle_interval_s
+    trickle_interval_s: float = 1.0
+    trickle_headers: bool = False  # trickle the status line and headers too
+    endless_inverters: tuple[str, ...] = ()  # a chunked data body that never ends
+    gzip_bomb_inverters: tuple[str, ...] = ()  # a gzip data body inflating to gzip_bomb_mib
+    gzip_bomb_mib: int = 1024
+    hostile_inverters: tuple[str, ...] = ()  # listing strings (and their user's) hostile
+    hostile_error_inverters: tuple[str, ...] = ()  # data answers 400 with a hostile error
+    future_nan_inverters: tuple[str, ...] = ()  # data has a forecast point with NaN, later
+    redirect_endpoints: tuple[str, ...] = ()  # e.g. ("token",): 307 to redirect_to + path
+    redirect_to: str = ""  # another origin, e.g. http://127.0.0.1:PORT
+    token_expires_in_raw: str = ""  # JSON text sent as expires_in, e.g. "NaN", "1e999"
+
+
+# Strings no API should send, and a real one may: a lone surrogate (the JSON escape
+# \udc80), control characters, a terminal escape, bidirectional overrides, markup, a CRLF
+# header injection, and sheer length.
+HOSTILE_LISTING = {
+    "device_model": {
+        "manufacturer": "Evil\u202eCorp\x00\x1b[31m",
+        "model": "X\udc80<script>alert(1)</script>",
+    },
+    "price_zone": "Z" * 100_000,
+    "lifecycle_state": "auth\nenticated",
+    "connection_status": "\ud800",
+    "monitoring_status": "ok\r\nSet-Cookie: x=1",
+}
+HOSTILE_USER = {"external_user_id": "cust\udc80\n\u2028" + "x" * 5000}
+HOSTILE_ERROR = "No data\udc80\n\x1b[2J" + "!" * 10_000
 
 
 class ApiError(Exception):
@@ -130,6 +162,14 @@ class SimulatedApi:
             self.busiest_second = 0
 
     # --- tokens ----------------------------------------------------------------------------
+    def token_body(self, payload: dict[str, Any]) -> bytes:
+        """A token response as JSON, with `expires_in` replaced by the raw fault if set."""
+        raw = self.faults.token_expires_in_raw
+        if not raw:
+            return json.dumps(payload).encode()
+        text = json.dumps({**payload, "expires_in": "@@expires_in@@"})
+        return text.replace('"@@expires_in@@"', raw).encode()
+
     def _issue(self, with_refresh: bool) -> dict[str, Any]:
         token = self.faults.token_prefix + secrets.token_urlsafe(24)
         lifetime = self.faults.token_lifetime_s
@@ -200,11 +240,20 @@ class SimulatedApi:
     def users(self, org_id: str, include_deleted: bool) -> list[dict[str, Any]]:
         if org_id not in self.fleet.org_ids:
             raise ApiError(404, "Not found.")
+        hostile = {
+            inv.user_id for i in self.faults.hostile_inverters if (inv := self.fleet.by_id.get(i))
+        }
         return [
-            {**asdict(u), "id": u.id}
+            {**asdict(u), "id": u.id, **(HOSTILE_USER if u.id in hostile else {})}
             for u in self.fleet.users
             if u.org_id == org_id and (include_deleted or not u.deleted)
         ]
+
+    def listing(self, inv: SimInverter) -> dict[str, Any]:
+        """The inverter's listing, hostile if the faults say so."""
+        if inv.id in self.faults.hostile_inverters:
+            return {**inv.listing(), **HOSTILE_LISTING}
+        return inv.listing()
 
     def user_inverters(
         self, org_id: str, user_id: str, include_deleted: bool
@@ -213,7 +262,7 @@ class SimulatedApi:
         if user is None or user.org_id != org_id:
             raise ApiError(404, "Not found.")
         return [
-            inv.listing()
+            self.listing(inv)
             for inv in self.fleet.inverters_by_user.get(user_id, [])
             # (Tests remove inverters from by_id to make them disappear.)
             if inv.id in self.fleet.by_id and (include_deleted or not inv.deleted)
@@ -229,7 +278,7 @@ class SimulatedApi:
         solar = current.get("solar_production_w")
         load = current.get("household_consumption_w")
         return {
-            **inv.listing(),
+            **self.listing(inv),
             "current_solar_production_w": solar,
             "current_power_to_grid_w": current.get("export_power_to_grid_w"),
             "household_consumption_w": load,
@@ -261,6 +310,10 @@ class SimulatedApi:
                 raise ApiError(400, f"Unknown keywords: {','.join(unknown)}.")
         points = self._points(inv, start, end, resolution, now)
         data = [{"time": p["time"], **{k: p[k] for k in wanted}} for p in points]
+        if inv.id in self.faults.future_nan_inverters:
+            # A forecast an hour ahead whose numbers are NaN (json.dumps writes NaN).
+            later = bucket_start(now, resolution) + 3600
+            data.append({"time": iso(later), "price": math.nan, "estimated_consumption": math.nan})
         return {
             "metadata": {
                 "requested_at": iso(now),

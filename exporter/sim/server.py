@@ -9,12 +9,14 @@ import re
 import socket
 import threading
 import time
+import zlib
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from exporter.sim.api import ApiError, Faults, SimulatedApi
+from exporter.sim.api import HOSTILE_ERROR, ApiError, Faults, SimulatedApi
 from exporter.sim.clock import ManualClock
 from exporter.sim.fleet import API, MEASURED
 
@@ -33,6 +35,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def handle(self) -> None:
+        # A client that gives up on an answer (a deadline, a size limit) hangs up mid-way.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            super().handle()
 
     # --- plumbing ---------------------------------------------------------------------------
     def _send(
@@ -115,6 +122,61 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         return False
 
+    # --- hostile bodies (Faults' hostile modes) ---------------------------------------------
+    def _hostile_body(self, endpoint: str, inverter_id: str, payload: Any) -> bool:
+        """Send the inverter's data the hostile way the faults ask for; True if sent."""
+        api, f = self.server.api, self.server.api.faults
+        if inverter_id in f.trickle_inverters:
+            mode = "trickle"
+        elif inverter_id in f.endless_inverters:
+            mode = "endless"
+        elif inverter_id in f.gzip_bomb_inverters:
+            mode = "gzip_bomb"
+        else:
+            return False
+        api.count(endpoint, mode)
+        with contextlib.suppress(OSError):  # the client hung up: that was the point
+            if mode == "trickle":
+                self._trickle(json.dumps(payload).encode(), f.trickle_interval_s, f.trickle_headers)
+            elif mode == "endless":
+                self._endless()
+            else:
+                self._send(200, gzip_bomb(f.gzip_bomb_mib), headers={"Content-Encoding": "gzip"})
+        self.close_connection = True
+        return True
+
+    def _trickle(self, body: bytes, interval: float, headers_too: bool) -> None:
+        """A valid response, one byte every `interval` seconds (from the status line on, if
+        `headers_too`), until it is done or the client hangs up."""
+        self.close_connection = True
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        if not headers_too:
+            self.wfile.write(head)
+            self.wfile.flush()
+            head = b""
+        stream = head + body
+        for i in range(len(stream)):
+            self.wfile.write(stream[i : i + 1])
+            self.wfile.flush()
+            time.sleep(interval)
+
+    def _endless(self) -> None:
+        """A chunked JSON body that never ends, until the client hangs up."""
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        opening = b'{"metadata": {}, "data": ['
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(opening), opening))
+        chunk = b'{"time": null},' * 4096
+        frame = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        while True:
+            self.wfile.write(frame)
+
     # --- routes -------------------------------------------------------------------------------
     def do_POST(self) -> None:
         api = self.server.api
@@ -126,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
         api.arrived()
         auth = self.headers.get("Authorization")
         if path.rstrip("/") in ("/oauth2/token", f"{API}/auth/token"):
-            if self._faulted("token"):
+            if self._faulted("token") or self._redirected("token"):
                 return
             if api.roll(api.faults.token_error):
                 self._json("token", 503, {"error": "Token service unavailable."})
@@ -139,7 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
             except ApiError as exc:
                 self._json("token", exc.status, {"error": exc.message})
                 return
-            self._json("token", 200, payload)
+            api.count("token", "200")
+            self._send(200, api.token_body(payload))
             return
         self._json("unknown", 404, {"error": "Not found."})
 
@@ -166,7 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json("unknown", 404, {"error": "Not found."})
             return
-        if self._faulted(endpoint):
+        if self._faulted(endpoint) or self._redirected(endpoint):
             return
         try:
             token = api.check_bearer(self.headers.get("Authorization"))
@@ -178,6 +241,8 @@ class _Handler(BaseHTTPRequestHandler):
             args = [str(g) for g in match.groups()]
             if endpoint == "inverter_data" and args[2] in api.faults.broken_inverters:
                 raise ApiError(503, "This inverter's data is unavailable.")
+            if endpoint == "inverter_data" and args[2] in api.faults.hostile_error_inverters:
+                raise ApiError(400, HOSTILE_ERROR)
             if endpoint in api.faults.failing_endpoints:
                 raise ApiError(503, "Service temporarily unavailable.")
             payload: Any
@@ -192,7 +257,18 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             self._json(endpoint, exc.status, {"error": exc.message})
             return
+        if endpoint == "inverter_data" and self._hostile_body(endpoint, args[2], payload):
+            return
         self._json(endpoint, 200, payload)
+
+    def _redirected(self, endpoint: str) -> bool:
+        """Answer 307 to the same path at `redirect_to` if the faults say so."""
+        f = self.server.api.faults
+        if endpoint not in f.redirect_endpoints or not f.redirect_to:
+            return False
+        location = f.redirect_to.rstrip("/") + self.path
+        self._json(endpoint, 307, {"error": "moved"}, headers={"Location": location})
+        return True
 
     # --- test and demo controls (not part of the real API) ---------------------------------------
     def _admin_get(self, path: str) -> None:
@@ -213,8 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(400, json.dumps({"error": f"unknown faults {sorted(unknown)}"}).encode())
                 return
             merged = {**asdict(api.faults), **body}
-            for key in ("broken_inverters", "failing_endpoints"):
-                merged[key] = tuple(merged[key])
+            for key in merged:
+                if isinstance(getattr(Faults, key, None), tuple):
+                    merged[key] = tuple(merged[key])
             api.faults = Faults(**merged)
             self._send(200, json.dumps(asdict(api.faults)).encode())
         elif path == "/_sim/override" and isinstance(body, dict) and "inverter_id" in body:
@@ -260,6 +337,17 @@ class _SimServer(ThreadingHTTPServer):
             ],
             "publish_lag_s": {i.id: i.publish_lag_s for i in api.fleet.inverters},
         }
+
+
+@lru_cache(maxsize=4)
+def gzip_bomb(mib: int) -> bytes:
+    """A gzip body of about mib KiB that inflates to `mib` MiB of a JSON body's whitespace."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [packer.compress(b'{"metadata": {}, "data": [')]
+    spaces = b" " * (1 << 20)
+    parts.extend(packer.compress(spaces) for _ in range(mib))
+    parts.append(packer.compress(b"]}") + packer.flush())
+    return b"".join(parts)
 
 
 @dataclass

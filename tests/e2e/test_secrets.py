@@ -47,7 +47,7 @@ def config_for(sim: RunningSimulator, **auth: Any) -> dict[str, Any]:
 
 
 def run_and_collect(
-    tmp_path: Path, raw: dict[str, Any], sim: RunningSimulator, faults: Faults
+    tmp_path: Path, raw: dict[str, Any], sim: RunningSimulator, faults: Faults, calls: int = 30
 ) -> str:
     """Run the exporter at debug level through some polls; everything it wrote and served."""
     served = []
@@ -55,7 +55,7 @@ def run_and_collect(
         base, config, log = exporter.base, tmp_path / "config.yaml", exporter.log
         sim.api.faults = faults
         start = sim.api.stats()["requests"]
-        wait_for(lambda: sim.api.stats()["requests"] > start + 30, 30, "30 API calls")
+        wait_for(lambda: sim.api.stats()["requests"] >= start + calls, 30, f"{calls} API calls")
         for path in ("/metrics", "/", "/-/ready", "/-/healthy"):
             served.append(requests.get(base + path, timeout=5).text)
         served.append(requests.post(f"{base}/-/reload", timeout=5).text)
@@ -92,7 +92,8 @@ def test_client_credentials_success_and_failure_paths(
 
 def test_wrong_secret_path(tmp_path: Path, canary_sim: RunningSimulator) -> None:
     raw = config_for(canary_sim, client_secret=SECRET + "-WRONG")
-    output = run_and_collect(tmp_path, raw, canary_sim, Faults(token_prefix=TOKEN))
+    # A refused secret backs off (10 s, doubling): one more token request is all there is.
+    output = run_and_collect(tmp_path, raw, canary_sim, Faults(token_prefix=TOKEN), calls=1)
     assert "invalid_client" in output
     assert_clean(output)
 
