@@ -230,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         WebApp(
             metrics_path=args.telemetry_path,
             metrics=exporter.page.chunks,
+            metrics_gzip=exporter.page.gzip_chunks,
             ready=lambda: exporter.ready,
             reload=reload,
             status=exporter.status_view(),

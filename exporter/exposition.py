@@ -8,6 +8,7 @@ prometheus_client rendering of them (tests/reference.py; a test holds the two to
 
 from __future__ import annotations
 
+import gzip
 import heapq
 import logging
 import threading
@@ -41,6 +42,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HEADERS = {
     f: f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.type}\n".encode() for f in INVERTER_FAMILIES
 }
+GZIP_HEADERS = {f: gzip.compress(text, mtime=0) for f, text in HEADERS.items()}
 TARGET_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is Source.TARGET)
 # Families that polls change; the others (TARGET_FAMILIES) change only with the targets.
 POLLED_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is not Source.TARGET)
@@ -58,6 +60,12 @@ def _float(value: float) -> str:
 @lru_cache(maxsize=65536)
 def _label_text(labels: Labels) -> str:
     return ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
+
+
+def _gzip(data: bytes) -> bytes:
+    # Level 6 (zlib's default): a block changes a few times a minute at most, a scrape
+    # ships every block; mtime=0 keeps the members identical for identical blocks.
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
 def lines_of(samples: Samples) -> dict[Family, bytes]:
@@ -164,13 +172,18 @@ class MetricsPage:
         self._described: set[int] = set()  # blocks whose targets changed too
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
         self._chunks: list[bytes] | None = None
+        # Each non-empty block also as a gzip member, compressed once per change of the block;
+        # concatenated members are one gzip stream (RFC 1952), so a gzip scrape only writes.
+        self._gz: dict[Family, list[bytes | None]] = {}
+        self._gz_chunks: list[bytes] | None = None
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
-        self._blocks, self._chunks = {}, None
+        self._blocks, self._chunks, self._gz, self._gz_chunks = {}, None, {}, None
         self._states = []
         self._slot = {}
         self._blocks = {f: [] for f in INVERTER_FAMILIES}
+        self._gz = {f: [] for f in INVERTER_FAMILIES}
         self._stale_at = []
         self._unrenderable = set()
         self._dirty.clear()
@@ -190,8 +203,10 @@ class MetricsPage:
             self._states.append(state)
             self._slot[state.target.inverter_id] = i
             if i % BLOCK == 0:
-                for blocks in self._blocks.values():
+                for family, blocks in self._blocks.items():
                     blocks.append(b"")
+                    self._gz[family].append(None)
+                self._chunks = self._gz_chunks = None
             self._expire_later(i, None, state, now, max_age)
             self._described.add(i // BLOCK)
             self._dirty.add(i // BLOCK)
@@ -208,8 +223,13 @@ class MetricsPage:
             for family, text in rendered.items():
                 described[family].append(text)
         for family, lines in described.items():
-            self._blocks[family][b] = b"".join(lines)
-        self._chunks = None
+            self._set_block(family, b, b"".join(lines))
+
+    def _set_block(self, family: Family, b: int, data: bytes) -> None:
+        if self._blocks[family][b] != data:
+            self._blocks[family][b] = data
+            self._gz[family][b] = None  # compressed again when a gzip scrape asks
+            self._chunks = self._gz_chunks = None
 
     def _block_states(self, b: int) -> list[InverterState]:
         return self._states[b * BLOCK : (b + 1) * BLOCK]
@@ -225,8 +245,7 @@ class MetricsPage:
             for family, text in (rendered or {}).items():
                 parts[family].append(text)
         for family, lines in parts.items():
-            self._blocks[family][b] = b"".join(lines)
-        self._chunks = None
+            self._set_block(family, b, b"".join(lines))
 
     def _expire_later(
         self,
@@ -290,6 +309,29 @@ class MetricsPage:
     def chunks(self) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another."""
         return [*self.refresh(), self.guard.exposition(), generate_latest(self._telemetry)]
+
+    def gzip_chunks(self) -> list[bytes]:
+        """The same body as gzip members (one gzip stream when concatenated): the per-inverter
+        part from members kept per block, the small rest compressed now."""
+        self.refresh()
+        with self._lock:
+            if self._gz_chunks is None:
+                chunks = []
+                for family, blocks in self._blocks.items():
+                    compressed = self._gz[family]
+                    members = []
+                    for b, block in enumerate(blocks):
+                        if not block:
+                            continue
+                        if compressed[b] is None:
+                            compressed[b] = _gzip(block)
+                        members.append(compressed[b])
+                    chunks.append(GZIP_HEADERS[family])
+                    chunks.extend(m for m in members if m is not None)
+                self._gz_chunks = chunks
+            inverters = self._gz_chunks
+        rest = self.guard.exposition() + generate_latest(self._telemetry)
+        return [*inverters, _gzip(rest)]
 
     def render(self) -> bytes:
         """The whole exposition body."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 from dataclasses import replace
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import exposition
 from exporter.collector import Sample, current_samples, is_fresh
 from exporter.exposition import MetricsPage
 from exporter.metrics import INVERTER_FAMILIES as FAMILIES
@@ -192,6 +195,31 @@ def test_incremental_page_equals_a_full_render_through_changes_and_time() -> Non
             store.apply_targets([*extra, *renamed], [])
         clock.advance(rng.choice([1, 30, 400]))
         assert b"".join(page.refresh()) == render_inverters(store.snapshot(), clock.time(), 3600)
+        if step % 5 == 0:  # the gzip stream inflates to exactly the plain page
+            plain = b"".join(page.chunks())
+            zipped = b"".join(page.gzip_chunks())
+            assert gzip.decompress(zipped) == plain
+
+
+def test_gzip_members_are_compressed_once_per_change_of_their_block(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock(NOON)
+    store = random_store(1000, seed=4)
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    calls: list[int] = []
+    real = exposition._gzip
+    monkeypatch.setattr(exposition, "_gzip", lambda data: calls.append(len(data)) or real(data))
+    page.gzip_chunks()
+    first = len(calls)
+    page.gzip_chunks()
+    assert len(calls) == first + 1  # only the small telemetry part, not one block again
+    one = store.snapshot()[0].target.inverter_id
+    store.record_failure(one, "HTTP 500", NOON, None)
+    before = len(calls)
+    body = b"".join(page.gzip_chunks())
+    assert 1 < len(calls) - before < 20  # a handful of that block's families, plus the rest
+    assert gzip.decompress(body) == b"".join(page.chunks())
 
 
 def test_additions_and_target_changes_do_not_rebuild_the_page() -> None:
