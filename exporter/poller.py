@@ -71,6 +71,8 @@ class Poller:
         self._schedules: dict[str, PollSchedule] = {}
         self._queue: list[tuple[float, str]] = []
         self._jobs: deque[Job] = deque()
+        self._jobs_turn = False  # due polls and jobs alternate when both wait
+        self._unpolled_due: deque[str] = deque()  # new inverters, in the order they came
         self._in_flight: set[str] = set()
         self._unpolled: set[str] = set()
         self._running = 0
@@ -102,6 +104,7 @@ class Poller:
                     offset = phase_offset(inverter_id, self._poll.interval_seconds)
                     self._schedules[inverter_id] = PollSchedule(offset=offset, next_poll=now)
                     self._unpolled.add(inverter_id)
+                    self._unpolled_due.append(inverter_id)
                     self._enqueue(now, inverter_id)
         self._wake.set()
 
@@ -303,7 +306,24 @@ class Poller:
             self._executor.submit(self._work, item)
 
     def _next_item(self, now: float) -> InverterTarget | Job | None:
-        """The most urgent work (lock held): a due poll before any job."""
+        """The most urgent work (lock held): an inverter's first poll before anything (it is
+        what a listing was for); then due polls and jobs take turns, so that neither a poll
+        storm (a new bucket everywhere at once) stalls discovery nor a listing round of
+        10,000 homes delays fresh data by more than half."""
+        while self._unpolled_due:
+            inverter_id = self._unpolled_due.popleft()
+            if inverter_id in self._unpolled and inverter_id not in self._in_flight:
+                self._in_flight.add(inverter_id)
+                return self._targets[inverter_id]
+        self._jobs_turn = not self._jobs_turn
+        if self._jobs_turn and self._jobs:
+            return self._jobs.popleft()
+        poll = self._next_due_poll(now)
+        if poll is not None:
+            return poll
+        return self._jobs.popleft() if self._jobs else None
+
+    def _next_due_poll(self, now: float) -> InverterTarget | None:
         while self._queue and self._queue[0][0] <= now:
             when, inverter_id = heapq.heappop(self._queue)
             schedule = self._schedules.get(inverter_id)
@@ -312,7 +332,7 @@ class Poller:
                 continue
             self._in_flight.add(inverter_id)
             return self._targets[inverter_id]
-        return self._jobs.popleft() if self._jobs else None
+        return None
 
     def _work(self, item: InverterTarget | Job) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -124,3 +125,37 @@ def test_each_replica_lists_only_its_own_homes(
     assert all(n < len(api.fleet.users) for n in listings)
     assert set().union(*owned) == {i.id for i in api.fleet.inverters if not i.deleted}
     assert sum(len(o) for o in owned) == len(set().union(*owned))  # disjoint
+
+
+def test_first_polls_go_first_then_due_polls_and_jobs_take_turns(
+    homes_sim: RunningSimulator, clock: FakeClock
+) -> None:
+    raw = discovery_config(homes_sim)
+    raw["discovery"] = None
+    raw["inverters"] = [
+        {"org_id": i["org_id"], "user_id": i["user_id"], "inverter_id": i["inverter_id"]}
+        for i in homes_sim.describe()["inverters"][:4]
+    ]
+    exporter = Exporter(to_config(raw), clock)
+    poller = exporter.poller
+    known = [t.inverter_id for t in exporter.targets.current()]
+    poller.poll_all()  # every known inverter has been polled once
+    clock.advance(3 * 3600)  # and is due again
+    jobs = [lambda: None for _ in range(3)]
+    for job in jobs:
+        poller.submit(job)
+    newcomer = next(
+        t for t in exporter.targets.current() if t.inverter_id == known[0]
+    )  # a copy stands in for a newly listed inverter
+    newcomer_id = "ffffffff-0000-4000-8000-000000000000"
+    poller.apply_targets([replace(newcomer, inverter_id=newcomer_id)], [])
+    order = []
+    for _ in range(8):
+        item = poller._next_item(clock.time())
+        if item is None:
+            break
+        order.append("job" if callable(item) and item in jobs else item.inverter_id)  # type: ignore[union-attr]
+    assert order[0] == newcomer_id  # its first poll before anything else
+    kinds = ["job" if o == "job" else "poll" for o in order[1:]]
+    assert kinds[:6] == ["job", "poll", "job", "poll", "job", "poll"]
+    exporter.stop()
