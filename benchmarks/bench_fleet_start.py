@@ -130,15 +130,18 @@ def shard_run(homes: int, shards: int) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2,000 homes only")
+    parser.add_argument("--homes", type=int, nargs="*", help="only these fleet sizes")
+    parser.add_argument("--latency-ms", type=int, nargs="*", help="only these latencies")
+    parser.add_argument("--concurrency", type=int, nargs="*", help="only these concurrencies")
     parser.add_argument("--skip", nargs="*", default=[], choices=["discovery", "configured"])
     args = parser.parse_args()
     print(f"machine: {machine()}")
     if "discovery" not in args.skip:
         print("### 7 time to first data with discovery")
-        sizes = (2000,) if args.quick else (2000, 10000)
+        sizes = args.homes or ((2000,) if args.quick else (2000, 10000))
         for homes in sizes:
-            for latency in (100, 300):
-                for concurrency in (32, 64):
+            for latency in args.latency_ms or (100, 300):
+                for concurrency in args.concurrency or (32, 64):
                     discovery_run(homes, latency, concurrency)
     if "configured" not in args.skip:
         print("### 8 one cycle of configured inverters from start, inventory included")
