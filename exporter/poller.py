@@ -109,7 +109,7 @@ class Poller:
         self._wake.set()
 
     def submit(self, job: Job) -> None:
-        """Run `job` (a listing or detail call) on a worker that no due poll needs."""
+        """Run `job` (a listing or detail call) on a free worker, taking turns with due polls."""
         with self._lock:
             self._jobs.append(job)
         self._wake.set()
@@ -118,10 +118,6 @@ class Poller:
         """Whether every inverter has been polled at least once."""
         with self._lock:
             return not self._unpolled
-
-    def pending_jobs(self) -> int:
-        with self._lock:
-            return len(self._jobs)
 
     def set_client(self, client: PoderoClient) -> None:
         """Use this client (new credentials or endpoints) from the next poll on."""
@@ -258,21 +254,6 @@ class Poller:
         done, _ = wait(pending)
         succeeded += sum(1 for f in done if f.exception() is None and f.result())
         return CycleResult(succeeded, len(targets) - succeeded, time.perf_counter() - started)
-
-    def take_due(self, now: float) -> list[InverterTarget]:
-        """Take every inverter whose poll is due by `now` (and not in flight) off the queue."""
-        due: list[InverterTarget] = []
-        with self._lock:
-            while self._queue and self._queue[0][0] <= now:
-                when, inverter_id = heapq.heappop(self._queue)
-                schedule = self._schedules.get(inverter_id)
-                # Skip heap entries left behind by a reschedule or a removed inverter.
-                if schedule is None or schedule.next_poll != when:
-                    continue
-                if inverter_id in self._in_flight:
-                    continue
-                due.append(self._targets[inverter_id])
-        return due
 
     def next_wakeup(self) -> float | None:
         with self._lock:

@@ -186,18 +186,6 @@ class TargetSet:
                 touched[d.inverter_id] = None
             self._publish(list(touched))
 
-    def set_discovered(self, discovered: list[DiscoveredInverter]) -> None:
-        """Every listed inverter at once (a whole discovery round)."""
-        homes: dict[tuple[str, str], list[DiscoveredInverter]] = {}
-        for d in discovered:
-            homes.setdefault((d.org_id, d.user_id), []).append(d)
-        with self._lock:
-            for org_id, user_id in list(self._listed):
-                if (org_id, user_id) not in homes:
-                    self.set_home(org_id, user_id, [])
-            for (org_id, user_id), found in homes.items():
-                self.set_home(org_id, user_id, found)
-
     def add_inventory(self, found: dict[str, Inventory]) -> None:
         """Inventory of configured-only inverters; ones not in `found` keep what was known."""
         with self._lock:
