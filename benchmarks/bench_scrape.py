@@ -64,7 +64,9 @@ def main() -> None:
         exporter = Exporter(config, SystemClock())
         exporter.start()
         # Steady state: the first poll cycle and the first inventory refresh are behind us.
-        while not exporter.ready or exporter.last_inventory is None:
+        while not exporter.ready or any(
+            s.target.inventory is None for s in exporter.store.snapshot()
+        ):
             time.sleep(0.5)
         ours = start_web("127.0.0.1:0", WebApp(exporter.page.chunks, lambda: True, lambda: None))
         reference = CollectorRegistry()

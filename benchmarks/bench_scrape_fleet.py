@@ -92,7 +92,9 @@ def main() -> None:
         config = exporter_config(sim, max_concurrency=32, max_requests_per_second=10_000)
         exporter = Exporter(config, SystemClock())
         exporter.start()
-        while not exporter.ready or exporter.last_inventory is None:
+        while not exporter.ready or any(
+            s.target.inventory is None for s in exporter.store.snapshot()
+        ):
             time.sleep(0.5)  # steady state: first cycle and inventory behind us
         page = exporter.page
         app = WebApp(

@@ -68,6 +68,25 @@ def _gzip(data: bytes) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0)
 
 
+PIECE = 1 << 20
+
+
+def _pieces(chunks: list[bytes]) -> list[bytes]:
+    """Chunks joined into pieces of about PIECE bytes (whole chunks, in order)."""
+    pieces: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        group.append(chunk)
+        size += len(chunk)
+        if size >= PIECE:
+            pieces.append(b"".join(group))
+            group, size = [], 0
+    if group:
+        pieces.append(b"".join(group))
+    return pieces
+
+
 def lines_of(samples: Samples) -> dict[Family, bytes]:
     """Exposition lines by family."""
     return {
@@ -176,6 +195,9 @@ class MetricsPage:
         # concatenated members are one gzip stream (RFC 1952), so a gzip scrape only writes.
         self._gz: dict[Family, list[bytes | None]] = {}
         self._gz_chunks: list[bytes] | None = None
+        # What the last complete refresh handed out: served while the next one renders.
+        self._served: list[bytes] | None = None
+        self._gz_served: list[bytes] | None = None
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
@@ -304,34 +326,57 @@ class MetricsPage:
                     for chunk in (HEADERS[family], *blocks)
                     if chunk
                 ]
+            self._served = self._chunks
             return self._chunks
+
+    def _current(self) -> list[bytes]:
+        """The per-inverter chunks for a scrape: brought up to date, unless a refresh is
+        running right now (the background one, at most a second old): then the chunks it
+        is replacing, so that a scrape never waits behind rendering."""
+        if self._lock.acquire(blocking=False):
+            self._lock.release()
+            return self.refresh()
+        return self._served or self.refresh()
 
     def chunks(self) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another."""
-        return [*self.refresh(), self.guard.exposition(), generate_latest(self._telemetry)]
+        return [*self._current(), self.guard.exposition(), generate_latest(self._telemetry)]
 
     def gzip_chunks(self) -> list[bytes]:
         """The same body as gzip members (one gzip stream when concatenated): the per-inverter
-        part from members kept per block, the small rest compressed now."""
-        self.refresh()
-        with self._lock:
-            if self._gz_chunks is None:
-                chunks = []
-                for family, blocks in self._blocks.items():
-                    compressed = self._gz[family]
-                    members = []
-                    for b, block in enumerate(blocks):
-                        if not block:
-                            continue
-                        if compressed[b] is None:
-                            compressed[b] = _gzip(block)
-                        members.append(compressed[b])
-                    chunks.append(GZIP_HEADERS[family])
-                    chunks.extend(m for m in members if m is not None)
-                self._gz_chunks = chunks
-            inverters = self._gz_chunks
+        part from members kept per block, joined into pieces of about 1 MiB (a few writes
+        per scrape, so a busy process hands the scrape its turns quickly), the small rest
+        compressed now."""
+        self._current()
+        inverters = self._gz_served
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._gz_chunks is None:
+                    self._gz_chunks = _pieces(self._gz_members())
+                inverters = self._gz_served = self._gz_chunks
+            finally:
+                self._lock.release()
+        if inverters is None:  # nothing compressed yet: wait for it this once
+            with self._lock:
+                if self._gz_chunks is None:
+                    self._gz_chunks = _pieces(self._gz_members())
+                inverters = self._gz_served = self._gz_chunks
         rest = self.guard.exposition() + generate_latest(self._telemetry)
         return [*inverters, _gzip(rest)]
+
+    def _gz_members(self) -> list[bytes]:
+        """Every family's header and blocks as gzip members (lock held)."""
+        members = []
+        for family, blocks in self._blocks.items():
+            compressed = self._gz[family]
+            members.append(GZIP_HEADERS[family])
+            for b, block in enumerate(blocks):
+                if block:
+                    member = compressed[b]
+                    if member is None:
+                        member = compressed[b] = _gzip(block)
+                    members.append(member)
+        return members
 
     def render(self) -> bytes:
         """The whole exposition body."""
