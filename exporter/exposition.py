@@ -198,6 +198,7 @@ class MetricsPage:
         # What the last complete refresh handed out: served while the next one renders.
         self._served: list[bytes] | None = None
         self._gz_served: list[bytes] | None = None
+        self._gzip_wanted = False
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
@@ -329,40 +330,33 @@ class MetricsPage:
             self._served = self._chunks
             return self._chunks
 
-    def _current(self) -> list[bytes]:
-        """The per-inverter chunks for a scrape: brought up to date, unless a refresh is
-        running right now (the background one, at most a second old): then the chunks it
-        is replacing, so that a scrape never waits behind rendering."""
-        if self._lock.acquire(blocking=False):
-            self._lock.release()
-            return self.refresh()
-        return self._served or self.refresh()
+    def update(self) -> None:
+        """What the background refresher does every second: bring the page up to date and,
+        once anyone has asked for gzip, its gzip pieces too; scrapes then only write."""
+        self.refresh()
+        if self._gzip_wanted:
+            with self._lock:
+                if self._gz_chunks is None:
+                    self._gz_chunks = _pieces(self._gz_members())
+                self._gz_served = self._gz_chunks
 
     def chunks(self) -> list[bytes]:
-        """The whole exposition body as chunks, ready to be written one after another."""
-        return [*self._current(), self.guard.exposition(), generate_latest(self._telemetry)]
+        """The whole exposition body as chunks, ready to be written one after another: what
+        the last update rendered (at most a second old in the daemon), so that a scrape
+        never renders or waits behind rendering, however busy the process is."""
+        inverters = self._served if self._served is not None else self.refresh()
+        return [*inverters, self.guard.exposition(), generate_latest(self._telemetry)]
 
     def gzip_chunks(self) -> list[bytes]:
         """The same body as gzip members (one gzip stream when concatenated): the per-inverter
         part from members kept per block, joined into pieces of about 1 MiB (a few writes
-        per scrape, so a busy process hands the scrape its turns quickly), the small rest
-        compressed now."""
-        self._current()
-        inverters = self._gz_served
-        if self._lock.acquire(blocking=False):
-            try:
-                if self._gz_chunks is None:
-                    self._gz_chunks = _pieces(self._gz_members())
-                inverters = self._gz_served = self._gz_chunks
-            finally:
-                self._lock.release()
-        if inverters is None:  # nothing compressed yet: wait for it this once
-            with self._lock:
-                if self._gz_chunks is None:
-                    self._gz_chunks = _pieces(self._gz_members())
-                inverters = self._gz_served = self._gz_chunks
+        per scrape), the small rest compressed now."""
+        self._gzip_wanted = True
+        if self._gz_served is None:
+            self.update()
+        assert self._gz_served is not None
         rest = self.guard.exposition() + generate_latest(self._telemetry)
-        return [*inverters, _gzip(rest)]
+        return [*self._gz_served, _gzip(rest)]
 
     def _gz_members(self) -> list[bytes]:
         """Every family's header and blocks as gzip members (lock held)."""
@@ -379,10 +373,11 @@ class MetricsPage:
         return members
 
     def render(self) -> bytes:
-        """The whole exposition body."""
+        """The whole exposition body, brought up to date first (for --once and tests)."""
+        self.refresh()
         return b"".join(self.chunks())
 
     def run_refresher(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Refresh every `interval` seconds until `stop`, so scrapes find the body ready."""
         while not stop.wait(interval):
-            self.refresh()
+            self.update()

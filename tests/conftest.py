@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from exporter.config import Config, parse_config
 from exporter.sim import (
@@ -23,6 +24,10 @@ from exporter.sim import (
     start_simulator,
 )
 from tests.fakes import FakeClock
+
+# Property tests run the same examples on every run (no flaky CI), without a local database.
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.load_profile("deterministic")
 
 # 2026-11-23 12:07:30 UTC: midday, so the simulated sun is up.
 NOON = 1795435650.0

@@ -196,6 +196,7 @@ def test_incremental_page_equals_a_full_render_through_changes_and_time() -> Non
         clock.advance(rng.choice([1, 30, 400]))
         assert b"".join(page.refresh()) == render_inverters(store.snapshot(), clock.time(), 3600)
         if step % 5 == 0:  # the gzip stream inflates to exactly the plain page
+            page.update()
             plain = b"".join(page.chunks())
             zipped = b"".join(page.gzip_chunks())
             assert gzip.decompress(zipped) == plain
@@ -217,9 +218,25 @@ def test_gzip_members_are_compressed_once_per_change_of_their_block(
     one = store.snapshot()[0].target.inverter_id
     store.record_failure(one, "HTTP 500", NOON, None)
     before = len(calls)
+    page.update()  # the refresher's step: the changed block is compressed again, once
     body = b"".join(page.gzip_chunks())
     assert 1 < len(calls) - before < 20  # a handful of that block's families, plus the rest
     assert gzip.decompress(body) == b"".join(page.chunks())
+
+
+def test_scrapes_serve_the_last_update_and_never_render() -> None:
+    clock = FakeClock(NOON)
+    store = random_store(300, seed=9)
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    page.update()
+    served = page.chunks()
+    one = store.snapshot()[0].target.inverter_id
+    store.record_failure(one, "HTTP 500", NOON, None)
+    assert page.chunks()[:-2] == served[:-2]  # the change waits for the next update
+    page.update()
+    after = b"".join(page.chunks())
+    assert after == b"".join([*page.refresh(), *page.chunks()[-2:]])
+    assert after != b"".join(served)
 
 
 def test_additions_and_target_changes_do_not_rebuild_the_page() -> None:

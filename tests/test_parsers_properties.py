@@ -274,7 +274,10 @@ def test_config_limits_are_validated_with_a_named_key(
     try:
         config = parse_config(text, {})
     except ConfigError as exc:
-        assert re.match(r"^(podero|poll)\.[a-z_.]+: ", str(exc)), str(exc)
+        # A named key, or (a lone surrogate that YAML escapes but cannot read back) the line.
+        assert re.match(
+            r"^((podero|poll)\.[a-z_.]+: |config: YAML syntax error at line)", str(exc)
+        ), str(exc)
         return
     assert isinstance(config, Config)
     assert config.poll.resolution == "15MIN"
