@@ -94,3 +94,32 @@ def test_log_levels_other_exporters_use(level: str) -> None:
 def test_warn_means_warning(restore_root_logger: None) -> None:
     setup_logging("warn", "logfmt")
     assert logging.getLogger().level == logging.WARNING
+
+
+def test_the_demo_fires_nothing_unless_a_scenario_asks(clock: FakeClock) -> None:
+    from exporter.cli import _demo_config
+    from exporter.sim.fleet import BATTERY_RESERVE, SOLAR_RATINGS
+
+    config, _ = _demo_config(3, None)
+    thresholds = config.thresholds
+    assert thresholds.grid_export_high_watts is not None
+    assert thresholds.battery_low_percent is not None
+    # Export never exceeds the largest simulated solar rating; the battery keeps a reserve.
+    assert thresholds.grid_export_high_watts > max(SOLAR_RATINGS)
+    assert thresholds.battery_low_percent < BATTERY_RESERVE
+
+
+def test_the_battery_low_scenario_drains_one_battery(clock: FakeClock) -> None:
+    from exporter.cli import _demo_config
+
+    config, _ = _demo_config(3, "battery-low")
+    exporter = Exporter(config, clock)
+    exporter.poll_once()
+    text = exporter.page.render().decode()
+    exporter.stop()
+    ratios = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("podero_inverter_battery_charge_ratio{")
+    ]
+    assert 0.05 in ratios and sum(1 for r in ratios if r < 0.15) == 1

@@ -38,6 +38,7 @@ UNITS = {
 MAX_POINTS = 5000
 # Batteries keep this much charge (percent) as backup reserve and never discharge below it.
 BATTERY_RESERVE = 20.0
+SOLAR_RATINGS = (4000.0, 6000.0, 8000.0, 10000.0, 12000.0)  # watts
 MANUFACTURERS = (
     ("Fronius", "Symo GEN24 10.0 Plus"),
     ("Huawei", "SUN2000-8KTL-M1"),
@@ -155,7 +156,7 @@ class SimFleet:
                     org_id=user.org_id,
                     user_id=user.id,
                     seed=rng.getrandbits(32),
-                    solar_rating_w=rng.choice((4000.0, 6000.0, 8000.0, 10000.0, 12000.0)),
+                    solar_rating_w=rng.choice(SOLAR_RATINGS),
                     base_load_w=rng.uniform(250, 600),
                     battery_capacity_wh=battery,
                     battery_max_w=min(5000.0, battery / 2) if battery else 0.0,
