@@ -30,7 +30,7 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q -e '.[test]'
 
 echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "== mypy"; .venv/bin/mypy exporter
+echo "== mypy"; .venv/bin/mypy -p exporter
 echo "== import layers"; .venv/bin/lint-imports --no-cache
 if [ "$#" -eq 0 ]; then
   # The whole suite, with the coverage floor of pyproject.toml ([tool.coverage.report]).
