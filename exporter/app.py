@@ -251,6 +251,7 @@ class Exporter:
             if new.poll != old.poll or new.podero.max_concurrency != old.podero.max_concurrency:
                 self.poller.set_poll(new.poll, new.podero.max_concurrency)
             self.targets.set_config(new)
+            self.page.update()  # the answer to a reload shows on the next scrape already
             if new.discovery != old.discovery or new.inverters != old.inverters:
                 self._guarded(lambda: self.refresh_inventory(self.poller.submit))
             self.telemetry.config_loaded(True, self.clock.time())
