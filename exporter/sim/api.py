@@ -31,7 +31,6 @@ from exporter.sim.fleet import (
     MAX_POINTS,
     MEASURED,
     RESOLUTIONS,
-    STEP,
     UNITS,
     SimFleet,
     SimInverter,
@@ -39,6 +38,7 @@ from exporter.sim.fleet import (
     bucket_start,
     iso,
 )
+from exporter.sim.noise import STEP
 
 
 @dataclass
