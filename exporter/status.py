@@ -12,7 +12,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -71,6 +71,7 @@ def base_row(state: InverterState) -> dict[str, Any]:
     status = "never polled" if not state.polled else ("ok" if state.up else "failed")
     row: dict[str, Any] = {
         "name": target.name,
+        "kind": target.kind,
         "inverter_id": target.inverter_id,
         "user_id": target.user_id,
         "org_id": target.org_id,
@@ -133,6 +134,7 @@ class Query:
     offset: int = 0
     limit: int = PAGE_SIZE
     problems: bool = False
+    kind: str = ""  # only devices of this kind ("": every kind)
 
     @property
     def page(self) -> int:
@@ -156,6 +158,7 @@ class Query:
             min(offset, 10_000_000),
             limit,
             params.get("problems") in ("1", "true", "yes"),
+            params.get("kind", "")[:40],
         )
 
 
@@ -183,6 +186,8 @@ def select(
 ) -> tuple[list[dict[str, Any]], int]:
     """The base rows matching the filter, sorted, and the finished rows of the page asked
     for; and how many matched."""
+    if query.kind:
+        rows = [r for r in rows if r["kind"] == query.kind]
     needle = query.q.strip().lower()
     if needle:
         rows = [r for r in rows if any(needle in str(r[k] or "").lower() for k in SEARCHED)]
@@ -325,14 +330,17 @@ class StatusView:
             raise Busy()
         return self._slots
 
-    def json(self, params: Mapping[str, str]) -> bytes:
-        """`/api/v1/inverters`: one page of the (filtered, sorted) inverters; raises Busy."""
+    def json(self, params: Mapping[str, str], devices: bool = False) -> bytes:
+        """`/api/v1/inverters`: one page of the (filtered, sorted) inverters; with `devices`,
+        `/api/v1/devices`: of every kind (`kind=` filters); raises Busy."""
         query = Query.parse(params)
+        if not devices:
+            query = replace(query, kind="inverter")
         slot = self._slot()
         try:
             rows, total = select(self.snapshot(), query, self._clock.time(), self._max_age())
             body = {"total": total, "offset": query.offset, "limit": query.limit}
-            return json.dumps({**body, "inverters": rows}).encode()
+            return json.dumps({**body, "devices" if devices else "inverters": rows}).encode()
         finally:
             slot.release()
 

@@ -19,6 +19,7 @@ ELECTRIC_VEHICLE = "electric_vehicle"
 WALLBOX = "wallbox"
 # The API's path segment and the users listing's count field of each kind.
 PATHS = {HEAT_PUMP: "heat-pumps", ELECTRIC_VEHICLE: "electric-vehicles", WALLBOX: "wallboxes"}
+LISTINGS = {HEAT_PUMP: "heat_pumps", ELECTRIC_VEHICLE: "electric_vehicles", WALLBOX: "wallboxes"}
 COUNTS = {
     HEAT_PUMP: "num_heat_pumps",
     ELECTRIC_VEHICLE: "num_electric_vehicles",

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from exporter.sim.api import HOSTILE_ERROR, ApiError, Faults, SimulatedApi
 from exporter.sim.clock import ManualClock
-from exporter.sim.devices import PATHS
+from exporter.sim.devices import LISTINGS, PATHS
 from exporter.sim.fleet import API, MEASURED
 
 _DATA = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/data/?$")
@@ -36,7 +36,7 @@ _DEVICE_ROUTES = [
             re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/([^/]+)/data/?$"),
         ),
         (kind, kind, re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/([^/]+)/?$")),
-        (f"{kind}s", kind, re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/?$")),
+        (LISTINGS[kind], kind, re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/?$")),
     )
 ]
 
