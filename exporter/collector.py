@@ -16,7 +16,7 @@ from collections.abc import Callable
 from exporter import metrics as m
 from exporter.metrics import Family, Source
 from exporter.store import InverterState
-from exporter.targets import Inventory, InverterTarget
+from exporter.targets import InverterTarget, authenticated
 
 Labels = tuple[tuple[str, str], ...]
 Sample = tuple[Labels, float]
@@ -163,7 +163,7 @@ def device_target_samples(target: InverterTarget) -> Samples:
     add(m.DEVICE_INFO, 1.0, (*with_kind, ("org_id", target.org_id), *described, *target.labels))
     if inventory is None:
         return samples
-    add(m.DEVICE_AUTHENTICATED, _bool(device_authenticated(inventory)))
+    add(m.DEVICE_AUTHENTICATED, _bool(authenticated(inventory)))
     if inventory.actions is not None:
         for code in inventory.actions:
             add(m.DEVICE_ACTION_NEEDED, 1.0, (*with_kind, ("action", code)))
@@ -172,18 +172,6 @@ def device_target_samples(target: InverterTarget) -> Samples:
     add(m.DEVICE_SMART_OPTIMIZATION, _bool(inventory.is_smart_optimization_active))
     add(m.DEVICE_OPTIMIZATION_SCORE, inventory.optimization_score)
     return samples
-
-
-def device_authenticated(inventory: Inventory) -> bool | None:
-    """The API's is_authenticated where given; else not while a reauthenticate action is
-    open; else whether the lifecycle state is authenticated (None: nothing to tell)."""
-    if inventory.is_authenticated is not None:
-        return inventory.is_authenticated
-    if inventory.actions and "reauthenticate" in inventory.actions:
-        return False
-    if inventory.lifecycle_state is None:
-        return None
-    return inventory.lifecycle_state == "authenticated"
 
 
 def inverter_samples(state: InverterState) -> Samples:

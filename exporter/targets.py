@@ -41,6 +41,18 @@ class Inventory:
     actions: tuple[str, ...] | None = None  # the codes of the actions the customer must take
 
 
+def authenticated(inventory: Inventory) -> bool | None:
+    """The API's is_authenticated where given; else not while a reauthenticate action is
+    open; else whether the lifecycle state is authenticated (None: nothing to tell)."""
+    if inventory.is_authenticated is not None:
+        return inventory.is_authenticated
+    if inventory.actions and "reauthenticate" in inventory.actions:
+        return False
+    if inventory.lifecycle_state is None:
+        return None
+    return inventory.lifecycle_state == "authenticated"
+
+
 @dataclass(frozen=True, slots=True)
 class InverterTarget:
     """One device to poll and how it is labelled; thresholds already merged with defaults.

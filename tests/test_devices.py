@@ -350,3 +350,21 @@ def test_the_page_with_devices_equals_the_reference_rendering(
     assert samples_of(cached) == samples_of(reference)
     assert cached == render_inverters(exporter.store.snapshot(), clock.time(), max_age).decode()
     assert "podero_device_info{" in cached and "podero_electric_vehicle_charging{" in cached
+
+
+def test_the_status_page_shows_each_kind_and_wallboxes_are_no_problem(
+    home_sim: RunningSimulator, clock: FakeClock
+) -> None:
+    exporter, _ = polled(home_sim, clock)
+    view = exporter.status_view()
+    boxes = json.loads(view.json({"kind": "wallbox"}, devices=True))["devices"]
+    assert {r["status"] for r in boxes} == {"inventory only"}
+    problems = json.loads(view.json({"problems": "1", "limit": "1000"}, devices=True))
+    flagged = {r["inverter_id"] for r in problems["devices"]}
+    assert flagged.isdisjoint(r["inverter_id"] for r in boxes)
+    needing = {d.id for d in home_sim.api.fleet.devices if d.actions}
+    assert needing <= flagged  # an open action is a problem
+    html = view.html({}).decode()
+    assert "<option>heat_pump</option>" in html and "<td>electric_vehicle</td>" in html
+    assert f"{HOMES + len(home_sim.api.fleet.devices)} devices</span>" in html
+    exporter.stop()
