@@ -47,11 +47,12 @@ COUNTS = {k: f"num_{v}" for k, v in LISTINGS.items()}
 def kinds_to_list(user: dict[str, Any]) -> list[str]:
     """The kinds of device worth a listing call for this user: all but those whose
     `num_*` count in the users listing is 0 (an older response without counts: all)."""
-    return [
-        kind
-        for kind in (INVERTER, *OTHER_KINDS)
-        if not (isinstance(n := user.get(COUNTS[kind]), int) and not isinstance(n, bool) and n == 0)
-    ]
+
+    def none_of(kind: str) -> bool:
+        count = user.get(COUNTS[kind])
+        return type(count) is int and count == 0  # (a bool False is no count)
+
+    return [kind for kind in (INVERTER, *OTHER_KINDS) if not none_of(kind)]
 
 
 class DiscoveryObserver(Protocol):

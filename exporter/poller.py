@@ -361,9 +361,12 @@ class Poller:
 
 
 def _fields(target: InverterTarget) -> dict[str, str]:
-    """The identifying log fields of an inverter."""
-    return {
+    """The identifying log fields of a device (an inverter's as they always were)."""
+    fields = {
         "inverter_id": target.inverter_id,
         "name": target.name,
         "user_id": target.user_id,
     }
+    if not target.is_inverter:  # another kind: its id is a device id
+        fields = {"device_id": fields.pop("inverter_id"), **fields, "kind": target.kind}
+    return fields

@@ -368,3 +368,43 @@ def test_the_status_page_shows_each_kind_and_wallboxes_are_no_problem(
     assert "<option>heat_pump</option>" in html and "<td>electric_vehicle</td>" in html
     assert f"{HOMES + len(home_sim.api.fleet.devices)} devices</span>" in html
     exporter.stop()
+
+
+def test_a_failed_listing_of_one_kind_keeps_that_kind_and_a_failed_poll_drops_up(
+    home_sim: RunningSimulator, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = Exporter(to_config(discovery_config(home_sim)), clock)
+    exporter.discover()
+    pumps = set(by_id(exporter, "heat_pump"))
+    home_sim.api.faults = Faults(failing_endpoints=("heat_pumps", "heat_pump_data"))
+    exporter.discover()
+    assert set(by_id(exporter, "heat_pump")) == pumps and len(pumps) == 6
+    with caplog.at_level("WARNING", logger="exporter.poller"):
+        exporter.poller.poll_all()
+    text = exporter.page.render().decode()
+    exporter.stop()
+    up = series(text, "podero_device_up")
+    assert {i for i, (_, v) in up.items() if v == 0.0} == pumps
+    failed = [r for r in caplog.records if r.getMessage() == "poll failed"]
+    assert {r.kv["device_id"] for r in failed} == pumps  # type: ignore[attr-defined]
+    assert {r.kv["kind"] for r in failed} == {"heat_pump"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("counts", "listed"),
+    [
+        ({}, ["inverter", "heat_pump", "electric_vehicle", "wallbox"]),
+        (
+            {"num_inverters": 1, "num_heat_pumps": 0, "num_electric_vehicles": 2},
+            ["inverter", "electric_vehicle", "wallbox"],
+        ),
+        (
+            {"num_inverters": 0, "num_wallboxes": False},
+            ["heat_pump", "electric_vehicle", "wallbox"],
+        ),
+    ],
+)
+def test_kinds_worth_a_listing(counts: dict[str, Any], listed: list[str]) -> None:
+    from exporter.discovery import kinds_to_list
+
+    assert kinds_to_list({"id": "u", **counts}) == listed

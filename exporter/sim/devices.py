@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from exporter.sim.noise import STEP, _unit
+from exporter.sim.noise import STEP, _unit, price_at
 
 HEAT_PUMP = "heat_pump"
 ELECTRIC_VEHICLE = "electric_vehicle"
@@ -149,11 +149,6 @@ def _hour(t: float) -> float:
     return ((t / 3600.0) + 1.0) % 24  # local time is roughly UTC+1
 
 
-def _price(t: float) -> float:
-    hour = _hour(t)
-    return round(95 + 45 * math.sin(2 * math.pi * (hour - 10) / 24) + 12 * _unit("p", t), 2)
-
-
 @lru_cache(maxsize=20_000)
 def device_day(device: SimDevice, day: int) -> list[dict[str, float | bool | None]]:
     """The 96 quarter-hours of one day of a heat pump or an electric vehicle."""
@@ -183,7 +178,7 @@ def _heat_pump_step(device: SimDevice, t: float) -> dict[str, float | bool | Non
         "hot_water_temp": round(hot_water, 1),
         "estimated_consumption": round(power, 1),
         "unoptimized_consumption": round(power * 1.12 + 40.0, 1),
-        "price": _price(t),
+        "price": price_at(t),
     }
 
 
@@ -213,5 +208,5 @@ def _ev_step(device: SimDevice, t: float, day: int) -> dict[str, float | bool | 
         "is_at_optimized_location": home,
         "estimated_consumption": round(power, 1),
         "unoptimized_consumption": round(unoptimized, 1),
-        "price": _price(t),
+        "price": price_at(t),
     }

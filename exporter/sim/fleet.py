@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from exporter.sim.devices import SimDevice, make_devices
-from exporter.sim.noise import STEP, _unit
+from exporter.sim.noise import STEP, _unit, price_at
 
 API = "/api/partners/v2.0"
 RESOLUTIONS = {"15MIN": 900, "1HOUR": 3600, "1DAY": 86400, "1WEEK": 7 * 86400, "1MONTH": None}
@@ -205,8 +205,7 @@ def _household(inv: SimInverter, t: float) -> float:
 
 
 def _price(inv: SimInverter, t: float) -> float:
-    hour = ((t / 3600.0) + 1.0) % 24
-    return round(95 + 45 * math.sin(2 * math.pi * (hour - 10) / 24) + 12 * _unit("p", t), 2)
+    return price_at(t)
 
 
 @lru_cache(maxsize=50_000)
