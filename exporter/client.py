@@ -11,13 +11,21 @@ from urllib.parse import quote
 
 from exporter.auth import TokenProvider
 from exporter.logs import kv
-from exporter.readings import DataPoint, InvalidData, parse_data_response
+from exporter.readings import (
+    FIELDS_BY_KIND,
+    VALUE_FIELDS,
+    DataPoint,
+    InvalidData,
+    parse_data_response,
+)
 from exporter.text import clean_text
 from exporter.transport import ApiError, InvalidResponse, Reply, Transport, decode_json
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/partners/v2.0"
+# The data series of the device kinds that have one, besides inverters.
+DATA_PATHS = {"heat_pump": "heat-pumps", "electric_vehicle": "electric-vehicles"}
 
 
 def iso(epoch: float) -> str:
@@ -92,17 +100,47 @@ class PoderoClient:
     ) -> list[DataPoint]:
         """The points of one inverter in [start, end] (none after `end`: points still to come
         are dropped unread), sorted by time. One deadline covers the whole call."""
+        path = f"/org/{_segment(org_id)}/users/{_segment(user_id)}/inverters/"
+        return self._data(
+            "inverter_data", path + _segment(inverter_id), VALUE_FIELDS, start, end, resolution
+        )
+
+    def device_data(
+        self,
+        kind: str,
+        org_id: str,
+        user_id: str,
+        device_id: str,
+        *,
+        start: float,
+        end: float,
+        resolution: str,
+    ) -> list[DataPoint]:
+        """The points of a heat pump (`kind` "heat_pump") or an electric vehicle
+        ("electric_vehicle") in [start, end], as `inverter_data` reads an inverter's."""
+        segment = DATA_PATHS[kind]
+        path = f"/org/{_segment(org_id)}/users/{_segment(user_id)}/{segment}/{_segment(device_id)}"
+        return self._data(f"{kind}_data", path, FIELDS_BY_KIND[kind], start, end, resolution)
+
+    def _data(
+        self,
+        endpoint: str,
+        path: str,
+        fields: tuple[str, ...],
+        start: float,
+        end: float,
+        resolution: str,
+    ) -> list[DataPoint]:
         body = self.get_json(
-            "inverter_data",
-            f"/org/{_segment(org_id)}/users/{_segment(user_id)}/inverters/"
-            f"{_segment(inverter_id)}/data",
+            endpoint,
+            path + "/data",
             {"from_datetime": iso(start), "to_datetime": iso(end), "resolution": resolution},
         )
         try:
-            return parse_data_response(body, until=end)
+            return parse_data_response(body, until=end, fields=fields)
         except InvalidData as exc:
-            self._transport.observer.invalid_response("inverter_data")
-            raise InvalidResponse("inverter_data", clean_text(str(exc), 300)) from None
+            self._transport.observer.invalid_response(endpoint)
+            raise InvalidResponse(endpoint, clean_text(str(exc), 300)) from None
 
 
 def _segment(value: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from exporter import metrics as m
 from exporter.metrics import Family, Source
 from exporter.store import InverterState
-from exporter.targets import InverterTarget
+from exporter.targets import InverterTarget, authenticated
 
 Labels = tuple[tuple[str, str], ...]
 Sample = tuple[Labels, float]
@@ -44,6 +44,8 @@ def _adder(samples: Samples, ids: Labels) -> Callable[..., None]:
 
 def polled_samples(state: InverterState) -> Samples:
     """The samples that polls change: values, timestamps, up, next poll."""
+    if not state.target.is_inverter:
+        return device_polled_samples(state)
     samples: Samples = {}
     add = _adder(samples, _ids(state.target))
     reading = state.reading
@@ -66,6 +68,8 @@ def polled_samples(state: InverterState) -> Samples:
 
 def target_samples(target: InverterTarget) -> Samples:
     """The samples that describe the inverter (Source.TARGET families): config and inventory."""
+    if not target.is_inverter:
+        return device_target_samples(target)
     samples: Samples = {}
     ids = _ids(target)
     add = _adder(samples, ids)
@@ -106,6 +110,67 @@ def target_samples(target: InverterTarget) -> Samples:
         add(m.SOLAR_POWER_RATING, _converted(m.SOLAR_POWER_RATING, inventory.solar_power_rating_kw))
         add(m.BATTERY_CAPACITY, _converted(m.BATTERY_CAPACITY, inventory.battery_capacity_kwh))
         add(m.BATTERY_CONNECTED, _bool(inventory.is_battery_connected))
+    return samples
+
+
+def _device_ids(target: InverterTarget) -> Labels:
+    return (("device_id", target.inverter_id), ("name", target.name), ("user_id", target.user_id))
+
+
+def device_polled_samples(state: InverterState) -> Samples:
+    """A heat pump's or an EV's samples that polls change: its kind's values, the data
+    timestamp and up (a wallbox, never polled, has none).
+
+    Example for a heat pump:
+        podero_heat_pump_hot_water_temperature_celsius{device_id="..",name="..",user_id=".."} 52.1
+        podero_device_up{device_id="..",name="..",user_id="..",kind="heat_pump"} 1.0
+    """
+    samples: Samples = {}
+    target = state.target
+    ids = _device_ids(target)
+    add = _adder(samples, ids)
+    with_kind = (*ids, ("kind", target.kind))
+    reading = state.reading
+    if reading is not None:
+        for family in m.DEVICE_READINGS.get(target.kind, ()):
+            value = reading.values.get(family.field or "")
+            add(family, None if value is None else family.convert(value))
+        add(m.DEVICE_DATA_TIMESTAMP, reading.time, with_kind)
+    if state.polled:
+        add(m.DEVICE_UP, 1.0 if state.up else 0.0, with_kind)
+    return samples
+
+
+def device_target_samples(target: InverterTarget) -> Samples:
+    """What describes a heat pump, EV or wallbox: info, authentication, open actions,
+    smart optimisation and its score."""
+    samples: Samples = {}
+    ids = _device_ids(target)
+    with_kind = (*ids, ("kind", target.kind))
+    add = _adder(samples, with_kind)
+    inventory = target.inventory
+    described: Labels = ()
+    if inventory is not None:
+        described = tuple(
+            (key, value)
+            for key, value in (
+                ("manufacturer", inventory.manufacturer),
+                ("model", inventory.model),
+                ("lifecycle_state", inventory.lifecycle_state),
+            )
+            if value is not None
+        )
+    add(m.DEVICE_INFO, 1.0, (*with_kind, ("org_id", target.org_id), *described, *target.labels))
+    if inventory is None:
+        return samples
+    add(m.DEVICE_AUTHENTICATED, _bool(authenticated(inventory)))
+    if inventory.actions is not None:
+        for code in inventory.actions:
+            add(m.DEVICE_ACTION_NEEDED, 1.0, (*with_kind, ("action", code)))
+        if not inventory.actions:
+            add(m.DEVICE_ACTION_NEEDED, 0.0)
+    add(m.DEVICE_SMART_OPTIMIZATION, _bool(inventory.is_smart_optimization_active))
+    add(m.DEVICE_OPTIMIZATION_SCORE, inventory.optimization_score)
     return samples
 
 

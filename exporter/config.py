@@ -40,7 +40,13 @@ DEFAULT_TOKEN_PATHS = {
     "password": "/api/partners/v2.0/auth/token",
 }
 # Labels the exporter sets itself; a user label of the same name would clash.
-RESERVED_LABELS = frozenset({"inverter_id", "name", "org_id", "user_id", "job", "instance"})
+RESERVED_LABELS = frozenset(
+    {"inverter_id", "device_id", "kind", "name", "org_id", "user_id", "job", "instance"}
+)
+# The kinds of device a home may have; `inverters:` entries name theirs with `kind:`.
+DeviceKind = Literal["inverter", "heat_pump", "electric_vehicle", "wallbox"]
+INVERTER = "inverter"
+OTHER_KINDS: tuple[DeviceKind, ...] = ("heat_pump", "electric_vehicle", "wallbox")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A response body larger than this (decoded) is abandoned: a day of 15-minute points is a
@@ -246,11 +252,13 @@ UuidStr = Annotated[str, Field(min_length=1)]
 
 @dataclass(frozen=True, slots=True, config=_ENTRY)
 class InverterConfig:
-    """One inverter to poll, with its display name and extra labels."""
+    """One device to poll (an inverter unless `kind` says otherwise; its id is still given
+    as `inverter_id`), with its display name and extra labels."""
 
     org_id: UuidStr
     user_id: UuidStr
     inverter_id: UuidStr
+    kind: DeviceKind = "inverter"
     name: str | None = Field(default=None, min_length=1, max_length=200)
     labels: dict[str, str] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)

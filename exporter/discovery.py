@@ -20,13 +20,39 @@ from typing import Any, Protocol
 
 from exporter.client import PoderoClient
 from exporter.clock import Clock
-from exporter.config import DiscoveryConfig, ShardConfig
+from exporter.config import INVERTER, OTHER_KINDS, DiscoveryConfig, ShardConfig
 from exporter.logs import kv
 from exporter.targets import DiscoveredInverter, Inventory, InverterTarget, TargetSet
 from exporter.text import DEFAULT_LIMIT, clean_text
 from exporter.transport import ApiError, InvalidResponse
 
 log = logging.getLogger(__name__)
+
+# Each kind's path below a user, its listing's endpoint name, and the users listing's count.
+PATHS = {
+    INVERTER: "inverters",
+    "heat_pump": "heat-pumps",
+    "electric_vehicle": "electric-vehicles",
+    "wallbox": "wallboxes",
+}
+LISTINGS = {
+    INVERTER: "inverters",
+    "heat_pump": "heat_pumps",
+    "electric_vehicle": "electric_vehicles",
+    "wallbox": "wallboxes",
+}
+COUNTS = {k: f"num_{v}" for k, v in LISTINGS.items()}
+
+
+def kinds_to_list(user: dict[str, Any]) -> list[str]:
+    """The kinds of device worth a listing call for this user: all but those whose
+    `num_*` count in the users listing is 0 (an older response without counts: all)."""
+
+    def none_of(kind: str) -> bool:
+        count = user.get(COUNTS[kind])
+        return type(count) is int and count == 0  # (a bool False is no count)
+
+    return [kind for kind in (INVERTER, *OTHER_KINDS) if not none_of(kind)]
 
 
 class DiscoveryObserver(Protocol):
@@ -66,6 +92,11 @@ def owner_of(user: dict[str, Any]) -> str | None:
     return (email.split("@", 1)[0].strip() or None) if email else None
 
 
+def _kind_name(owner: str | None, kind: str) -> str:
+    """The owner's handle with the device kind, e.g. `cust-00001-heat-pump`."""
+    return f"{clean_text(owner or 'home')[:100]}-{kind.replace('_', '-')}"
+
+
 def default_name(owner: str | None, inverter_id: str) -> str:
     """The name of a discovered inverter without a configured one, stable across restarts."""
     # Cut, not ellipsised: the name is a label value and must stay what it always was.
@@ -89,7 +120,21 @@ def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
         battery_capacity_kwh=_number(item.get("battery_capacity_kwh")),
         is_battery_connected=_flag(item.get("is_battery_connected")),
         owner=owner,
+        is_smart_optimization_active=_flag(item.get("is_smart_optimization_active")),
+        optimization_score=_number(item.get("optimization_score")),
+        actions=_actions(item.get("actions")),
     )
+
+
+MAX_ACTIONS = 20
+
+
+def _actions(value: Any) -> tuple[str, ...] | None:
+    """The codes of a device's `actions` (each `{code, resolution_link}`); None if absent."""
+    if not isinstance(value, list):
+        return None
+    codes = (_text(a.get("code"), 64) for a in value[:MAX_ACTIONS] if isinstance(a, dict))
+    return tuple(sorted({code for code in codes if code}))
 
 
 def _is_uuid(value: Any) -> bool:
@@ -180,33 +225,42 @@ class FleetDiscovery:
             raise
         mine = [u for u in users if self._shard.owns(str(u["id"]))]
         for user_id in self._targets.listed_homes(org) - {str(u["id"]) for u in mine}:
-            self._targets.set_home(org, user_id, [])
-        with self._lock:
-            self._rounds[org].pending = len(mine)
-        if not mine:
-            self._finish(org, ok=True)
+            for kind in PATHS:
+                self._targets.set_home(org, user_id, [], kind)
+        listings: list[tuple[dict[str, Any], str]] = []
         for user in mine:
-            submit(partial(self._list_home, org, user))
+            wanted = kinds_to_list(user)
+            for kind in PATHS:
+                if kind not in wanted:  # none now: the devices listed before are gone
+                    self._targets.set_home(org, str(user["id"]), [], kind)
+            listings.extend((user, kind) for kind in wanted)
+        with self._lock:
+            self._rounds[org].pending = len(listings)
+        if not listings:
+            self._finish(org, ok=True)
+        for user, kind in listings:
+            submit(partial(self._list_home, org, user, kind))
 
-    def _list_home(self, org: str, user: dict[str, Any]) -> None:
+    def _list_home(self, org: str, user: dict[str, Any], kind: str = INVERTER) -> None:
         user_id = str(user["id"])
+        endpoint = LISTINGS[kind]
         ok = True
         try:
             items = _listed(
                 self._client.get_json(
-                    "inverters", f"/org/{org}/users/{user_id}/inverters", self._deleted_param()
+                    endpoint, f"/org/{org}/users/{user_id}/{PATHS[kind]}", self._deleted_param()
                 ),
-                "inverters",
+                endpoint,
             )
         except ApiError as exc:
             ok = False
             log.warning(
-                "listing a user's inverters failed, keeping their last inventory",
-                extra=kv(org_id=org, user_id=user_id, reason=exc.reason),
+                "listing a user's devices failed, keeping their last inventory",
+                extra=kv(org_id=org, user_id=user_id, kind=kind, reason=exc.reason),
             )
         except Exception:  # a bug: counted as a failed listing, so the round still ends
             ok = False
-            log.exception("listing a user's inverters crashed", extra=kv(user_id=user_id))
+            log.exception("listing a user's devices crashed", extra=kv(user_id=user_id, kind=kind))
         else:
             owner = owner_of(user)
             found = [
@@ -214,13 +268,16 @@ class FleetDiscovery:
                     org_id=org,
                     user_id=user_id,
                     inverter_id=str(item["id"]),
-                    name=default_name(owner, str(item["id"])),
+                    name=default_name(
+                        owner if kind == INVERTER else _kind_name(owner, kind), str(item["id"])
+                    ),
                     inventory=inventory_from(item, owner),
                     deleted=item.get("deleted_at") is not None,
+                    kind=kind,
                 )
                 for item in items
             ]
-            self._targets.set_home(org, user_id, [d for d in found if self._wanted(d)])
+            self._targets.set_home(org, user_id, [d for d in found if self._wanted(d)], kind)
         with self._lock:
             state = self._rounds[org]
             state.failed = state.failed or not ok
@@ -268,8 +325,9 @@ def inventory_job(client: PoderoClient, target: InverterTarget, targets: TargetS
     def job() -> None:
         try:
             body = client.get_json(
-                "inverter",
-                f"/org/{target.org_id}/users/{target.user_id}/inverters/{target.inverter_id}",
+                target.kind,
+                f"/org/{target.org_id}/users/{target.user_id}/{PATHS[target.kind]}/"
+                f"{target.inverter_id}",
             )
         except ApiError as exc:  # the inventory known before stays
             log.warning(

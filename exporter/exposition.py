@@ -30,7 +30,7 @@ from exporter.collector import (
 )
 from exporter.logs import kv
 from exporter.memory import release_free_memory
-from exporter.metrics import INVERTER_FAMILIES, RENDER_ERRORS, Family, Source
+from exporter.metrics import DEVICE_FAMILIES, INVERTER_FAMILIES, RENDER_ERRORS, Family, Source
 from exporter.store import InverterState, ReadingStore
 from exporter.targets import InverterTarget
 from exporter.text import clean_text
@@ -39,13 +39,18 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The inverters' families, always served (with HELP and TYPE even before a sample), then the
+# other kinds', served only once some device has a sample of them: a fleet of inverters
+# alone gets the page it always had.
+PAGE_FAMILIES = (*INVERTER_FAMILIES, *DEVICE_FAMILIES)
+ALWAYS_SERVED = frozenset(INVERTER_FAMILIES)
 HEADERS = {
-    f: f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.type}\n".encode() for f in INVERTER_FAMILIES
+    f: f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.type}\n".encode() for f in PAGE_FAMILIES
 }
 GZIP_HEADERS = {f: gzip.compress(text, mtime=0) for f, text in HEADERS.items()}
-TARGET_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is Source.TARGET)
+TARGET_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is Source.TARGET)
 # Families that polls change; the others (TARGET_FAMILIES) change only with the targets.
-POLLED_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is not Source.TARGET)
+POLLED_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is not Source.TARGET)
 
 
 def _escape(value: str) -> str:
@@ -205,8 +210,8 @@ class MetricsPage:
         self._blocks, self._chunks, self._gz, self._gz_chunks = {}, None, {}, None
         self._states = []
         self._slot = {}
-        self._blocks = {f: [] for f in INVERTER_FAMILIES}
-        self._gz = {f: [] for f in INVERTER_FAMILIES}
+        self._blocks = {f: [] for f in PAGE_FAMILIES}
+        self._gz = {f: [] for f in PAGE_FAMILIES}
         self._stale_at = []
         self._unrenderable = set()
         self._dirty.clear()
@@ -324,6 +329,7 @@ class MetricsPage:
                 self._chunks = [
                     chunk
                     for family, blocks in self._blocks.items()
+                    if family in ALWAYS_SERVED or any(blocks)
                     for chunk in (HEADERS[family], *blocks)
                     if chunk
                 ]
@@ -362,6 +368,8 @@ class MetricsPage:
         """Every family's header and blocks as gzip members (lock held)."""
         members = []
         for family, blocks in self._blocks.items():
+            if family not in ALWAYS_SERVED and not any(blocks):
+                continue
             compressed = self._gz[family]
             members.append(GZIP_HEADERS[family])
             for b, block in enumerate(blocks):

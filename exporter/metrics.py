@@ -275,6 +275,167 @@ ENERGY_FAMILIES = tuple(f for f in INVERTER_FAMILIES if f.source is Source.ENERG
 CONNECTION_STATES = ("connected", "disconnected", "unknown")
 MONITORING_STATES = ("ok", "warning", "error", "unknown")
 
+# --- the other devices of a home: heat pumps, electric vehicles, wallboxes -------------------
+# Every series carries device_id, user_id and name (a home's devices join on user_id).
+HEAT_PUMP_INLET_TEMPERATURE = _reading(
+    "podero_heat_pump_inlet_temperature_celsius",
+    "inlet_temp_act",
+    "Actual inlet temperature of the heat pump in degrees Celsius (API field inlet_temp_act; "
+    "the API does not say of which circuit).",
+)
+HEAT_PUMP_HOT_WATER_TEMPERATURE = _reading(
+    "podero_heat_pump_hot_water_temperature_celsius",
+    "hot_water_temp",
+    "Hot water temperature in degrees Celsius (API field hot_water_temp).",
+)
+HEAT_PUMP_ESTIMATED_CONSUMPTION = _reading(
+    "podero_heat_pump_estimated_consumption_watts",
+    "estimated_consumption",
+    "Estimated consumption of the heat pump in watts (API field estimated_consumption).",
+)
+HEAT_PUMP_UNOPTIMIZED_CONSUMPTION = _reading(
+    "podero_heat_pump_unoptimized_consumption_watts",
+    "unoptimized_consumption",
+    "Consumption of the heat pump without Podero's optimisation in watts "
+    "(API field unoptimized_consumption).",
+)
+HEAT_PUMP_PRICE = _reading(
+    "podero_heat_pump_price",
+    "price",
+    "Energy price of the heat pump's exported data point, as delivered by the API field "
+    "price (unit not documented; examples look like currency per MWh).",
+)
+EV_BATTERY_LEVEL = _reading(
+    "podero_electric_vehicle_battery_level_ratio",
+    "battery_level",
+    "Battery level of the electric vehicle, 0 to 1 (API field battery_level / 100).",
+    scale=0.01,
+)
+EV_CHARGING = _reading(
+    "podero_electric_vehicle_charging",
+    "is_charging",
+    "1 if the electric vehicle is charging, else 0 (API field is_charging).",
+)
+EV_PLUGGED_IN = _reading(
+    "podero_electric_vehicle_plugged_in",
+    "is_plugged_in",
+    "1 if the electric vehicle is plugged in, else 0 (API field is_plugged_in).",
+)
+EV_AT_OPTIMIZED_LOCATION = _reading(
+    "podero_electric_vehicle_at_optimized_location",
+    "is_at_optimized_location",
+    "1 if the electric vehicle is where Podero optimises its charging (home), else 0 "
+    "(API field is_at_optimized_location).",
+)
+EV_ESTIMATED_CONSUMPTION = _reading(
+    "podero_electric_vehicle_estimated_consumption_watts",
+    "estimated_consumption",
+    "Estimated charging consumption of the electric vehicle in watts "
+    "(API field estimated_consumption).",
+)
+EV_UNOPTIMIZED_CONSUMPTION = _reading(
+    "podero_electric_vehicle_unoptimized_consumption_watts",
+    "unoptimized_consumption",
+    "Charging consumption without Podero's optimisation in watts "
+    "(API field unoptimized_consumption).",
+)
+EV_PRICE = _reading(
+    "podero_electric_vehicle_price",
+    "price",
+    "Energy price of the electric vehicle's exported data point, as delivered by the API "
+    "field price (unit not documented; examples look like currency per MWh).",
+)
+DEVICE_DATA_TIMESTAMP = Family(
+    "podero_device_data_timestamp_seconds",
+    "Time of the exported data point of a heat pump or electric vehicle (API field time), "
+    "Unix seconds.",
+    Source.POLL,
+    field="time",
+    labels=("kind",),
+)
+DEVICE_UP = Family(
+    "podero_device_up",
+    "1 if the last poll of this heat pump or electric vehicle succeeded, else 0 "
+    "(wallboxes have no data to poll).",
+    Source.POLL,
+    labels=("kind",),
+)
+DEVICE_INFO = Family(
+    "podero_device_info",
+    "Always 1; labels describe a heat pump, electric vehicle or wallbox: kind, ids, "
+    "configured labels, and where known manufacturer and model (API field device_model) "
+    "and lifecycle_state.",
+    Source.TARGET,
+    labels=("kind",),
+)
+DEVICE_AUTHENTICATED = Family(
+    "podero_device_authenticated",
+    "1 if the device's manufacturer connection is authenticated, 0 if not: the API field "
+    "is_authenticated where given, else 0 while a reauthenticate action is open, else "
+    "1 if lifecycle_state is authenticated.",
+    Source.TARGET,
+    field="is_authenticated",
+    labels=("kind",),
+)
+DEVICE_ACTION_NEEDED = Family(
+    "podero_device_action_needed",
+    "1 for every action the customer must take on this device (API field actions; the "
+    "label action is its code, e.g. reauthenticate); a series without action is 0 when "
+    "there is none.",
+    Source.TARGET,
+    field="actions",
+    labels=("kind", "action"),
+)
+DEVICE_SMART_OPTIMIZATION = Family(
+    "podero_device_smart_optimization_active",
+    "1 if Podero's smart optimisation is active for the device, else 0 "
+    "(API field is_smart_optimization_active).",
+    Source.TARGET,
+    field="is_smart_optimization_active",
+    labels=("kind",),
+)
+DEVICE_OPTIMIZATION_SCORE = Family(
+    "podero_device_optimization_score",
+    "The device's optimisation score as the API field optimization_score gives it.",
+    Source.TARGET,
+    field="optimization_score",
+    labels=("kind",),
+)
+HEAT_PUMP_READINGS = (
+    HEAT_PUMP_INLET_TEMPERATURE,
+    HEAT_PUMP_HOT_WATER_TEMPERATURE,
+    HEAT_PUMP_ESTIMATED_CONSUMPTION,
+    HEAT_PUMP_UNOPTIMIZED_CONSUMPTION,
+    HEAT_PUMP_PRICE,
+)
+EV_READINGS = (
+    EV_BATTERY_LEVEL,
+    EV_CHARGING,
+    EV_PLUGGED_IN,
+    EV_AT_OPTIMIZED_LOCATION,
+    EV_ESTIMATED_CONSUMPTION,
+    EV_UNOPTIMIZED_CONSUMPTION,
+    EV_PRICE,
+)
+# The reading families of each kind besides inverters.
+DEVICE_READINGS: dict[str, tuple[Family, ...]] = {
+    "heat_pump": HEAT_PUMP_READINGS,
+    "electric_vehicle": EV_READINGS,
+}
+# Every family of the other kinds, in the order they are served (after the inverters'; a
+# family's HELP and TYPE appear only once a device has a sample of it).
+DEVICE_FAMILIES: tuple[Family, ...] = (
+    *HEAT_PUMP_READINGS,
+    *EV_READINGS,
+    DEVICE_DATA_TIMESTAMP,
+    DEVICE_UP,
+    DEVICE_INFO,
+    DEVICE_AUTHENTICATED,
+    DEVICE_ACTION_NEEDED,
+    DEVICE_SMART_OPTIMIZATION,
+    DEVICE_OPTIMIZATION_SCORE,
+)
+
 # --- the exporter itself --------------------------------------------------------------------
 API_REQUESTS = Family(
     "podero_api_requests_total",

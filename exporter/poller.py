@@ -20,7 +20,7 @@ from exporter.clock import Clock, Stopped
 from exporter.config import PollConfig
 from exporter.energy import EnergyTotals, add_completed_buckets
 from exporter.logs import kv
-from exporter.readings import DataPoint, latest_reading
+from exporter.readings import MEASURED_BY_KIND, DataPoint, latest_reading
 from exporter.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
 from exporter.store import ReadingStore
 from exporter.targets import InverterTarget
@@ -99,6 +99,11 @@ class Poller:
                 self._unpolled.discard(inverter_id)
             for target in changed:
                 inverter_id = target.inverter_id
+                if not target.polled:  # a wallbox: inventory only, never polled
+                    self._targets.pop(inverter_id, None)
+                    self._schedules.pop(inverter_id, None)
+                    self._unpolled.discard(inverter_id)
+                    continue
                 self._targets[inverter_id] = target
                 if inverter_id not in self._schedules:
                     offset = phase_offset(inverter_id, self._poll.interval_seconds)
@@ -152,14 +157,7 @@ class Poller:
         ok, newest, reading, error = False, None, None, ""
         points: list[DataPoint] = []
         try:
-            points = self._client.inverter_data(
-                target.org_id,
-                target.user_id,
-                target.inverter_id,
-                start=now - self._poll.lookback_seconds,
-                end=now,
-                resolution=self._poll.resolution,
-            )
+            points = self._fetch(target, now)
         except ApiError as exc:
             error = exc.reason
             log.warning(
@@ -178,10 +176,11 @@ class Poller:
             log.exception("poll crashed", extra=kv(**_fields(target)))
         else:
             ok = True
-            reading = latest_reading(points, now)
+            reading = latest_reading(points, now, MEASURED_BY_KIND[target.kind])
             newest = reading.time if reading else None
         done = self._clock.time()
-        energy = self._energy_after(target, now, points)
+        # Energy totals are an inverter's (its power flows); other kinds have none yet.
+        energy = self._energy_after(target, now, points) if target.is_inverter else None
         with self._lock:
             schedule = self._schedules.get(target.inverter_id)
             if schedule is not None:
@@ -206,6 +205,28 @@ class Poller:
         self._observer.poll_done(time.perf_counter() - started, ok)
         self.after_poll()
         return ok
+
+    def _fetch(self, target: InverterTarget, now: float) -> list[DataPoint]:
+        """The device's data points of the lookback window, from its kind's data endpoint."""
+        start, resolution = now - self._poll.lookback_seconds, self._poll.resolution
+        if target.is_inverter:
+            return self._client.inverter_data(
+                target.org_id,
+                target.user_id,
+                target.inverter_id,
+                start=start,
+                end=now,
+                resolution=resolution,
+            )
+        return self._client.device_data(
+            target.kind,
+            target.org_id,
+            target.user_id,
+            target.inverter_id,
+            start=start,
+            end=now,
+            resolution=resolution,
+        )
 
     def _energy_after(
         self, target: InverterTarget, now: float, points: list[DataPoint]
@@ -340,9 +361,12 @@ class Poller:
 
 
 def _fields(target: InverterTarget) -> dict[str, str]:
-    """The identifying log fields of an inverter."""
-    return {
+    """The identifying log fields of a device (an inverter's as they always were)."""
+    fields = {
         "inverter_id": target.inverter_id,
         "name": target.name,
         "user_id": target.user_id,
     }
+    if not target.is_inverter:  # another kind: its id is a device id
+        fields = {"device_id": fields.pop("inverter_id"), **fields, "kind": target.kind}
+    return fields

@@ -25,6 +25,23 @@ MEASURED_FIELDS = (
 # Forecasts and prices: exported alongside a measured point, never on their own.
 OTHER_FIELDS = ("price", "estimated_consumption", "unoptimized_consumption")
 VALUE_FIELDS = MEASURED_FIELDS + OTHER_FIELDS
+# The other kinds' data points (the same response shape): measured values, then the rest.
+HEAT_PUMP_MEASURED = ("inlet_temp_act", "hot_water_temp")
+EV_MEASURED = ("battery_level", "is_charging", "is_plugged_in", "is_at_optimized_location")
+DEVICE_OTHER = ("estimated_consumption", "unoptimized_consumption", "price")
+MEASURED_BY_KIND = {
+    "inverter": MEASURED_FIELDS,
+    "heat_pump": HEAT_PUMP_MEASURED,
+    "electric_vehicle": EV_MEASURED,
+}
+FIELDS_BY_KIND = {
+    "inverter": VALUE_FIELDS,
+    "heat_pump": HEAT_PUMP_MEASURED + DEVICE_OTHER,
+    "electric_vehicle": EV_MEASURED + DEVICE_OTHER,
+}
+# Booleans of a data point, kept as 1.0 / 0.0.
+BOOLEAN_FIELDS = frozenset({"is_charging", "is_plugged_in", "is_at_optimized_location"})
+PERCENT_FIELDS = frozenset({"battery_charge_level_percent", "battery_level"})
 # Far beyond any household device; larger numbers are a broken response, not a reading.
 MAX_ABS_VALUE = 1e9
 
@@ -71,6 +88,10 @@ def parse_time(value: Any) -> float:
 
 
 def _number(field: str, value: Any) -> float:
+    if field in BOOLEAN_FIELDS:
+        if not isinstance(value, bool):
+            raise InvalidData(f"{field} {_shown(value)} is not a boolean")
+        return 1.0 if value else 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidData(f"{field} {_shown(value)} is not a number")
     try:
@@ -79,12 +100,14 @@ def _number(field: str, value: Any) -> float:
         raise InvalidData(f"{field} is out of range") from None
     if not math.isfinite(number) or abs(number) > MAX_ABS_VALUE:
         raise InvalidData(f"{field} {_shown(value)} is out of range")
-    if field == "battery_charge_level_percent" and not 0 <= number <= 100:
+    if field in PERCENT_FIELDS and not 0 <= number <= 100:
         raise InvalidData(f"{field} {_shown(value)} is not a percentage")
     return number
 
 
-def parse_point(raw: Any, index: int, until: float | None = None) -> DataPoint | None:
+def parse_point(
+    raw: Any, index: int, until: float | None = None, fields: tuple[str, ...] = VALUE_FIELDS
+) -> DataPoint | None:
     """One element of `data`; None for a point without a time (nothing to place it at) or,
     given `until`, one that starts after it (not looked at further: a broken forecast must
     not cost the current reading)."""
@@ -97,18 +120,18 @@ def parse_point(raw: Any, index: int, until: float | None = None) -> DataPoint |
         if until is not None and time > until:
             return None
         values = {
-            field: _number(field, raw[field])
-            for field in VALUE_FIELDS
-            if raw.get(field) is not None
+            field: _number(field, raw[field]) for field in fields if raw.get(field) is not None
         }
     except InvalidData as exc:
         raise InvalidData(f"data[{index}]: {exc}") from None
     return DataPoint(time=time, values=values)
 
 
-def parse_data_response(body: Any, until: float | None = None) -> list[DataPoint]:
-    """The points of a 200 response up to `until` (all if None), sorted by time; raises
-    InvalidData for a broken body."""
+def parse_data_response(
+    body: Any, until: float | None = None, fields: tuple[str, ...] = VALUE_FIELDS
+) -> list[DataPoint]:
+    """The points of a 200 response up to `until` (all if None), sorted by time, with these
+    fields (default: an inverter's); raises InvalidData for a broken body."""
     if not isinstance(body, dict):
         raise InvalidData(f"body is a {type(body).__name__}, not an object")
     if "data" not in body:
@@ -118,7 +141,9 @@ def parse_data_response(body: Any, until: float | None = None) -> list[DataPoint
     data = body["data"]
     if not isinstance(data, list):
         raise InvalidData(f"'data' is a {type(data).__name__}, not a list")
-    points = [p for i, raw in enumerate(data) if (p := parse_point(raw, i, until)) is not None]
+    points = [
+        p for i, raw in enumerate(data) if (p := parse_point(raw, i, until, fields)) is not None
+    ]
     points.sort(key=lambda p: p.time)
     for before, after in itertools.pairwise(points):
         if before.time == after.time:
@@ -126,13 +151,16 @@ def parse_data_response(body: Any, until: float | None = None) -> list[DataPoint
     return points
 
 
-def latest_reading(points: list[DataPoint], now: float) -> DataPoint | None:
-    """The newest point at or before `now` that has at least one measured value."""
+def latest_reading(
+    points: list[DataPoint], now: float, measured: tuple[str, ...] = MEASURED_FIELDS
+) -> DataPoint | None:
+    """The newest point at or before `now` that has at least one measured value (default:
+    an inverter's measured fields)."""
     newest: DataPoint | None = None
     for point in points:
         if (
             point.time <= now
-            and point.has_measurement
+            and any(field in point.values for field in measured)
             and (newest is None or point.time > newest.time)
         ):
             newest = point

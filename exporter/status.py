@@ -12,7 +12,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -21,6 +21,7 @@ from exporter import __version__
 from exporter import metrics as m
 from exporter.clock import Clock
 from exporter.store import InverterState, ReadingStore
+from exporter.targets import Inventory, InverterTarget, authenticated
 
 PAGE_SIZE = 100
 MAX_LIMIT = 1000
@@ -50,7 +51,8 @@ SEARCHED = (
 # (column key, heading, how to show a value)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("name", "Name", "text"),
-    ("inverter_id", "Inverter / user / org", "ids"),
+    ("kind", "Kind", "text"),
+    ("inverter_id", "Device / user / org", "ids"),
     ("manufacturer", "Manufacturer / model", "model"),
     ("status", "Last poll", "status"),
     ("data_age_seconds", "Data age", "age"),
@@ -69,8 +71,11 @@ def base_row(state: InverterState) -> dict[str, Any]:
     request; built once per change of the inverter's state."""
     target, reading, inventory = state.target, state.reading, state.target.inventory
     status = "never polled" if not state.polled else ("ok" if state.up else "failed")
+    if not target.polled:
+        status = INVENTORY_ONLY
     row: dict[str, Any] = {
         "name": target.name,
+        "kind": target.kind,
         "inverter_id": target.inverter_id,
         "user_id": target.user_id,
         "org_id": target.org_id,
@@ -79,8 +84,9 @@ def base_row(state: InverterState) -> dict[str, Any]:
         "model": inventory.model if inventory else None,
         "lifecycle_state": inventory.lifecycle_state if inventory else None,
         "connection_status": inventory.connection_status if inventory else None,
-        "authenticated": inventory.is_authenticated if inventory else None,
-        "action_needed": inventory.action_needed if inventory else None,
+        "authenticated": _authenticated(target),
+        "action_needed": _action_needed(inventory),
+        "actions": list(inventory.actions or ()) if inventory else [],
         "status": status,
         "last_error": state.last_error,
         "last_poll": state.last_poll,
@@ -92,6 +98,27 @@ def base_row(state: InverterState) -> dict[str, Any]:
         value = reading.values.get(family.field or "") if reading else None
         row["_" + key] = None if value is None else family.convert(value)
     return row
+
+
+INVENTORY_ONLY = "inventory only"  # the status of a device without data to poll (a wallbox)
+KINDS = ("inverter", "heat_pump", "electric_vehicle", "wallbox")
+
+
+def _authenticated(target: InverterTarget) -> bool | None:
+    """An inverter's is_authenticated; for the other kinds, as podero_device_authenticated."""
+    inventory = target.inventory
+    if inventory is None:
+        return None
+    return inventory.is_authenticated if target.is_inverter else authenticated(inventory)
+
+
+def _action_needed(inventory: Inventory | None) -> bool | None:
+    """An inverter's action_needed; for the other kinds, whether an action is open."""
+    if inventory is None:
+        return None
+    if inventory.action_needed is not None or inventory.actions is None:
+        return inventory.action_needed
+    return bool(inventory.actions)
 
 
 def _fresh(row: dict[str, Any], now: float, max_age: float) -> bool:
@@ -115,9 +142,10 @@ def finished_row(row: dict[str, Any], now: float, max_age: float) -> dict[str, A
 def needs_attention(row: dict[str, Any], now: float, max_age: float) -> bool:
     """A row for the "only problems" filter: failing, stale or no data, not authenticated,
     or action needed."""
+    polled = row["status"] != INVENTORY_ONLY
     return (
-        row["status"] != "ok"
-        or not _fresh(row, now, max_age)
+        (polled and row["status"] != "ok")
+        or (polled and not _fresh(row, now, max_age))
         or row["authenticated"] is False
         or bool(row["action_needed"])
     )
@@ -133,6 +161,7 @@ class Query:
     offset: int = 0
     limit: int = PAGE_SIZE
     problems: bool = False
+    kind: str = ""  # only devices of this kind ("": every kind)
 
     @property
     def page(self) -> int:
@@ -156,6 +185,7 @@ class Query:
             min(offset, 10_000_000),
             limit,
             params.get("problems") in ("1", "true", "yes"),
+            params.get("kind", "")[:40],
         )
 
 
@@ -183,6 +213,8 @@ def select(
 ) -> tuple[list[dict[str, Any]], int]:
     """The base rows matching the filter, sorted, and the finished rows of the page asked
     for; and how many matched."""
+    if query.kind:
+        rows = [r for r in rows if r["kind"] == query.kind]
     needle = query.q.strip().lower()
     if needle:
         rows = [r for r in rows if any(needle in str(r[k] or "").lower() for k in SEARCHED)]
@@ -268,6 +300,8 @@ SCRIPT = """
 const box=document.getElementById('q');let timer;
 box.addEventListener('input',()=>{clearTimeout(timer);
 timer=setTimeout(()=>box.form.submit(),350);});
+const kind=document.getElementById('kind');
+kind.addEventListener('change',()=>kind.form.submit());
 """
 
 
@@ -325,14 +359,17 @@ class StatusView:
             raise Busy()
         return self._slots
 
-    def json(self, params: Mapping[str, str]) -> bytes:
-        """`/api/v1/inverters`: one page of the (filtered, sorted) inverters; raises Busy."""
+    def json(self, params: Mapping[str, str], devices: bool = False) -> bytes:
+        """`/api/v1/inverters`: one page of the (filtered, sorted) inverters; with `devices`,
+        `/api/v1/devices`: of every kind (`kind=` filters); raises Busy."""
         query = Query.parse(params)
+        if not devices:
+            query = replace(query, kind="inverter")
         slot = self._slot()
         try:
             rows, total = select(self.snapshot(), query, self._clock.time(), self._max_age())
             body = {"total": total, "offset": query.offset, "limit": query.limit}
-            return json.dumps({**body, "inverters": rows}).encode()
+            return json.dumps({**body, "devices" if devices else "inverters": rows}).encode()
         finally:
             slot.release()
 
@@ -351,6 +388,7 @@ class StatusView:
         head, e = self._header(), html.escape
         polls = [r["last_poll"] for r in all_rows if r["last_poll"]]
         up = sum(1 for r in all_rows if r["status"] == "ok")
+        polled = sum(1 for r in all_rows if r["status"] != INVENTORY_ONLY)
         expiry = head.token_expiry
         token = (
             "no token yet"
@@ -365,8 +403,8 @@ class StatusView:
             "</style></head><body><header>",
             "<h1>Podero exporter</h1>",
             f"<p>Version {e(__version__)} · up {e(_duration(now - head.started))} · "
-            f"<a href='metrics'>/metrics</a> · <a href='api/v1/inverters'>JSON</a></p>",
-            f"<p>{up} of {len(all_rows)} inverters reporting · access token {e(token)}</p>",
+            f"<a href='metrics'>/metrics</a> · <a href='api/v1/devices'>JSON</a></p>",
+            f"<p>{up} of {polled} devices reporting · access token {e(token)}</p>",
             f"<p>Last poll {e(_when(max(polls) if polls else None))} · "
             f"{'discovery' if head.discovery else 'inventory'} {e(_when(head.last_inventory))}"
             "</p></header>",
@@ -374,12 +412,17 @@ class StatusView:
             f"model, error…' value='{e(query.q)}' autocomplete=off>",
             f"<input type=hidden name=sort value='{e(query.sort)}'>",
             f"<input type=hidden name=order value='{'desc' if query.desc else 'asc'}'>",
-            f" <span id=count>{total} of {len(all_rows)} inverters</span></form>",
+            " <select id=kind name=kind><option value=''>every kind</option>",
+            *(f"<option{' selected' if query.kind == k else ''}>{k}</option>" for k in KINDS),
+            "</select>",
+            f" <span id=count>{total} of {len(all_rows)} devices</span></form>",
             "<table id=inverters><thead><tr>",
         ]
         for key, heading, _ in COLUMNS:
             desc = query.sort == key and not query.desc
-            link = urlencode({"q": query.q, "sort": key, "order": "desc" if desc else "asc"})
+            link = urlencode(
+                {"q": query.q, "kind": query.kind, "sort": key, "order": "desc" if desc else "asc"}
+            )
             arrow = (" ▼" if query.desc else " ▲") if query.sort == key else ""
             parts.append(f"<th><a href='?{e(link)}' data-sort='{key}'>{e(heading)}{arrow}</a></th>")
         parts.append("</tr></thead><tbody>")
@@ -396,6 +439,7 @@ class StatusView:
                 link = urlencode(
                     {
                         "q": query.q,
+                        "kind": query.kind,
                         "sort": query.sort,
                         "order": "desc" if query.desc else "asc",
                         "page": page,

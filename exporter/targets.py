@@ -12,7 +12,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from exporter.config import Config, InverterConfig
+from exporter.config import INVERTER, Config, InverterConfig
+
+# The kinds with a data series the poller reads (wallboxes have none: inventory only).
+POLLED_KINDS = frozenset({INVERTER, "heat_pump", "electric_vehicle"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +35,28 @@ class Inventory:
     battery_capacity_kwh: float | None = None
     is_battery_connected: bool | None = None
     owner: str | None = None  # the customer's external id or e-mail local part
+    # The fields every device kind shares (heat pumps, EVs, wallboxes; inverters too).
+    is_smart_optimization_active: bool | None = None
+    optimization_score: float | None = None
+    actions: tuple[str, ...] | None = None  # the codes of the actions the customer must take
+
+
+def authenticated(inventory: Inventory) -> bool | None:
+    """The API's is_authenticated where given; else not while a reauthenticate action is
+    open; else whether the lifecycle state is authenticated (None: nothing to tell)."""
+    if inventory.is_authenticated is not None:
+        return inventory.is_authenticated
+    if inventory.actions and "reauthenticate" in inventory.actions:
+        return False
+    if inventory.lifecycle_state is None:
+        return None
+    return inventory.lifecycle_state == "authenticated"
 
 
 @dataclass(frozen=True, slots=True)
 class InverterTarget:
-    """One inverter to poll and how it is labelled; thresholds already merged with defaults."""
+    """One device to poll and how it is labelled; thresholds already merged with defaults.
+    An inverter unless `kind` says otherwise (the id is then the device's id)."""
 
     inverter_id: str
     org_id: str
@@ -47,6 +67,16 @@ class InverterTarget:
     grid_export_high_watts: float | None = None
     inventory: Inventory | None = None
     discovered: bool = False
+    kind: str = INVERTER
+
+    @property
+    def is_inverter(self) -> bool:
+        return self.kind == INVERTER
+
+    @property
+    def polled(self) -> bool:
+        """Whether the device has a data series to poll (a wallbox has none)."""
+        return self.kind in POLLED_KINDS
 
     @classmethod
     def from_config(cls, inverter: InverterConfig, config: Config) -> InverterTarget:
@@ -59,12 +89,13 @@ class InverterTarget:
             labels=tuple(sorted(inverter.labels.items())),
             battery_low_percent=thresholds.battery_low_percent,
             grid_export_high_watts=thresholds.grid_export_high_watts,
+            kind=inverter.kind,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class DiscoveredInverter:
-    """An inverter as the list endpoints show it."""
+    """A device (an inverter unless `kind` says otherwise) as the list endpoints show it."""
 
     org_id: str
     user_id: str
@@ -72,12 +103,17 @@ class DiscoveredInverter:
     name: str
     inventory: Inventory
     deleted: bool = False
+    kind: str = INVERTER
 
 
 def _discovered_target(d: DiscoveredInverter, config: Config) -> InverterTarget:
     # As if configured without thresholds of its own: the config's defaults apply.
     entry = InverterConfig(
-        org_id=d.org_id, user_id=d.user_id, inverter_id=d.inverter_id, name=d.name
+        org_id=d.org_id,
+        user_id=d.user_id,
+        inverter_id=d.inverter_id,
+        name=d.name,
+        kind=d.kind,  # type: ignore[arg-type]  # one of the kinds discovery lists
     )
     return replace(
         InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
@@ -122,7 +158,7 @@ class TargetSet:
         self._lock = threading.RLock()
         self._config = config
         self._configured: dict[str, InverterTarget] = {}
-        self._listed: dict[tuple[str, str], list[DiscoveredInverter]] = {}
+        self._listed: dict[tuple[str, str, str], list[DiscoveredInverter]] = {}
         self._discovered: dict[str, DiscoveredInverter] = {}
         self._static_inventory: dict[str, Inventory] = {}
         self._targets: dict[str, InverterTarget] = {}
@@ -155,12 +191,21 @@ class TargetSet:
     def discovered_count(self, org_id: str) -> int:
         """How many inverters the last listings of an organization's homes found."""
         with self._lock:
-            return sum(len(found) for (org, _), found in self._listed.items() if org == org_id)
+            return sum(
+                len(found)
+                for (org, _, kind), found in self._listed.items()
+                if org == org_id and kind == INVERTER
+            )
 
     def listed_homes(self, org_id: str) -> set[str]:
-        """The users of an organization whose inverters are known from a listing."""
+        """The users of an organization whose devices are known from a listing."""
         with self._lock:
-            return {user for org, user in self._listed if org == org_id}
+            return {user for org, user, _ in self._listed if org == org_id}
+
+    def listed_kinds(self, org_id: str, user_id: str) -> set[str]:
+        """The kinds of device a home's listings found."""
+        with self._lock:
+            return {k for org, user, k in self._listed if (org, user) == (org_id, user_id)}
 
     def set_config(self, config: Config) -> None:
         """A new config: everything is re-resolved (only real differences reach followers)."""
@@ -173,14 +218,21 @@ class TargetSet:
             touched = dict.fromkeys([*self._configured, *self._discovered, *self._targets])
             self._publish(list(touched))
 
-    def set_home(self, org_id: str, user_id: str, inverters: list[DiscoveredInverter]) -> None:
-        """The inverters a listing found for one home (an empty list: none, or gone)."""
+    def set_home(
+        self,
+        org_id: str,
+        user_id: str,
+        inverters: list[DiscoveredInverter],
+        kind: str = INVERTER,
+    ) -> None:
+        """The devices of one kind a listing found for one home (empty: none, or gone)."""
         with self._lock:
-            touched = dict.fromkeys(d.inverter_id for d in self._listed.pop((org_id, user_id), []))
+            listed = self._listed.pop((org_id, user_id, kind), [])
+            touched = dict.fromkeys(d.inverter_id for d in listed)
             for inverter_id in touched:
                 self._discovered.pop(inverter_id, None)
             if inverters:
-                self._listed[(org_id, user_id)] = list(inverters)
+                self._listed[(org_id, user_id, kind)] = list(inverters)
             for d in inverters:
                 self._discovered[d.inverter_id] = d
                 touched[d.inverter_id] = None

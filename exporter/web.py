@@ -180,6 +180,8 @@ class Site:
             return _Response(200, app.landing_page(params), "text/html; charset=utf-8")
         if path == "/api/v1/inverters" and app.status is not None:
             return _Response(200, app.status.json(params), "application/json")
+        if path == "/api/v1/devices" and app.status is not None:
+            return _Response(200, app.status.json(params, devices=True), "application/json")
         if path == "/-/healthy":
             return _Response(200, b"Healthy.\n")
         if path == "/-/ready":

@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 from exporter.clock import Clock
 from exporter.collector import Sample, current_samples
 from exporter.exposition import HEADERS, visible_lines
-from exporter.metrics import INVERTER_FAMILIES, Family
+from exporter.metrics import DEVICE_FAMILIES, INVERTER_FAMILIES, Family
 from exporter.store import InverterState, ReadingStore
 
 
@@ -26,11 +26,14 @@ class InverterCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self._clock.time()
         max_age = self._max_age()
-        by_family: dict[Family, list[Sample]] = {family: [] for family in INVERTER_FAMILIES}
+        families = (*INVERTER_FAMILIES, *DEVICE_FAMILIES)
+        by_family: dict[Family, list[Sample]] = {family: [] for family in families}
         for state in self._store.snapshot():
             for family, samples in current_samples(state, now, max_age).items():
                 by_family[family].extend(samples)
-        for family in INVERTER_FAMILIES:
+        for family in families:
+            if family in DEVICE_FAMILIES and not by_family[family]:
+                continue  # the other kinds' families are served once they have samples
             metric: GaugeMetricFamily | CounterMetricFamily
             if family.type == "counter":
                 metric = CounterMetricFamily(family.name, family.help, labels=None)
@@ -43,8 +46,13 @@ class InverterCollector(Collector):
 
 def render_inverters(states: list[InverterState], now: float, max_age: float) -> bytes:
     """The per-inverter families as text, rendered whole (no blocks, no caching)."""
-    per_family: dict[Family, list[bytes]] = {f: [HEADERS[f]] for f in INVERTER_FAMILIES}
+    families = (*INVERTER_FAMILIES, *DEVICE_FAMILIES)
+    per_family: dict[Family, list[bytes]] = {f: [HEADERS[f]] for f in families}
     for state in states:
         for family, text in visible_lines(state, now, max_age).items():
             per_family[family].append(text)
-    return b"".join(b"".join(parts) for parts in per_family.values())
+    return b"".join(
+        b"".join(parts)
+        for family, parts in per_family.items()
+        if family in INVERTER_FAMILIES or len(parts) > 1
+    )

@@ -47,8 +47,11 @@ def exporter_for(raw: dict[str, Any], clock: FakeClock) -> Exporter:
     return exporter
 
 
-def by_id(exporter: Exporter) -> dict[str, Any]:
-    return {s.target.inverter_id: s.target for s in exporter.store.snapshot()}
+def by_id(exporter: Exporter, kind: str = "inverter") -> dict[str, Any]:
+    """The exporter's targets of one kind (default: inverters), by id."""
+    return {
+        s.target.inverter_id: s.target for s in exporter.store.snapshot() if s.target.kind == kind
+    }
 
 
 def series(exporter: Exporter, name: str) -> dict[tuple[tuple[str, str], ...], float]:

@@ -17,12 +17,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.clock import Clock, SystemClock
+from exporter.sim.devices import (
+    COUNTS,
+    DEVICE_FORECAST,
+    DEVICE_PUBLISH_LAG_S,
+    DEVICE_UNITS,
+    FIELDS,
+    SimDevice,
+    device_day,
+)
 from exporter.sim.fleet import (
     ALL_FIELDS,
     MAX_POINTS,
     MEASURED,
     RESOLUTIONS,
-    STEP,
     UNITS,
     SimFleet,
     SimInverter,
@@ -30,6 +38,7 @@ from exporter.sim.fleet import (
     bucket_start,
     iso,
 )
+from exporter.sim.noise import STEP
 
 
 @dataclass
@@ -66,6 +75,7 @@ class Faults:
     redirect_endpoints: tuple[str, ...] = ()  # e.g. ("token",): 307 to redirect_to + path
     redirect_to: str = ""  # another origin, e.g. http://127.0.0.1:PORT
     token_expires_in_raw: str = ""  # JSON text sent as expires_in, e.g. "NaN", "1e999"
+    old_users_listing: bool = False  # users without the num_* device counts (older API)
 
 
 # Strings no API should send, and a real one may: a lone surrogate (the JSON escape
@@ -244,10 +254,109 @@ class SimulatedApi:
             inv.user_id for i in self.faults.hostile_inverters if (inv := self.fleet.by_id.get(i))
         }
         return [
-            {**asdict(u), "id": u.id, **(HOSTILE_USER if u.id in hostile else {})}
+            {
+                **asdict(u),
+                "id": u.id,
+                **({} if self.faults.old_users_listing else self._counts(u.id, include_deleted)),
+                **(HOSTILE_USER if u.id in hostile else {}),
+            }
             for u in self.fleet.users
             if u.org_id == org_id and (include_deleted or not u.deleted)
         ]
+
+    def _counts(self, user_id: str, include_deleted: bool) -> dict[str, int]:
+        """The users listing's device counts of one home."""
+        inverters = [
+            inv
+            for inv in self.fleet.inverters_by_user.get(user_id, [])
+            if inv.id in self.fleet.by_id and (include_deleted or not inv.deleted)
+        ]
+        counts = {"num_inverters": len(inverters)}
+        for kind, key in COUNTS.items():
+            counts[key] = len(self.user_devices(None, user_id, kind, include_deleted))
+        return counts
+
+    # --- the other devices of a home -------------------------------------------------------
+    def user_devices(
+        self, org_id: str | None, user_id: str, kind: str, include_deleted: bool
+    ) -> list[dict[str, Any]]:
+        """A home's heat pumps, electric vehicles or wallboxes (org_id None: not checked)."""
+        user = self.fleet.users_by_id.get(user_id)
+        if user is None or (org_id is not None and user.org_id != org_id):
+            raise ApiError(404, "Not found.")
+        return [
+            d.listing()
+            for d in self.fleet.devices_by_user.get((user_id, kind), [])
+            if d.id in self.fleet.devices_by_id and (include_deleted or not d.deleted)
+        ]
+
+    def _device(self, org_id: str, user_id: str, kind: str, device_id: str) -> SimDevice:
+        device = self.fleet.devices_by_id.get(device_id)
+        if (
+            device is None
+            or device.kind != kind
+            or device.org_id != org_id
+            or device.user_id != user_id
+        ):
+            raise ApiError(404, "Not found.")
+        return device
+
+    def device_detail(self, org_id: str, user_id: str, kind: str, device_id: str) -> dict[str, Any]:
+        return self._device(org_id, user_id, kind, device_id).listing()
+
+    def device_data(
+        self, org_id: str, user_id: str, kind: str, device_id: str, query: dict[str, str]
+    ) -> dict[str, Any]:
+        """A heat pump's or an EV's data points: the inverter data's parameters and shape."""
+        device = self._device(org_id, user_id, kind, device_id)
+        if kind not in FIELDS:
+            raise ApiError(404, "Not found.")
+        now = self.clock.time()
+        resolution = query.get("resolution", "15MIN")
+        if resolution not in RESOLUTIONS:
+            raise ApiError(400, f"Invalid resolution '{resolution}'.")
+        day = math.floor(now / 86400) * 86400
+        start = _parse_query_time(query, "from_datetime", day)
+        end = _parse_query_time(query, "to_datetime", day + 86400)
+        if start > end:
+            raise ApiError(400, "from_datetime must not be after to_datetime.")
+        if (end - start) / STEP > MAX_POINTS * 4:
+            raise ApiError(400, "The requested range is too large.")
+        fields = FIELDS[kind]
+        published = now - DEVICE_PUBLISH_LAG_S
+        horizon = now + 86400
+        data: list[dict[str, Any]] = []
+        t = bucket_start(start, resolution)
+        while t < end and t <= horizon and len(data) < MAX_POINTS:
+            t_end = bucket_end(t, resolution)
+            steps = [
+                (s, device_day(device, int(s // 86400))[int(s % 86400) // STEP])
+                for s in range(int(t), int(min(t_end, horizon)), STEP)
+            ]
+            point: dict[str, Any] = {"time": iso(t)}
+            for key in fields:
+                source = [v for s, v in steps if key in DEVICE_FORECAST or s < published]
+                values = [x for v in source if (x := v[key]) is not None]
+                if not values:
+                    point[key] = None
+                elif isinstance(values[-1], bool):
+                    point[key] = values[-1]  # the state at the end of the bucket
+                else:
+                    point[key] = round(sum(float(x) for x in values) / len(values), 1)
+            data.append(point)
+            t = t_end
+        return {
+            "metadata": {
+                "requested_at": iso(now),
+                "query": {
+                    "from_datetime": iso(start),
+                    "to_datetime": iso(end),
+                    "resolution": resolution,
+                },
+                "units": {k: DEVICE_UNITS[k] for k in fields if k in DEVICE_UNITS},
+            },
+            "data": data,
+        }
 
     def listing(self, inv: SimInverter) -> dict[str, Any]:
         """The inverter's listing, hostile if the faults say so."""

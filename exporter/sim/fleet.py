@@ -4,7 +4,6 @@ follows the power flows, export as the balance, a price curve)."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 import uuid
@@ -13,8 +12,10 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from exporter.sim.devices import SimDevice, make_devices
+from exporter.sim.noise import STEP, _unit, price_at
+
 API = "/api/partners/v2.0"
-STEP = 900  # the simulator's base bucket: 15 minutes
 RESOLUTIONS = {"15MIN": 900, "1HOUR": 3600, "1DAY": 86400, "1WEEK": 7 * 86400, "1MONTH": None}
 MEASURED = (
     "solar_production_w",
@@ -46,12 +47,6 @@ MANUFACTURERS = (
     ("SolarEdge", "SE8K-RWS"),
     ("Kostal", "PLENTICORE plus 7.0"),
 )
-
-
-def _unit(*keys: object) -> float:
-    """A deterministic number in [0, 1) for the given keys."""
-    digest = hashlib.blake2b(repr(keys).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 def iso(epoch: float) -> str:
@@ -180,6 +175,12 @@ class SimFleet:
         self.inverters_by_user: dict[str, list[SimInverter]] = {}
         for inv in self.inverters:
             self.inverters_by_user.setdefault(inv.user_id, []).append(inv)
+        # The homes' other devices, from a generator of their own (devices.make_devices).
+        self.devices = make_devices(seed, [(u.org_id, u.id) for u in self.users])
+        self.devices_by_id = {d.id: d for d in self.devices}
+        self.devices_by_user: dict[tuple[str, str], list[SimDevice]] = {}
+        for device in self.devices:
+            self.devices_by_user.setdefault((device.user_id, device.kind), []).append(device)
 
     def steps(self, inv: SimInverter, day: int) -> list[dict[str, float | None]]:
         return _day_steps(inv, day)
@@ -204,8 +205,7 @@ def _household(inv: SimInverter, t: float) -> float:
 
 
 def _price(inv: SimInverter, t: float) -> float:
-    hour = ((t / 3600.0) + 1.0) % 24
-    return round(95 + 45 * math.sin(2 * math.pi * (hour - 10) / 24) + 12 * _unit("p", t), 2)
+    return price_at(t)
 
 
 @lru_cache(maxsize=50_000)

@@ -18,12 +18,27 @@ from urllib.parse import parse_qs, urlsplit
 
 from exporter.sim.api import HOSTILE_ERROR, ApiError, Faults, SimulatedApi
 from exporter.sim.clock import ManualClock
+from exporter.sim.devices import LISTINGS, PATHS
 from exporter.sim.fleet import API, MEASURED
 
 _DATA = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/data/?$")
 _DETAIL = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/?$")
 _INVERTERS = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/?$")
 _USERS = re.compile(rf"^{API}/org/([^/]+)/users/?$")
+# The other devices of a home: (endpoint, kind, pattern), e.g. ("heat_pump_data", ...).
+_DEVICE_ROUTES = [
+    route
+    for kind, segment in PATHS.items()
+    for route in (
+        (
+            f"{kind}_data",
+            kind,
+            re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/([^/]+)/data/?$"),
+        ),
+        (kind, kind, re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/([^/]+)/?$")),
+        (LISTINGS[kind], kind, re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/?$")),
+    )
+]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -227,6 +242,11 @@ class _Handler(BaseHTTPRequestHandler):
             if match:
                 break
         else:
+            for endpoint, kind, pattern in _DEVICE_ROUTES:
+                match = pattern.match(path)
+                if match:
+                    self._device_get(endpoint, kind, match, query, include_deleted)
+                    return
             self._json("unknown", 404, {"error": "Not found."})
             return
         if self._faulted(endpoint) or self._redirected(endpoint):
@@ -258,6 +278,35 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(endpoint, exc.status, {"error": exc.message})
             return
         if endpoint == "inverter_data" and self._hostile_body(endpoint, args[2], payload):
+            return
+        self._json(endpoint, 200, payload)
+
+    def _device_get(
+        self,
+        endpoint: str,
+        kind: str,
+        match: re.Match[str],
+        query: dict[str, str],
+        include_deleted: bool,
+    ) -> None:
+        """A heat pump, EV or wallbox route: listing, detail or data."""
+        api = self.server.api
+        if self._faulted(endpoint):
+            return
+        try:
+            api.check_bearer(self.headers.get("Authorization"))
+            if endpoint in api.faults.failing_endpoints:
+                raise ApiError(503, "Service temporarily unavailable.")
+            org_id, user_id, *rest = (str(g) for g in match.groups())
+            payload: Any
+            if endpoint.endswith("_data"):
+                payload = api.device_data(org_id, user_id, kind, rest[0], query)
+            elif rest:
+                payload = api.device_detail(org_id, user_id, kind, rest[0])
+            else:
+                payload = api.user_devices(org_id, user_id, kind, include_deleted)
+        except ApiError as exc:
+            self._json(endpoint, exc.status, {"error": exc.message})
             return
         self._json(endpoint, 200, payload)
 
@@ -336,6 +385,10 @@ class _SimServer(ThreadingHTTPServer):
                 for i in api.fleet.inverters
             ],
             "publish_lag_s": {i.id: i.publish_lag_s for i in api.fleet.inverters},
+            "devices": [
+                {"org_id": d.org_id, "user_id": d.user_id, "device_id": d.id, "kind": d.kind}
+                for d in api.fleet.devices
+            ],
         }
 
 

@@ -95,8 +95,9 @@ def site() -> Iterator[str]:
         sim.stop()
 
 
-def api(site: str, **params: str) -> dict[str, Any]:
-    return dict(requests.get(f"{site}/api/v1/inverters", params=params, timeout=10).json())
+def api(site: str, endpoint: str = "inverters", **params: str) -> dict[str, Any]:
+    url = f"{site}/api/v1/{endpoint}"
+    return dict(requests.get(url, params=params, timeout=10).json())
 
 
 def table_ids(browser: webdriver.Chrome) -> list[str]:
@@ -106,14 +107,16 @@ def table_ids(browser: webdriver.Chrome) -> list[str]:
 
 def test_table_matches_the_json_api(browser: webdriver.Chrome, site: str) -> None:
     browser.get(site + "/")
-    listed = api(site, sort="name", limit="1000")
-    assert listed["total"] == len(listed["inverters"]) > 200
-    first_page = [i["inverter_id"] for i in listed["inverters"][:100]]
+    # The page lists every device (the homes' heat pumps, EVs and wallboxes too).
+    listed = api(site, "devices", sort="name", limit="1000")
+    assert listed["total"] == len(listed["devices"]) > api(site)["total"] > 200
+    first_page = [i["inverter_id"] for i in listed["devices"][:100]]
     assert table_ids(browser) == first_page
     cells = browser.find_elements(By.CSS_SELECTOR, "#inverters tbody tr:first-child td")
-    assert cells[0].text == listed["inverters"][0]["name"]
+    assert cells[0].text == listed["devices"][0]["name"]
+    assert cells[1].text == listed["devices"][0]["kind"]
     assert (
-        f"{listed['total']} of {listed['total']} inverters"
+        f"{listed['total']} of {listed['total']} devices"
         in browser.find_element(By.ID, "count").text
     )
     ARTIFACTS.mkdir(exist_ok=True)
