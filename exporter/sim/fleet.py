@@ -116,7 +116,12 @@ class SimFleet:
     """Orgs, users and inverters generated from a seed, and the data of each inverter."""
 
     def __init__(
-        self, seed: int = 1, inverters: int = 3, orgs: int = 1, second_every: int = 7
+        self,
+        seed: int = 1,
+        inverters: int = 3,
+        orgs: int = 1,
+        second_every: int = 7,
+        other_devices: bool = True,
     ) -> None:
         rng = random.Random(seed)
         self.seed = seed
@@ -176,7 +181,8 @@ class SimFleet:
         for inv in self.inverters:
             self.inverters_by_user.setdefault(inv.user_id, []).append(inv)
         # The homes' other devices, from a generator of their own (devices.make_devices).
-        self.devices = make_devices(seed, [(u.org_id, u.id) for u in self.users])
+        homes = [(u.org_id, u.id) for u in self.users] if other_devices else []
+        self.devices = make_devices(seed, homes)
         self.devices_by_id = {d.id: d for d in self.devices}
         self.devices_by_user: dict[tuple[str, str], list[SimDevice]] = {}
         for device in self.devices:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--one-inverter-per-home",
         action="store_true",
-        help="every simulated home has exactly one inverter",
+        help="every simulated home has exactly one inverter (and no other device)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed for ids, data and faults")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every API call")
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             inverters=args.inverters,
             orgs=args.orgs,
             second_every=0 if args.one_inverter_per_home else 7,
+            other_devices=not args.one_inverter_per_home,
         ),
         clock=None if args.fake_clock is None else ManualClock(args.fake_clock),
         faults=Faults(
