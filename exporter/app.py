@@ -132,7 +132,7 @@ class Exporter:
         log.info(
             "first poll cycle done",
             extra=kv(
-                inverters=len(self.targets), seconds=round(self.clock.time() - self.started_at, 1)
+                devices=len(self.targets), seconds=round(self.clock.time() - self.started_at, 1)
             ),
         )
         release_free_memory()
