@@ -13,7 +13,6 @@ from exporter.auth import TokenProvider
 from exporter.logs import kv
 from exporter.readings import (
     FIELDS_BY_KIND,
-    VALUE_FIELDS,
     DataPoint,
     InvalidData,
     parse_data_response,
@@ -25,7 +24,11 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/partners/v2.0"
 # The data series of the device kinds that have one, besides inverters.
-DATA_PATHS = {"heat_pump": "heat-pumps", "electric_vehicle": "electric-vehicles"}
+DATA_PATHS = {
+    "inverter": "inverters",
+    "heat_pump": "heat-pumps",
+    "electric_vehicle": "electric-vehicles",
+}
 
 
 def iso(epoch: float) -> str:
@@ -100,9 +103,8 @@ class PoderoClient:
     ) -> list[DataPoint]:
         """The points of one inverter in [start, end] (none after `end`: points still to come
         are dropped unread), sorted by time. One deadline covers the whole call."""
-        path = f"/org/{_segment(org_id)}/users/{_segment(user_id)}/inverters/"
-        return self._data(
-            "inverter_data", path + _segment(inverter_id), VALUE_FIELDS, start, end, resolution
+        return self.device_data(
+            "inverter", org_id, user_id, inverter_id, start=start, end=end, resolution=resolution
         )
 
     def device_data(
@@ -116,8 +118,8 @@ class PoderoClient:
         end: float,
         resolution: str,
     ) -> list[DataPoint]:
-        """The points of a heat pump (`kind` "heat_pump") or an electric vehicle
-        ("electric_vehicle") in [start, end], as `inverter_data` reads an inverter's."""
+        """The points of a device of `kind` ("inverter", "heat_pump", "electric_vehicle":
+        the kinds with a data endpoint) in [start, end], sorted by time."""
         segment = DATA_PATHS[kind]
         path = f"/org/{_segment(org_id)}/users/{_segment(user_id)}/{segment}/{_segment(device_id)}"
         return self._data(f"{kind}_data", path, FIELDS_BY_KIND[kind], start, end, resolution)

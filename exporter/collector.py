@@ -16,7 +16,7 @@ from collections.abc import Callable
 from exporter import metrics as m
 from exporter.metrics import Family, Source
 from exporter.store import InverterState
-from exporter.targets import InverterTarget, authenticated
+from exporter.targets import Inventory, InverterTarget, authenticated
 
 Labels = tuple[tuple[str, str], ...]
 Sample = tuple[Labels, float]
@@ -74,18 +74,7 @@ def target_samples(target: InverterTarget) -> Samples:
     ids = _ids(target)
     add = _adder(samples, ids)
     inventory = target.inventory
-    described: Labels = ()
-    if inventory is not None:
-        described = tuple(
-            (key, value)
-            for key, value in (
-                ("manufacturer", inventory.manufacturer),
-                ("model", inventory.model),
-                ("price_zone", inventory.price_zone),
-                ("lifecycle_state", inventory.lifecycle_state),
-            )
-            if value is not None
-        )
+    described = _described(inventory, ("manufacturer", "model", "price_zone", "lifecycle_state"))
     info = (
         *ids,
         ("org_id", target.org_id),
@@ -149,17 +138,7 @@ def device_target_samples(target: InverterTarget) -> Samples:
     with_kind = (*ids, ("kind", target.kind))
     add = _adder(samples, with_kind)
     inventory = target.inventory
-    described: Labels = ()
-    if inventory is not None:
-        described = tuple(
-            (key, value)
-            for key, value in (
-                ("manufacturer", inventory.manufacturer),
-                ("model", inventory.model),
-                ("lifecycle_state", inventory.lifecycle_state),
-            )
-            if value is not None
-        )
+    described = _described(inventory, ("manufacturer", "model", "lifecycle_state"))
     add(m.DEVICE_INFO, 1.0, (*with_kind, ("org_id", target.org_id), *described, *target.labels))
     if inventory is None:
         return samples
@@ -177,6 +156,13 @@ def device_target_samples(target: InverterTarget) -> Samples:
 def inverter_samples(state: InverterState) -> Samples:
     """Every sample this inverter exports, by family, ignoring staleness."""
     return {**polled_samples(state), **target_samples(state.target)}
+
+
+def _described(inventory: Inventory | None, keys: tuple[str, ...]) -> Labels:
+    """The info labels an inventory knows, in the order of `keys`."""
+    if inventory is None:
+        return ()
+    return tuple((key, value) for key in keys if (value := getattr(inventory, key)) is not None)
 
 
 def _bool(value: bool | None) -> float | None:

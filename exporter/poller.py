@@ -209,15 +209,6 @@ class Poller:
     def _fetch(self, target: InverterTarget, now: float) -> list[DataPoint]:
         """The device's data points of the lookback window, from its kind's data endpoint."""
         start, resolution = now - self._poll.lookback_seconds, self._poll.resolution
-        if target.is_inverter:
-            return self._client.inverter_data(
-                target.org_id,
-                target.user_id,
-                target.inverter_id,
-                start=start,
-                end=now,
-                resolution=resolution,
-            )
         return self._client.device_data(
             target.kind,
             target.org_id,
