@@ -8,10 +8,11 @@ prometheus_client rendering of them (tests/reference.py; a test holds the two to
 
 from __future__ import annotations
 
-import gzip
 import heapq
 import logging
+import struct
 import threading
+import zlib
 from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import TypeVar
@@ -47,7 +48,12 @@ ALWAYS_SERVED = frozenset(INVERTER_FAMILIES)
 HEADERS = {
     f: f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.type}\n".encode() for f in PAGE_FAMILIES
 }
-GZIP_HEADERS = {f: gzip.compress(text, mtime=0) for f, text in HEADERS.items()}
+# A gzip stream built from pieces compressed at different times: the 10-byte header (no
+# name, mtime 0), raw deflate segments each ended by a sync flush (so they concatenate into
+# one deflate stream), an empty final block, and CRC-32 and size of the whole. One member,
+# because some clients (urllib3 reading in chunks) stop after the first of several.
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+FINAL_BLOCK = b"\x03\x00"
 TARGET_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is Source.TARGET)
 # Families that polls change; the others (TARGET_FAMILIES) change only with the targets.
 POLLED_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is not Source.TARGET)
@@ -68,9 +74,18 @@ def _label_text(labels: Labels) -> str:
 
 
 def _gzip(data: bytes) -> bytes:
-    # Level 6 (zlib's default): a block changes a few times a minute at most, a scrape
-    # ships every block; mtime=0 keeps the members identical for identical blocks.
-    return gzip.compress(data, compresslevel=6, mtime=0)
+    """A raw deflate segment of `data` that another segment may follow (sync flush).
+    Level 6 (zlib's default): a block changes a few times a minute at most, a scrape ships
+    every block."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _gzip_trailer(crc: int, size: int) -> bytes:
+    return FINAL_BLOCK + struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
+
+
+DEFLATED_HEADERS = {f: _gzip(text) for f, text in HEADERS.items()}
 
 
 PIECE = 1 << 20
@@ -203,6 +218,8 @@ class MetricsPage:
         # What the last complete refresh handed out: served while the next one renders.
         self._served: list[bytes] | None = None
         self._gz_served: list[bytes] | None = None
+        self._gz_crc, self._gz_size = 0, 0
+        self._gz_served_crc = (0, 0)
         self._gzip_wanted = False
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
@@ -343,8 +360,10 @@ class MetricsPage:
         if self._gzip_wanted:
             with self._lock:
                 if self._gz_chunks is None:
-                    self._gz_chunks = _pieces(self._gz_members())
+                    segments, self._gz_crc, self._gz_size = self._gz_members()
+                    self._gz_chunks = _pieces(segments)
                 self._gz_served = self._gz_chunks
+                self._gz_served_crc = (self._gz_crc, self._gz_size)
 
     def chunks(self) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another: what
@@ -354,31 +373,36 @@ class MetricsPage:
         return [*inverters, self.guard.exposition(), generate_latest(self._telemetry)]
 
     def gzip_chunks(self) -> list[bytes]:
-        """The same body as gzip members (one gzip stream when concatenated): the per-inverter
-        part from members kept per block, joined into pieces of about 1 MiB (a few writes
-        per scrape), the small rest compressed now."""
+        """The same body as one gzip stream: the per-inverter part from deflate segments kept
+        per block, joined into pieces of about 1 MiB (a few writes per scrape), the small rest
+        compressed now, and the trailer."""
         self._gzip_wanted = True
         if self._gz_served is None:
             self.update()
-        assert self._gz_served is not None
+        served, (crc, size) = self._gz_served, self._gz_served_crc
+        assert served is not None
         rest = self.guard.exposition() + generate_latest(self._telemetry)
-        return [*self._gz_served, _gzip(rest)]
+        tail = _gzip(rest) + _gzip_trailer(zlib.crc32(rest, crc), size + len(rest))
+        return [GZIP_HEADER, *served, tail]
 
-    def _gz_members(self) -> list[bytes]:
-        """Every family's header and blocks as gzip members (lock held)."""
-        members = []
+    def _gz_members(self) -> tuple[list[bytes], int, int]:
+        """Every family's header and blocks as deflate segments, with the CRC-32 and size of
+        what they hold, in the order of the plain page (lock held)."""
+        segments, crc, size = [], 0, 0
         for family, blocks in self._blocks.items():
             if family not in ALWAYS_SERVED and not any(blocks):
                 continue
             compressed = self._gz[family]
-            members.append(GZIP_HEADERS[family])
+            segments.append(DEFLATED_HEADERS[family])
+            crc, size = zlib.crc32(HEADERS[family], crc), size + len(HEADERS[family])
             for b, block in enumerate(blocks):
                 if block:
-                    member = compressed[b]
-                    if member is None:
-                        member = compressed[b] = _gzip(block)
-                    members.append(member)
-        return members
+                    segment = compressed[b]
+                    if segment is None:
+                        segment = compressed[b] = _gzip(block)
+                    segments.append(segment)
+                    crc, size = zlib.crc32(block, crc), size + len(block)
+        return segments, crc, size
 
     def render(self) -> bytes:
         """The whole exposition body, brought up to date first (for --once and tests)."""

@@ -4,15 +4,20 @@ every status slot is taken."""
 from __future__ import annotations
 
 import gzip
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client import CollectorRegistry
 
+from exporter.exposition import MetricsPage
 from exporter.status import Busy
 from exporter.web import WebApp, accepts_gzip, start_web
-from tests.conftest import run_cli
+from tests.conftest import NOON, run_cli
+from tests.fakes import FakeClock
+from tests.test_exposition import random_store
 
 BODY = [b"# HELP podero_up x\n# TYPE podero_up gauge\n", b"podero_up 1\n"]
 
@@ -95,3 +100,27 @@ def test_a_bad_telemetry_path_is_refused(tmp_path: Path, path: str) -> None:
     result = run_cli("--demo", "--web.telemetry-path", path, "--config.check")
     assert result.returncode == 2
     assert "--web.telemetry-path" in result.stderr
+
+
+def test_a_python_client_reads_the_whole_gzip_page() -> None:
+    """requests (urllib3, reading in pieces) used to stop after the first of several gzip
+    members: the page is one member however it was put together."""
+
+    page = MetricsPage(
+        random_store(600, seed=8), FakeClock(NOON), lambda: 3600.0, CollectorRegistry()
+    )
+    page.update()
+    body = b"".join(page.gzip_chunks())
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    plain = stream.decompress(body)
+    assert stream.eof and stream.unused_data == b""  # one member, nothing after it
+    assert plain == b"".join(page.chunks())
+    app = WebApp(page.chunks, lambda: True, lambda: None, metrics_gzip=page.gzip_chunks)
+    server = start_web("127.0.0.1:0", app)
+    try:
+        answer = requests.get(f"http://127.0.0.1:{server.server_address[1]}/metrics", timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.headers["Content-Encoding"] == "gzip"
+    assert answer.content == plain and len(plain) > 200_000
