@@ -312,16 +312,7 @@ class SimulatedApi:
         if kind not in FIELDS:
             raise ApiError(404, "Not found.")
         now = self.clock.time()
-        resolution = query.get("resolution", "15MIN")
-        if resolution not in RESOLUTIONS:
-            raise ApiError(400, f"Invalid resolution '{resolution}'.")
-        day = math.floor(now / 86400) * 86400
-        start = _parse_query_time(query, "from_datetime", day)
-        end = _parse_query_time(query, "to_datetime", day + 86400)
-        if start > end:
-            raise ApiError(400, "from_datetime must not be after to_datetime.")
-        if (end - start) / STEP > MAX_POINTS * 4:
-            raise ApiError(400, "The requested range is too large.")
+        resolution, start, end = _data_range(query, now)
         fields = FIELDS[kind]
         published = now - DEVICE_PUBLISH_LAG_S
         horizon = now + 86400
@@ -401,16 +392,7 @@ class SimulatedApi:
     ) -> dict[str, Any]:
         inv = self._inverter(org_id, user_id, inverter_id)
         now = self.clock.time()
-        resolution = query.get("resolution", "15MIN")
-        if resolution not in RESOLUTIONS:
-            raise ApiError(400, f"Invalid resolution '{resolution}'.")
-        day = math.floor(now / 86400) * 86400
-        start = _parse_query_time(query, "from_datetime", day)
-        end = _parse_query_time(query, "to_datetime", day + 86400)
-        if start > end:
-            raise ApiError(400, "from_datetime must not be after to_datetime.")
-        if (end - start) / STEP > MAX_POINTS * 4:
-            raise ApiError(400, "The requested range is too large.")
+        resolution, start, end = _data_range(query, now)
         wanted: tuple[str, ...] = ALL_FIELDS
         if query.get("keywords"):
             wanted = tuple(query["keywords"].split(","))
@@ -470,6 +452,22 @@ class SimulatedApi:
             points.append(point)
             t = t_end
         return points
+
+
+def _data_range(query: dict[str, str], now: float) -> tuple[str, float, float]:
+    """The resolution and [start, end) a data request asks for (today by default), checked
+    as the API checks them."""
+    resolution = query.get("resolution", "15MIN")
+    if resolution not in RESOLUTIONS:
+        raise ApiError(400, f"Invalid resolution '{resolution}'.")
+    day = math.floor(now / 86400) * 86400
+    start = _parse_query_time(query, "from_datetime", day)
+    end = _parse_query_time(query, "to_datetime", day + 86400)
+    if start > end:
+        raise ApiError(400, "from_datetime must not be after to_datetime.")
+    if (end - start) / STEP > MAX_POINTS * 4:
+        raise ApiError(400, "The requested range is too large.")
+    return resolution, start, end
 
 
 def _parse_query_time(query: dict[str, str], key: str, default: float) -> float:
