@@ -20,7 +20,14 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.harness import exporter_config, machine, median, percentile, verdict
+from benchmarks.harness import (
+    exporter_config,
+    machine,
+    median,
+    percentile,
+    verdict,
+    wait_for_steady_state,
+)
 from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.sim import spawn
@@ -63,11 +70,7 @@ def main() -> None:
         config = exporter_config(sim, max_concurrency=32, max_requests_per_second=10_000)
         exporter = Exporter(config, SystemClock())
         exporter.start()
-        # Steady state: the first poll cycle and the first inventory refresh are behind us.
-        while not exporter.ready or any(
-            s.target.inventory is None for s in exporter.store.snapshot()
-        ):
-            time.sleep(0.5)
+        wait_for_steady_state(exporter)
         ours = start_web("127.0.0.1:0", WebApp(exporter.page.chunks, lambda: True, lambda: None))
         reference = CollectorRegistry()
         reference.register(

@@ -20,7 +20,14 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from benchmarks.harness import exporter_config, machine, median, percentile, verdict
+from benchmarks.harness import (
+    exporter_config,
+    machine,
+    median,
+    percentile,
+    verdict,
+    wait_for_steady_state,
+)
 from exporter.app import Exporter
 from exporter.clock import SystemClock
 from exporter.sim import spawn
@@ -92,10 +99,7 @@ def main() -> None:
         config = exporter_config(sim, max_concurrency=32, max_requests_per_second=10_000)
         exporter = Exporter(config, SystemClock())
         exporter.start()
-        while not exporter.ready or any(
-            s.target.inventory is None for s in exporter.store.snapshot()
-        ):
-            time.sleep(0.5)  # steady state: first cycle and inventory behind us
+        wait_for_steady_state(exporter)
         page = exporter.page
         app = WebApp(
             page.chunks,

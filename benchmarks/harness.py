@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import statistics
+import time
 from typing import Any
 
 import requests
@@ -44,6 +45,12 @@ class LockstepClock(FakeClock):
     def set(self, now: float) -> None:
         super().set(now)
         self._session.post(f"{self._url}/_sim/clock", json={"now": now}, timeout=10)
+
+
+def wait_for_steady_state(exporter: Any) -> None:
+    """Until the first poll cycle is behind a started exporter and every inventory arrived."""
+    while not exporter.ready or any(s.target.inventory is None for s in exporter.store.snapshot()):
+        time.sleep(0.5)  # sampling the exporter's progress, not waiting for an outcome
 
 
 def sim_stats(sim: dict[str, Any]) -> dict[str, Any]:
