@@ -491,6 +491,10 @@ def test_shard_from_the_environment_and_flags_win(tmp_path: Path) -> None:
         "podero-exporter: config error: PODERO_SHARD_COUNT/PODERO_SHARD_INDEX: "
         "index 3 must be below count 3"
     )
+    env["PODERO_SHARD_INDEX"], env["PODERO_SHARD_COUNT"] = "0", "9" * 40  # absurd
+    refused = run_cli("--config.file", str(path), "--config.check", env=env)
+    assert refused.returncode == 2 and "PODERO_SHARD_COUNT" in refused.stderr
+    env["PODERO_SHARD_COUNT"] = "3"
     env["PODERO_SHARD_INDEX"] = "two"
     refused = run_cli("--config.file", str(path), "--config.check", env=env)
     assert refused.stderr.strip() == (

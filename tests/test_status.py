@@ -136,3 +136,11 @@ def test_query_parsing_is_bounded() -> None:
     query = Query.parse({"q": "x" * 5000, "sort": "bogus", "limit": "0", "page": "999999999"})
     assert len(query.q) == 200 and query.sort == "name" and query.limit == 1
     assert query.offset <= 10_000_000
+
+
+def test_a_hostile_kind_filter_matches_nothing_and_breaks_nothing() -> None:
+    view, _ = view_of(20, FakeClock(NOON))
+    for kind in ("<script>x</script>" * 500, "\udc80", "inverter\x00", ""):
+        answer = json.loads(view.json({"kind": kind}, devices=True))
+        assert answer["total"] == (20 if kind == "" else 0)
+    assert page(view)["total"] == 20
