@@ -23,8 +23,10 @@ def metric_names(expr: str) -> set[str]:
 
 
 def exposed_names(config: Config, clock: Clock) -> set[str]:
-    """Family and sample names of a real exporter's page after one poll of every inverter."""
+    """Family and sample names of a real exporter's page after discovery (where configured)
+    and one poll of every device."""
     exporter = Exporter(config, clock)
+    exporter.refresh_inventory()
     exporter.poller.poll_all()
     text = exporter.page.render().decode()
     exporter.stop()
@@ -34,8 +36,16 @@ def exposed_names(config: Config, clock: Clock) -> set[str]:
 
 
 def with_thresholds(config: Config) -> Config:
-    """The config with the demo's thresholds, so threshold series exist."""
+    """The config with thresholds of every kind, so threshold series exist, and discovery of
+    the configured inverters' organizations, so that their homes' other devices are polled."""
     raw = config.model_dump(mode="json")
+    raw["discovery"] = {"org_ids": sorted({i.org_id for i in config.inverters})}
     raw["podero"]["auth"]["client_secret"] = config.podero.auth.secret().get_secret_value()
-    raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 7000}
+    raw["thresholds"] = {
+        "battery_low_percent": 15,
+        "grid_export_high_watts": 7000,
+        "hot_water_low_celsius": 40,
+        "vehicle_charged_percent": 80,
+        "vehicle_charged_by": "06:30",
+    }
     return Config.model_validate(raw)

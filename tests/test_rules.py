@@ -37,7 +37,16 @@ RUNBOOK_SECTIONS = ("## What it means", "## What to check", "## What to do")
 
 
 def rules() -> list[dict[str, Any]]:
-    return [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+    """The alerting rules (recording rules left out)."""
+    return [
+        r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "alert" in r
+    ]
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    return [
+        r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if "record" in r
+    ]
 
 
 def seconds(duration: str) -> int:
@@ -50,7 +59,7 @@ def seconds(duration: str) -> int:
 def test_every_metric_in_the_rules_is_exposed(sim_config: Config, clock: Clock) -> None:
     exposed = exposed_names(with_thresholds(sim_config), clock)
     used: set[str] = set()
-    for rule in rules():
+    for rule in rules() + recording_rules():
         used |= metric_names(rule["expr"])
     assert used, "no metric names found"
     assert not {n for n in used if n not in exposed}
@@ -66,7 +75,7 @@ def test_every_alert_has_severity_scope_annotations_links_and_a_test() -> None:
     for rule in rules():
         name, labels, annotations = rule["alert"], rule["labels"], rule["annotations"]
         assert labels["severity"] in ("info", "warning", "critical"), name
-        assert labels["scope"] in ("inverter", "exporter"), name
+        assert labels["scope"] in ("inverter", "device", "exporter"), name
         assert annotations["summary"] and annotations["description"], name
         base, _, path = annotations["runbook_url"].partition("/docs/runbooks/")
         assert path == f"{name}.md", name
@@ -74,6 +83,8 @@ def test_every_alert_has_severity_scope_annotations_links_and_a_test() -> None:
         bases.add(base)
         if labels["scope"] == "inverter":
             link = "/d/podero-inverter?var-inverter_id={{ $labels.inverter_id }}"
+        elif labels["scope"] == "device":  # the home: every device of the user
+            link = "/d/podero-home?var-user_id={{ $labels.user_id }}"
         else:
             link = "/d/podero-fleet"
         assert annotations["dashboard"] == link, name
@@ -155,7 +166,7 @@ def test_promtool_check_rules() -> None:
     # Also proves this promtool knows keep_firing_for (Prometheus 2.42 and later).
     result = promtool("check", "rules", "podero.rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(rules())} rules found" in result.stdout
+    assert f"SUCCESS: {len(rules()) + len(recording_rules())} rules found" in result.stdout
 
 
 def test_promtool_test_rules() -> None:
@@ -206,7 +217,9 @@ def test_inhibit_rules_name_shipped_alerts_and_scopes() -> None:
             if label == "alertname":
                 assert alternatives <= names, matcher
             else:
-                assert label == "scope" and alternatives <= {"inverter", "exporter"}, matcher
+                assert label == "scope" and alternatives <= {"inverter", "device", "exporter"}, (
+                    matcher
+                )
         assert set(rule["equal"]) <= {"job", "instance", "inverter_id"}, rule
 
 
@@ -255,8 +268,7 @@ def test_every_dashboard_link_names_a_shipped_dashboard_and_its_variables() -> N
             json.loads(p.read_text()) for p in (ROOT / "grafana/dashboards").glob("*.json")
         )
     }
-    rules = [r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-    for rule in rules:
+    for rule in rules():
         link = rule["annotations"]["dashboard"]
         match = re.match(r"^/d/([\w-]+)(?:\?(.*))?$", link)
         assert match, (rule["alert"], link)

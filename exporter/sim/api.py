@@ -314,6 +314,7 @@ class SimulatedApi:
         now = self.clock.time()
         resolution, start, end = _data_range(query, now)
         fields = FIELDS[kind]
+        override = self.overrides.get(device.id, {})
         published = now - DEVICE_PUBLISH_LAG_S
         horizon = now + 86400
         data: list[dict[str, Any]] = []
@@ -332,6 +333,8 @@ class SimulatedApi:
                     point[key] = None
                 elif isinstance(values[-1], bool):
                     point[key] = values[-1]  # the state at the end of the bucket
+                elif key in override:
+                    point[key] = override[key]
                 else:
                     point[key] = round(sum(float(x) for x in values) / len(values), 1)
             data.append(point)

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from exporter.sim.api import HOSTILE_ERROR, ApiError, Faults, SimulatedApi
 from exporter.sim.clock import ManualClock
-from exporter.sim.devices import LISTINGS, PATHS
+from exporter.sim.devices import DEVICE_OVERRIDABLE, LISTINGS, PATHS
 from exporter.sim.fleet import API, MEASURED
 
 _DATA = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/data/?$")
@@ -344,7 +344,9 @@ class _Handler(BaseHTTPRequestHandler):
             api.faults = Faults(**merged)
             self._send(200, json.dumps(asdict(api.faults)).encode())
         elif path == "/_sim/override" and isinstance(body, dict) and "inverter_id" in body:
-            values = {k: float(v) for k, v in body.get("values", {}).items() if k in MEASURED}
+            # An inverter's measured values, or a heat pump's or EV's measured numbers.
+            pinnable = (*MEASURED, *DEVICE_OVERRIDABLE)
+            values = {k: float(v) for k, v in body.get("values", {}).items() if k in pinnable}
             api.overrides[str(body["inverter_id"])] = values
             self._send(200, b"{}")
         elif path == "/_sim/clock" and isinstance(body, dict) and "now" in body:

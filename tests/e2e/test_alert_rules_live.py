@@ -1,5 +1,7 @@
 """The shipped rules loaded by a real Prometheus scraping a demo exporter: every rule is healthy,
-and a drained battery makes PoderoBatteryLow go pending for that inverter only."""
+a drained battery makes PoderoBatteryLow go pending for that inverter only, cold hot water
+makes PoderoHotWaterLow go pending for that heat pump only, and the vehicle rule's time-of-day
+join finds every vehicle's charged-by time in UTC."""
 
 from __future__ import annotations
 
@@ -21,7 +23,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_every_rule_is_loaded_and_healthy(stack: Stack) -> None:
-    expected = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    expected = {
+        r.get("alert", r.get("record"))
+        for g in yaml.safe_load(RULES.read_text())["groups"]
+        for r in g["rules"]
+    }
 
     def healthy() -> list[dict[str, str]] | None:
         groups = requests.get(f"{stack.prometheus}/api/v1/rules", timeout=10).json()["data"][
@@ -58,3 +64,56 @@ def test_draining_one_battery_makes_only_that_inverter_pending(stack: Stack) -> 
     assert alerts[0]["metric"]["name"] == name  # type: ignore[index]
     ratio = query(stack, f'podero_inverter_battery_charge_ratio{{inverter_id="{drained}"}}')
     assert float(ratio[0]["value"][1]) == 0.05  # type: ignore[index]
+
+
+def devices(stack: Stack, kind: str) -> list[dict[str, str]]:
+    """The exporter's devices of a kind (the status API's rows carry the id as inverter_id),
+    once discovery has found them."""
+
+    def listed() -> list[dict[str, str]] | None:
+        url = f"{stack.exporter}/api/v1/devices?kind={kind}"
+        rows = requests.get(url, timeout=5).json()["devices"]
+        return [{**r, "device_id": r["inverter_id"]} for r in rows] or None
+
+    return wait_for(listed, 30, f"{kind} devices to be discovered")
+
+
+def test_cold_hot_water_makes_only_that_heat_pump_pending(stack: Stack) -> None:
+    pump = devices(stack, "heat_pump")[0]
+    r = requests.post(
+        f"{stack.simulator}/_sim/override",
+        timeout=5,
+        json={"inverter_id": pump["device_id"], "values": {"hot_water_temp": 31.5}},
+    )
+    assert r.ok
+
+    def pending() -> list[dict[str, object]] | None:
+        return query(stack, 'ALERTS{alertname="PoderoHotWaterLow"}') or None
+
+    alerts = wait_for(pending, 60, "PoderoHotWaterLow to go pending")
+    assert [a["metric"]["device_id"] for a in alerts] == [pump["device_id"]]  # type: ignore[index]
+    assert alerts[0]["metric"]["alertstate"] == "pending"  # type: ignore[index]
+    assert alerts[0]["metric"]["user_id"] == pump["user_id"]  # type: ignore[index]
+    water = query(
+        stack, f'podero_heat_pump_hot_water_temperature_celsius{{device_id="{pump["device_id"]}"}}'
+    )
+    assert float(water[0]["value"][1]) == 31.5  # type: ignore[index]
+
+
+def test_every_vehicles_charged_by_time_joins_the_exporters_timezone(stack: Stack) -> None:
+    """The demo's vehicles are to be charged by 06:30 Europe/Vienna: 05:30 UTC in winter,
+    04:30 UTC in summer, for every vehicle the exporter serves."""
+    expr = (
+        "podero_electric_vehicle_charged_by_seconds"
+        " - on (job, instance) group_left () podero_exporter_timezone_offset_seconds"
+    )
+    ids = {d["device_id"] for d in devices(stack, "electric_vehicle")}
+
+    def joined() -> list[dict[str, object]] | None:
+        result = query(stack, expr)
+        return result if len(result) == len(ids) else None
+
+    result = wait_for(joined, 30, "every vehicle's charged-by time")
+    assert {s["metric"]["device_id"] for s in result} == ids  # type: ignore[index]
+    assert {float(s["value"][1]) for s in result} <= {5.5 * 3600, 4.5 * 3600}  # type: ignore[index]
+    assert len({float(s["value"][1]) for s in result}) == 1  # type: ignore[index]

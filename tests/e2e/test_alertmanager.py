@@ -119,7 +119,7 @@ def fast_rules() -> dict[str, Any]:
     rules = yaml.safe_load(RULES.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
-            if rule["alert"] in FAST:
+            if rule.get("alert") in FAST:
                 rule["for"] = "0s"
     return dict(rules)
 
@@ -241,8 +241,10 @@ def test_exporter_death_under_a_firing_alert_is_inhibited_not_resolved(
 
 
 def posted(alertname: str, **labels: str) -> dict[str, str]:
-    """An alert's labels as Prometheus posts them: `scope` follows from `inverter_id`."""
-    scope = "inverter" if "inverter_id" in labels else "exporter"
+    """An alert's labels as Prometheus posts them: `scope` follows from the device label."""
+    scope = (
+        "inverter" if "inverter_id" in labels else "device" if "device_id" in labels else "exporter"
+    )
     return {"alertname": alertname, "job": "podero", "scope": scope, **labels}
 
 
@@ -256,6 +258,9 @@ SOURCES = [
 ]
 MUTED = [
     posted("PoderoBatteryLow", instance="down:1", inverter_id="a"),  # its exporter is down
+    posted("PoderoHotWaterLow", instance="down:1", device_id="h"),  # its exporter is down
+    posted("PoderoVehicleNotCharged", job="gone", instance="g:1", device_id="v"),  # no target
+    posted("PoderoDeviceDataStale", instance="auth:1", device_id="h"),  # auth fails
     posted("PoderoAuthFailing", instance="down:1"),
     posted("PoderoInverterPollFailing", instance="auth:1", inverter_id="b"),  # auth fails
     posted("PoderoDiscoveryFailing", instance="auth:1", org_id="o"),
@@ -264,6 +269,7 @@ MUTED = [
 ]
 NOT_MUTED = [
     posted("PoderoBatteryLow", instance="ok:1", inverter_id="a"),  # another instance
+    posted("PoderoVehicleNotCharged", instance="ok:1", device_id="v"),  # another instance
     posted("PoderoDiscoveryFailing", instance="ok:1", org_id="o"),
     posted("PoderoInverterNoData", instance="g:1", inverter_id="c"),  # another job
     posted("PoderoInverterDataStale", instance="ok:1", inverter_id="fine"),  # another inverter
