@@ -84,11 +84,10 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("battery_w", "Battery (+discharge)", "watts"),
     ("hot_water_celsius", "Hot water", "celsius"),
     ("inlet_celsius", "Inlet", "celsius"),
-    ("plugged_in", "Plugged in", "flag"),
-    ("charging", "Charging", "flag"),
+    ("plugged_in", "EV plug", "plug"),  # with `charging`
     ("price", "Price", "number"),
 )
-NUMERIC = frozenset({"watts", "percent", "celsius", "flag", "number", "age"})
+NUMERIC = frozenset({"watts", "percent", "celsius", "number", "age"})
 
 
 def base_row(state: InverterState) -> dict[str, Any]:
@@ -355,6 +354,13 @@ def _cell(kind: str, row: dict[str, Any], key: str) -> str:
         if row["last_error"]:
             text += f"<br><small class=bad>{e(row['last_error'])}</small>"
         return text + f"<br><small class=muted>{e(_when(row['last_poll']))}</small>"
+    if kind == "plug":  # an EV's plug with its charging, which implies plugged in
+        if row["charging"]:
+            return "charging"
+        if value is not None:
+            return "plugged in" if value else "unplugged"
+        if row["charging"] is not None:
+            return "not charging"
     if value is None:
         return "<span class=muted>-</span>"
     if kind == "age":
@@ -366,8 +372,6 @@ def _cell(kind: str, row: dict[str, Any], key: str) -> str:
         return f"{value * 100:.0f} %"
     if kind == "celsius":
         return f"{value:.1f} °C"
-    if kind == "flag":
-        return "yes" if value else "no"
     if kind == "number":
         return f"{value:g}"
     return e(str(value))
@@ -378,9 +382,10 @@ body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em;margin:0 0 .3em}
 header p{margin:.2em 0;color:#555}
 table{border-collapse:collapse;width:100%;margin-top:1em}
-th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #ddd;padding:.35em .4em;text-align:left;vertical-align:top}
 th a{color:inherit;text-decoration:none}th a:hover{text-decoration:underline}
-td.num{text-align:right;white-space:nowrap}
+td.num{text-align:right;white-space:nowrap}td.ids{white-space:nowrap}td.ids code{font-size:10px}
+td:first-child{min-width:9em;max-width:16em;overflow-wrap:anywhere}
 code{font-size:11px}.ok{color:#17803d}.bad{color:#b42318}.muted{color:#888}
 input[type=search]{font:inherit;padding:.3em .5em;width:24em}
 nav{margin-top:1em}nav a{margin-right:1em}
@@ -400,12 +405,18 @@ def _home_title(home: dict[str, Any]) -> str:
     return html.escape(f"Home {home['owner'] or home['user_id']}")
 
 
+def _counted(kind: str, n: int) -> str:
+    """`heat_pump` as counted: `heat pump`, `heat pumps`, `wallboxes`."""
+    name = kind.replace("_", " ")
+    return name if n == 1 else name + ("es" if name.endswith("x") else "s")
+
+
 def _home_html(home: dict[str, Any]) -> str:
     """The home view's section: whose home, its organization, its devices per kind."""
     e = html.escape
     orgs = ", ".join(f"<code>{e(org)}</code>" for org in home["org_ids"]) or "-"
     kinds = " · ".join(
-        f"<span data-kind='{e(kind)}'><b>{n}</b> {e(kind.replace('_', ' '))}</span>"
+        f"<span data-kind='{e(kind)}'><b>{n}</b> {e(_counted(kind, n))}</span>"
         for kind, n in home["kinds"].items()
     )
     owner = e(home["owner"]) if home["owner"] else "<span class=muted>unknown</span>"
@@ -551,7 +562,7 @@ class StatusView:
                 f"<tr data-inverter-id='{e(row['inverter_id'])}' data-kind='{e(row['kind'])}'>"
             )
             for key, _, kind in COLUMNS:
-                css = " class=num" if kind in NUMERIC else ""
+                css = " class=num" if kind in NUMERIC else " class=ids" if kind == "ids" else ""
                 parts.append(f"<td{css}>{_cell(kind, row, key)}</td>")
             parts.append("</tr>")
         parts.append("</tbody></table><nav>")

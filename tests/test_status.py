@@ -241,8 +241,9 @@ def test_each_kind_shows_its_own_values_exactly() -> None:
         "wallbox": {},
     }  # fmt: skip
     page = view.html({"user_id": HOME}).decode()
-    for text in ("3,210 W", "-450 W", "64 %", "48.5 °C", "31.2 °C", "80 %", ">yes<", ">no<"):
+    for text in ("3,210 W", "-450 W", "64 %", "48.5 °C", "31.2 °C", "80 %"):
         assert text in page
+    assert ">plugged in</td>" in page
 
 
 def test_the_values_come_from_each_kinds_reading_families() -> None:
@@ -251,7 +252,26 @@ def test_the_values_come_from_each_kinds_reading_families() -> None:
         assert all(family in readings for _, family in pairs), kind
     assert set(VALUES) == set(status.KINDS)
     shown = {key for key, _, _ in status.COLUMNS}
-    assert set(status.VALUE_KEYS) <= shown  # every value has a column
+    assert set(status.VALUE_KEYS) - shown == {"charging"}  # shown with plugged_in
+
+
+@pytest.mark.parametrize(
+    ("plugged_in", "charging", "shown"),
+    [
+        (1.0, 1.0, "charging"),
+        (1.0, 0.0, "plugged in"),
+        (0.0, 0.0, "unplugged"),
+        (None, 1.0, "charging"),
+        (None, 0.0, "not charging"),
+        (1.0, None, "plugged in"),
+        (None, None, "<span class=muted>-</span>"),
+    ],
+)
+def test_an_evs_plug_column_says_plugged_in_and_charging_in_one_word(
+    plugged_in: float | None, charging: float | None, shown: str
+) -> None:
+    row = {"plugged_in": plugged_in, "charging": charging}
+    assert status._cell("plug", row, "plugged_in") == shown
 
 
 def test_stale_values_are_not_shown_as_current() -> None:
@@ -263,7 +283,7 @@ def test_stale_values_are_not_shown_as_current() -> None:
     assert not any(r["data_fresh"] for r in rows)
     assert [r["data_age_seconds"] for r in rows if r["kind"] != "wallbox"] == [3601.0] * 3
     page = view.html({"user_id": HOME}).decode()
-    assert "48.5 °C" not in page and "3,210 W" not in page and ">yes<" not in page
+    assert "48.5 °C" not in page and "3,210 W" not in page and "plugged in" not in page
 
 
 def test_a_malformed_user_id_is_refused_and_an_unknown_one_is_an_empty_home() -> None:
