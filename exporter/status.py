@@ -1,5 +1,6 @@
-"""The operator's status page (`/`) and its JSON twin (`/api/v1/inverters`): every inverter
-with its ids, model, last poll result, data age, next poll and current values.
+"""The operator's status page (`/`) and its JSON twins (`/api/v1/devices`, `/api/v1/inverters`):
+every device with its ids, model, last poll result, data age, next poll and current values;
+`?user_id=` shows one home (a user) with all its devices.
 
 Filtering, sorting and paging happen on the server, so 10,000 rows stay fast; the page has
 no external assets and escapes every string that came from the API or the config.
@@ -11,6 +12,7 @@ import html
 import json
 import math
 import threading
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -27,20 +29,38 @@ PAGE_SIZE = 100
 MAX_LIMIT = 1000
 # Status requests built at once; more wait briefly, then get 503 (scrapes never wait).
 MAX_CONCURRENT = 2
-# JSON key -> the metrics table's family, whose field and unit conversion the page shares.
-VALUE_COLUMNS = (
-    ("solar_w", m.SOLAR_PRODUCTION),
-    ("grid_w", m.GRID_EXPORT),
-    ("household_w", m.HOUSEHOLD_CONSUMPTION),
-    ("battery_ratio", m.BATTERY_CHARGE),
-    ("battery_w", m.BATTERY_POWER),
-    ("price", m.PRICE),
-)
+# The values a person checks, per kind: JSON key -> the metrics table's family (one of the
+# kind's reading families), whose API field and unit conversion the page shares. A key
+# shared by kinds is one column (an inverter's home battery and an EV's battery level).
+VALUES: dict[str, tuple[tuple[str, m.Family], ...]] = {
+    "inverter": (
+        ("solar_w", m.SOLAR_PRODUCTION),
+        ("grid_w", m.GRID_EXPORT),
+        ("household_w", m.HOUSEHOLD_CONSUMPTION),
+        ("battery_ratio", m.BATTERY_CHARGE),
+        ("battery_w", m.BATTERY_POWER),
+        ("price", m.PRICE),
+    ),
+    "heat_pump": (
+        ("hot_water_celsius", m.HEAT_PUMP_HOT_WATER_TEMPERATURE),
+        ("inlet_celsius", m.HEAT_PUMP_INLET_TEMPERATURE),
+        ("price", m.HEAT_PUMP_PRICE),
+    ),
+    "electric_vehicle": (
+        ("battery_ratio", m.EV_BATTERY_LEVEL),
+        ("plugged_in", m.EV_PLUGGED_IN),
+        ("charging", m.EV_CHARGING),
+        ("price", m.EV_PRICE),
+    ),
+    "wallbox": (),  # no data series
+}
+VALUE_KEYS = tuple(dict.fromkeys(key for pairs in VALUES.values() for key, _ in pairs))
 SEARCHED = (
     "name",
     "inverter_id",
     "org_id",
     "user_id",
+    "owner",
     "manufacturer",
     "model",
     "status",
@@ -62,13 +82,17 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("household_w", "Household", "watts"),
     ("battery_ratio", "Battery", "percent"),
     ("battery_w", "Battery (+discharge)", "watts"),
+    ("hot_water_celsius", "Hot water", "celsius"),
+    ("inlet_celsius", "Inlet", "celsius"),
+    ("plugged_in", "EV plug", "plug"),  # with `charging`
     ("price", "Price", "number"),
 )
+NUMERIC = frozenset({"watts", "percent", "celsius", "number", "age"})
 
 
 def base_row(state: InverterState) -> dict[str, Any]:
-    """What the status page shows of one inverter that does not depend on the time of the
-    request; built once per change of the inverter's state."""
+    """What the status page shows of one device that does not depend on the time of the
+    request; built once per change of the device's state."""
     target, reading, inventory = state.target, state.reading, state.target.inventory
     status = "never polled" if not state.polled else ("ok" if state.up else "failed")
     if not target.polled:
@@ -79,6 +103,7 @@ def base_row(state: InverterState) -> dict[str, Any]:
         "inverter_id": target.inverter_id,
         "user_id": target.user_id,
         "org_id": target.org_id,
+        "owner": inventory.owner if inventory else None,
         "discovered": target.discovered,
         "manufacturer": inventory.manufacturer if inventory else None,
         "model": inventory.model if inventory else None,
@@ -94,7 +119,8 @@ def base_row(state: InverterState) -> dict[str, Any]:
         "data_time": reading.time if reading else None,
         "next_poll": state.next_poll,
     }
-    for key, family in VALUE_COLUMNS:
+    row.update(dict.fromkeys(["_" + key for key in VALUE_KEYS]))
+    for key, family in VALUES.get(target.kind, ()):
         value = reading.values.get(family.field or "") if reading else None
         row["_" + key] = None if value is None else family.convert(value)
     return row
@@ -134,7 +160,7 @@ def finished_row(row: dict[str, Any], now: float, max_age: float) -> dict[str, A
     out["data_age_seconds"] = round(now - data_time, 1) if data_time is not None else None
     out["data_fresh"] = fresh
     out["next_poll_in_seconds"] = round(next_poll - now, 1) if next_poll else None
-    for key, _ in VALUE_COLUMNS:
+    for key in VALUE_KEYS:
         out[key] = row["_" + key] if fresh else None
     return out
 
@@ -151,6 +177,23 @@ def needs_attention(row: dict[str, Any], now: float, max_age: float) -> bool:
     )
 
 
+class BadQuery(ValueError):
+    """A request parameter that cannot mean anything (HTTP 400); the message names it and
+    does not repeat the value."""
+
+
+def _user_id(value: str) -> str:
+    """A user id parameter as the targets spell it (a lowercase UUID); "" for none."""
+    if not value:
+        return ""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise BadQuery(
+            "user_id is not a UUID (expected e.g. 6f1c0000-0000-4000-8000-000000000000)"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Query:
     """Filter, sort order and page of a status request."""
@@ -162,6 +205,7 @@ class Query:
     limit: int = PAGE_SIZE
     problems: bool = False
     kind: str = ""  # only devices of this kind ("": every kind)
+    user_id: str = ""  # only this home's devices ("": every home)
 
     @property
     def page(self) -> int:
@@ -170,7 +214,8 @@ class Query:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> Query:
         """From request parameters: `q`, `sort`, `order`, `limit` (1 to 1,000), `offset` or
-        `page`, `problems=1`; anything malformed falls back to the default."""
+        `page`, `problems=1`, `kind`; anything malformed falls back to the default, except a
+        `user_id` that is not a UUID (BadQuery: showing every home instead would mislead)."""
         sort = params.get("sort", "name")
         if not any(sort == key for key, _, _ in COLUMNS) and sort not in ("org_id", "user_id"):
             sort = "name"
@@ -186,7 +231,20 @@ class Query:
             limit,
             params.get("problems") in ("1", "true", "yes"),
             params.get("kind", "")[:40],
+            _user_id(params.get("user_id", "")),
         )
+
+    def link(self, **changes: str | int) -> str:
+        """The query string of this query with `changes`, without empty parameters."""
+        params = {
+            "q": self.q,
+            "kind": self.kind,
+            "user_id": self.user_id,
+            "sort": self.sort,
+            "order": "desc" if self.desc else "asc",
+            **changes,
+        }
+        return urlencode({k: v for k, v in params.items() if v != ""})
 
 
 def _int(value: str | None, default: int) -> int:
@@ -213,6 +271,8 @@ def select(
 ) -> tuple[list[dict[str, Any]], int]:
     """The base rows matching the filter, sorted, and the finished rows of the page asked
     for; and how many matched."""
+    if query.user_id:
+        rows = in_home(rows, query.user_id)
     if query.kind:
         rows = [r for r in rows if r["kind"] == query.kind]
     needle = query.q.strip().lower()
@@ -227,6 +287,28 @@ def select(
     ordered = present + missing  # rows without the value go last either way
     page = ordered[query.offset : query.offset + query.limit]
     return [finished_row(r, now, max_age) for _, r in page], len(ordered)
+
+
+def in_home(rows: list[dict[str, Any]], user_id: str) -> list[dict[str, Any]]:
+    """The rows of one home's devices (a home is a user)."""
+    return [r for r in rows if r["user_id"] == user_id]
+
+
+def home_of(rows: list[dict[str, Any]], user_id: str) -> dict[str, Any]:
+    """What the home view says of a home, from its devices' base rows: ids, owner (the
+    customer's external id or e-mail name, where an inventory has it), devices per kind."""
+    kinds = {kind: 0 for kind in KINDS}
+    for row in rows:
+        kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
+    return {
+        "user_id": user_id,
+        "org_ids": sorted({r["org_id"] for r in rows}),
+        "owner": next((r["owner"] for r in rows if r["owner"]), None),
+        "devices": len(rows),
+        "kinds": kinds,
+        "reporting": sum(1 for r in rows if r["status"] == "ok"),
+        "polled": sum(1 for r in rows if r["status"] != INVENTORY_ONLY),
+    }
 
 
 def _when(epoch: float | None) -> str:
@@ -252,9 +334,11 @@ def _cell(kind: str, row: dict[str, Any], key: str) -> str:
     e = html.escape
     value = row[key]
     if kind == "ids":
+        home = e(urlencode({"user_id": row["user_id"]}))
         return (
-            f"<code>{e(row['inverter_id'])}</code><br><small>user "
-            f"<code>{e(row['user_id'])}</code><br>org <code>{e(row['org_id'])}</code></small>"
+            f"<code>{e(row['inverter_id'])}</code><br><small>user <a class=home "
+            f"href='?{home}'><code>{e(row['user_id'])}</code></a><br>"
+            f"org <code>{e(row['org_id'])}</code></small>"
         )
     if kind == "model":
         parts = [p for p in (row["manufacturer"], row["model"]) if p]
@@ -270,6 +354,13 @@ def _cell(kind: str, row: dict[str, Any], key: str) -> str:
         if row["last_error"]:
             text += f"<br><small class=bad>{e(row['last_error'])}</small>"
         return text + f"<br><small class=muted>{e(_when(row['last_poll']))}</small>"
+    if kind == "plug":  # an EV's plug with its charging, which implies plugged in
+        if row["charging"]:
+            return "charging"
+        if value is not None:
+            return "plugged in" if value else "unplugged"
+        if row["charging"] is not None:
+            return "not charging"
     if value is None:
         return "<span class=muted>-</span>"
     if kind == "age":
@@ -279,6 +370,8 @@ def _cell(kind: str, row: dict[str, Any], key: str) -> str:
         return f"{value:,.0f} W"
     if kind == "percent":
         return f"{value * 100:.0f} %"
+    if kind == "celsius":
+        return f"{value:.1f} °C"
     if kind == "number":
         return f"{value:g}"
     return e(str(value))
@@ -289,12 +382,15 @@ body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.4em;margin:0 0 .3em}
 header p{margin:.2em 0;color:#555}
 table{border-collapse:collapse;width:100%;margin-top:1em}
-th,td{border-bottom:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #ddd;padding:.35em .4em;text-align:left;vertical-align:top}
 th a{color:inherit;text-decoration:none}th a:hover{text-decoration:underline}
-td.num{text-align:right;white-space:nowrap}
+td.num{text-align:right;white-space:nowrap}td.ids{white-space:nowrap}td.ids code{font-size:10px}
+td:first-child{min-width:9em;max-width:16em;overflow-wrap:anywhere}
 code{font-size:11px}.ok{color:#17803d}.bad{color:#b42318}.muted{color:#888}
 input[type=search]{font:inherit;padding:.3em .5em;width:24em}
 nav{margin-top:1em}nav a{margin-right:1em}
+#home{margin-top:1em;padding:.6em 1em;background:#f4f6f8;border-radius:6px}
+#home h2{font-size:1.2em;margin:0 0 .2em}#home p{margin:.2em 0}
 """
 SCRIPT = """
 const box=document.getElementById('q');let timer;
@@ -303,6 +399,35 @@ timer=setTimeout(()=>box.form.submit(),350);});
 const kind=document.getElementById('kind');
 kind.addEventListener('change',()=>kind.form.submit());
 """
+
+
+def _home_title(home: dict[str, Any]) -> str:
+    return html.escape(f"Home {home['owner'] or home['user_id']}")
+
+
+def _counted(kind: str, n: int) -> str:
+    """`heat_pump` as counted: `heat pump`, `heat pumps`, `wallboxes`."""
+    name = kind.replace("_", " ")
+    return name if n == 1 else name + ("es" if name.endswith("x") else "s")
+
+
+def _home_html(home: dict[str, Any]) -> str:
+    """The home view's section: whose home, its organization, its devices per kind."""
+    e = html.escape
+    orgs = ", ".join(f"<code>{e(org)}</code>" for org in home["org_ids"]) or "-"
+    kinds = " · ".join(
+        f"<span data-kind='{e(kind)}'><b>{n}</b> {e(_counted(kind, n))}</span>"
+        for kind, n in home["kinds"].items()
+    )
+    owner = e(home["owner"]) if home["owner"] else "<span class=muted>unknown</span>"
+    return (
+        f"<section id=home><h2>{_home_title(home)}</h2>"
+        f"<p>user <code>{e(home['user_id'])}</code> · org {orgs} · owner <b id=owner>{owner}"
+        "</b> · <a href='./'>all devices</a></p>"
+        f"<p id=kinds>{kinds} · {home['reporting']} of {home['polled']} reporting</p>"
+        + ("" if home["devices"] else "<p class=bad>No device of this home is known.</p>")
+        + "</section>"
+    )
 
 
 @dataclass(frozen=True)
@@ -361,20 +486,24 @@ class StatusView:
 
     def json(self, params: Mapping[str, str], devices: bool = False) -> bytes:
         """`/api/v1/inverters`: one page of the (filtered, sorted) inverters; with `devices`,
-        `/api/v1/devices`: of every kind (`kind=` filters); raises Busy."""
+        `/api/v1/devices`: of every kind (`kind=` filters); with `user_id=`, one home's
+        devices and the home itself. Raises Busy, or BadQuery for a malformed user_id."""
         query = Query.parse(params)
         if not devices:
             query = replace(query, kind="inverter")
         slot = self._slot()
         try:
-            rows, total = select(self.snapshot(), query, self._clock.time(), self._max_age())
-            body = {"total": total, "offset": query.offset, "limit": query.limit}
+            snapshot = self.snapshot()
+            rows, total = select(snapshot, query, self._clock.time(), self._max_age())
+            body: dict[str, Any] = {"total": total, "offset": query.offset, "limit": query.limit}
+            if query.user_id:
+                body["home"] = home_of(in_home(snapshot, query.user_id), query.user_id)
             return json.dumps({**body, "devices" if devices else "inverters": rows}).encode()
         finally:
             slot.release()
 
     def html(self, params: Mapping[str, str]) -> bytes:
-        """`/`: the status page; raises Busy."""
+        """`/`: the status page, or with `user_id=` one home's; raises Busy or BadQuery."""
         slot = self._slot()
         try:
             return self._html(Query.parse(params))
@@ -389,6 +518,7 @@ class StatusView:
         polls = [r["last_poll"] for r in all_rows if r["last_poll"]]
         up = sum(1 for r in all_rows if r["status"] == "ok")
         polled = sum(1 for r in all_rows if r["status"] != INVENTORY_ONLY)
+        home = home_of(in_home(all_rows, query.user_id), query.user_id) if query.user_id else None
         expiry = head.token_expiry
         token = (
             "no token yet"
@@ -398,7 +528,7 @@ class StatusView:
         parts = [
             "<!doctype html><html lang=en><head><meta charset=utf-8>",
             "<meta name=viewport content='width=device-width,initial-scale=1'>",
-            "<title>Podero exporter</title><style>",
+            f"<title>{_home_title(home) + ' · ' if home else ''}Podero exporter</title><style>",
             STYLE,
             "</style></head><body><header>",
             "<h1>Podero exporter</h1>",
@@ -408,44 +538,38 @@ class StatusView:
             f"<p>Last poll {e(_when(max(polls) if polls else None))} · "
             f"{'discovery' if head.discovery else 'inventory'} {e(_when(head.last_inventory))}"
             "</p></header>",
+            _home_html(home) if home else "",
             "<form method=get><input type=search id=q name=q placeholder='Filter by name, id, "
-            f"model, error…' value='{e(query.q)}' autocomplete=off>",
+            f"owner, model, error…' value='{e(query.q)}' autocomplete=off>",
             f"<input type=hidden name=sort value='{e(query.sort)}'>",
             f"<input type=hidden name=order value='{'desc' if query.desc else 'asc'}'>",
+            f"<input type=hidden name=user_id value='{e(query.user_id)}'>" if home else "",
             " <select id=kind name=kind><option value=''>every kind</option>",
             *(f"<option{' selected' if query.kind == k else ''}>{k}</option>" for k in KINDS),
             "</select>",
-            f" <span id=count>{total} of {len(all_rows)} devices</span></form>",
+            f" <span id=count>{total} of {home['devices'] if home else len(all_rows)} devices"
+            f"{' in this home' if home else ''}</span></form>",
             "<table id=inverters><thead><tr>",
         ]
         for key, heading, _ in COLUMNS:
             desc = query.sort == key and not query.desc
-            link = urlencode(
-                {"q": query.q, "kind": query.kind, "sort": key, "order": "desc" if desc else "asc"}
-            )
+            link = query.link(sort=key, order="desc" if desc else "asc")
             arrow = (" ▼" if query.desc else " ▲") if query.sort == key else ""
             parts.append(f"<th><a href='?{e(link)}' data-sort='{key}'>{e(heading)}{arrow}</a></th>")
         parts.append("</tr></thead><tbody>")
         for row in rows:
-            parts.append(f"<tr data-inverter-id='{e(row['inverter_id'])}'>")
+            parts.append(
+                f"<tr data-inverter-id='{e(row['inverter_id'])}' data-kind='{e(row['kind'])}'>"
+            )
             for key, _, kind in COLUMNS:
-                css = " class=num" if kind in ("watts", "percent", "number", "age") else ""
+                css = " class=num" if kind in NUMERIC else " class=ids" if kind == "ids" else ""
                 parts.append(f"<td{css}>{_cell(kind, row, key)}</td>")
             parts.append("</tr>")
         parts.append("</tbody></table><nav>")
         pages = max(1, math.ceil(total / query.limit))
         for label, page in (("« previous", query.page - 1), ("next »", query.page + 1)):
             if 1 <= page <= pages:
-                link = urlencode(
-                    {
-                        "q": query.q,
-                        "kind": query.kind,
-                        "sort": query.sort,
-                        "order": "desc" if query.desc else "asc",
-                        "page": page,
-                    }
-                )
-                parts.append(f"<a href='?{e(link)}'>{label}</a>")
+                parts.append(f"<a href='?{e(query.link(page=page))}'>{label}</a>")
         parts.append(f"<span>page {query.page} of {pages}</span></nav>")
         parts.append(f"<script>{SCRIPT}</script></body></html>")
         return "".join(parts).encode()

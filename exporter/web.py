@@ -34,7 +34,7 @@ from cheroot.makefile import StreamReader, StreamWriter
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE
-from exporter.status import SCRIPT, STYLE, Busy, StatusView
+from exporter.status import SCRIPT, STYLE, BadQuery, Busy, StatusView
 from exporter.webconfig import BasicAuth, ServerTLS, WebConfig
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,8 @@ class Site:
                 response = _Response(
                     503, b"Busy: too many status requests; retry.\n", headers={"Retry-After": "1"}
                 )
+            except BadQuery as exc:  # its message does not repeat the value
+                response = _Response(400, f"Bad request: {exc}.\n".encode())
         else:
             response = _Response(
                 401,

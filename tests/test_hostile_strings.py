@@ -1,9 +1,10 @@
 """Strings from outside (issue 11): the one sanitising function, the listing helpers that
-apply it, and the per-device rendering guard that keeps one bad device from failing the
-page of all the others."""
+apply it, the per-device rendering guard that keeps one bad device from failing the
+page of all the others, and the home view showing a hostile owner and name inert."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from exporter.discovery import default_name, inventory_from, owner_of
 from exporter.exposition import MetricsPage
 from exporter.readings import DataPoint
+from exporter.status import Header, StatusView
 from exporter.store import ReadingStore
 from exporter.targets import Inventory, InverterTarget
 from exporter.text import clean_text
@@ -137,3 +139,29 @@ def test_inventory_that_bypassed_the_boundary_fails_only_its_device() -> None:
     info = [labels for name, labels, _ in samples_of(text) if name == "podero_inverter_info"]
     assert [dict(labels)["name"] for labels in info] == ["roof"]
     assert page.guard.errors == 1
+
+
+def test_the_home_view_shows_a_hostile_owner_and_name_as_text() -> None:
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>'\"&"
+    user = "6f1c0000-0000-4000-8000-00000000000a"
+    inventory = Inventory(manufacturer=evil, model=evil, owner=evil)
+    devices = [
+        InverterTarget(f"{i:08x}-0000-4000-8000-000000000000", "o", user, evil + kind,
+                       inventory=inventory, kind=kind)
+        for i, kind in enumerate(("inverter", "heat_pump", "electric_vehicle", "wallbox"))
+    ]  # fmt: skip
+    store = ReadingStore(devices)
+    store.record_failure(devices[1].inverter_id, evil, NOON, None)
+    header = Header(started=NOON, token_expiry=None, last_inventory=None, discovery=False)
+    view = StatusView(store, FakeClock(NOON), lambda: 3600.0, lambda: header)
+    page = view.html({"user_id": user, "q": evil}).decode()
+    assert "<script>" not in page.replace("<script>\nconst box", "")  # only the page's own
+    assert "<img" not in page and "onerror=alert(2)>" not in page
+    shown = (
+        "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;&#x27;&quot;&amp;"
+    )
+    assert f"<b id=owner>{shown}</b>" in page  # the owner, in the home's header
+    assert f"<title>Home {shown} · Podero exporter</title>" in page
+    assert page.count(shown) >= 4 * 2 + 3  # names and models of all four; owner, title, q
+    home = json.loads(view.json({"user_id": user}, devices=True))
+    assert home["home"]["owner"] == evil and home["total"] == 4

@@ -1,5 +1,5 @@
-"""Routes a client can choose: the telemetry path, gzip, and status requests refused when
-every status slot is taken."""
+"""Routes a client can choose: the telemetry path, gzip, status requests refused when
+every status slot is taken, and the home view's user_id."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from exporter.web import WebApp, accepts_gzip, start_web
 from tests.conftest import NOON, run_cli
 from tests.fakes import FakeClock
 from tests.test_exposition import random_store
+from tests.test_status import HOME, home_view
 
 BODY = [b"# HELP podero_up x\n# TYPE podero_up gauge\n", b"podero_up 1\n"]
 
@@ -124,3 +125,30 @@ def test_a_python_client_reads_the_whole_gzip_page() -> None:
         server.server_close()
     assert answer.headers["Content-Encoding"] == "gzip"
     assert answer.content == plain and len(plain) > 200_000
+
+
+def test_the_home_view_over_http_and_a_bad_user_id_is_a_400_that_does_not_echo() -> None:
+    view, _ = home_view(FakeClock(NOON))
+    server = start_web("127.0.0.1:0", WebApp(lambda: BODY, lambda: True, lambda: None, view))
+    site = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        page = requests.get(site + "/", params={"user_id": HOME}, timeout=5)
+        listed = requests.get(site + "/api/v1/devices", params={"user_id": HOME}, timeout=5)
+        attack = "<script>alert(1)</script>"
+        refused = [
+            requests.get(site + path, params={"user_id": attack}, timeout=5)
+            for path in ("/", "/api/v1/devices", "/api/v1/inverters")
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert page.text.count("<tr data-inverter-id=") == 4
+    assert listed.json()["total"] == 4 and listed.json()["home"]["user_id"] == HOME
+    for answer in refused:
+        assert answer.status_code == 400
+        assert answer.headers["Content-Type"] == "text/plain; charset=utf-8"
+        assert answer.text == (
+            "Bad request: user_id is not a UUID "
+            "(expected e.g. 6f1c0000-0000-4000-8000-000000000000).\n"
+        )
