@@ -71,6 +71,7 @@ class Exporter:
         self.config = config
         self.started_at = clock.time()
         self.telemetry = Telemetry()
+        self.telemetry.follow_timezone(config.timezone, clock.time)
         self.client = build_client(config, clock, self.telemetry)
         self.targets = TargetSet(config)
         self.discovery = self._new_discovery()
@@ -251,6 +252,7 @@ class Exporter:
             if new.poll != old.poll or new.podero.max_concurrency != old.podero.max_concurrency:
                 self.poller.set_poll(new.poll, new.podero.max_concurrency)
             self.targets.set_config(new)
+            self.telemetry.follow_timezone(new.timezone, self.clock.time)
             self.page.update()  # the answer to a reload shows on the next scrape already
             if new.discovery != old.discovery or new.inverters != old.inverters:
                 self._guarded(lambda: self.refresh_inventory(self.poller.submit))

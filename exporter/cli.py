@@ -133,9 +133,17 @@ def _demo_config(count: int, scenario: str | None) -> tuple[Config, str]:
     # The demo polls every 10 s (no skipping) so that simulator scenarios show at once, and
     # sets thresholds so that the alert rules and the dashboard's threshold lines have data;
     # they lie outside what the simulated fleet does (a 20 % battery reserve, at most 12 kW of
-    # solar), so nothing fires unless a scenario asks for it.
+    # solar, hot water above 43 °C, cars charged to 90 % by 05:00), so nothing fires unless a
+    # scenario asks for it.
     raw["poll"] = {"interval_seconds": 10, "skip_until_due": False}
-    raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 15000}
+    raw["thresholds"] = {
+        "battery_low_percent": 15,
+        "grid_export_high_watts": 15000,
+        "hot_water_low_celsius": 40,
+        "vehicle_charged_percent": 80,
+        "vehicle_charged_by": "06:30",
+    }
+    raw["timezone"] = "Europe/Vienna"
     text = yaml.safe_dump(raw)
     return parse_config(text, {}, source="demo"), sim.base_url
 

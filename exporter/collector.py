@@ -140,6 +140,8 @@ def device_target_samples(target: InverterTarget) -> Samples:
     inventory = target.inventory
     described = _described(inventory, ("manufacturer", "model", "lifecycle_state"))
     add(m.DEVICE_INFO, 1.0, (*with_kind, ("org_id", target.org_id), *described, *target.labels))
+    for family in m.DEVICE_THRESHOLDS.get(target.kind, ()):
+        add(family, _converted(family, getattr(target, family.field or "")), ids)
     if inventory is None:
         return samples
     add(m.DEVICE_AUTHENTICATED, _bool(authenticated(inventory)))

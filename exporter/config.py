@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import uuid
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import field
 from pathlib import Path
@@ -46,6 +47,8 @@ RESERVED_LABELS = frozenset(
 # The kinds of device a home may have; `inverters:` entries name theirs with `kind:`.
 DeviceKind = Literal["inverter", "heat_pump", "electric_vehicle", "wallbox"]
 INVERTER = "inverter"
+HEAT_PUMP = "heat_pump"
+EV = "electric_vehicle"
 OTHER_KINDS: tuple[DeviceKind, ...] = ("heat_pump", "electric_vehicle", "wallbox")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -219,22 +222,61 @@ _ENTRY = ConfigDict(extra="forbid")
 
 @dataclass(frozen=True, slots=True, config=_ENTRY)
 class Thresholds:
-    """Alert limits published as metrics so that alert rules can compare against them."""
+    """Alert limits published as metrics so that alert rules can compare against them; each
+    applies to one kind of device (`THRESHOLD_KINDS`)."""
 
     battery_low_percent: float | None = Field(default=None, ge=0, le=100)
     grid_export_high_watts: float | None = Field(default=None, ge=0)
+    hot_water_low_celsius: float | None = Field(default=None, ge=-50, le=150)
+    vehicle_charged_percent: float | None = Field(default=None, gt=0, le=100)
+    vehicle_charged_by: str | None = None  # "HH:MM" in the config's timezone
+
+    @field_validator("vehicle_charged_by", mode="before")
+    @classmethod
+    def _time_of_day(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 7:30 as the sexagesimal number 450.
+            raise ValueError(
+                f"{value!r} is a number: write the time of day in quotes, like '07:30' "
+                "(YAML reads an unquoted 7:30 as the number 450)"
+            )
+        if not isinstance(value, str) or not _TIME_OF_DAY.match(value):
+            raise ValueError(f"{value!r} is not a time of day like '07:00' (00:00 to 23:59)")
+        return value
+
+    @property
+    def vehicle_charged_by_seconds(self) -> int | None:
+        """`vehicle_charged_by` as seconds after midnight."""
+        if self.vehicle_charged_by is None:
+            return None
+        hours, minutes = self.vehicle_charged_by.split(":")
+        return int(hours) * 3600 + int(minutes) * 60
 
     def over(self, defaults: Thresholds) -> Thresholds:
         """These thresholds, with unset keys taken from `defaults`."""
         return Thresholds(
-            battery_low_percent=_first(self.battery_low_percent, defaults.battery_low_percent),
-            grid_export_high_watts=_first(
-                self.grid_export_high_watts, defaults.grid_export_high_watts
-            ),
+            **{key: _first(getattr(self, key), getattr(defaults, key)) for key in THRESHOLD_KINDS}
         )
 
+    def set_keys(self) -> list[str]:
+        """The keys given a value."""
+        return [key for key in THRESHOLD_KINDS if getattr(self, key) is not None]
 
-def _first(a: float | None, b: float | None) -> float | None:
+
+# The kind of device each threshold applies to.
+THRESHOLD_KINDS: dict[str, str] = {
+    "battery_low_percent": INVERTER,
+    "grid_export_high_watts": INVERTER,
+    "hot_water_low_celsius": HEAT_PUMP,
+    "vehicle_charged_percent": EV,
+    "vehicle_charged_by": EV,
+}
+_TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+def _first(a: Any, b: Any) -> Any:
     return a if a is not None else b
 
 
@@ -277,6 +319,16 @@ class InverterConfig:
             if key in RESERVED_LABELS:
                 raise ValueError(f"{key!r} is set by the exporter and cannot be a custom label")
         return labels
+
+    @model_validator(mode="after")
+    def _thresholds_of_its_kind(self) -> InverterConfig:
+        for key in self.thresholds.set_keys():
+            if THRESHOLD_KINDS[key] != self.kind:
+                raise ValueError(
+                    f"thresholds.{key} applies to kind {THRESHOLD_KINDS[key]}, "
+                    f"this entry is kind {self.kind}"
+                )
+        return self
 
     @property
     def display_name(self) -> str:
@@ -337,9 +389,23 @@ class Config(_Strict):
     podero: PoderoConfig
     poll: PollConfig = PollConfig()
     thresholds: Thresholds = Thresholds()
+    # The time zone of times of day in the config (thresholds.vehicle_charged_by).
+    timezone: str = "UTC"
     shard: ShardConfig = ShardConfig()
     discovery: DiscoveryConfig | None = None
     inverters: list[InverterConfig] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not a time zone name of the IANA database, like "
+                "'Europe/Vienna' or 'UTC'"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _something_to_poll(self) -> Config:

@@ -401,6 +401,29 @@ DEVICE_OPTIMIZATION_SCORE = Family(
     field="optimization_score",
     labels=("kind",),
 )
+HOT_WATER_LOW_THRESHOLD = Family(
+    "podero_heat_pump_hot_water_low_threshold_celsius",
+    "Configured hot-water-low alert threshold in degrees Celsius "
+    "(thresholds.hot_water_low_celsius).",
+    Source.TARGET,
+    field="hot_water_low_celsius",
+)
+EV_CHARGED_THRESHOLD = Family(
+    "podero_electric_vehicle_charged_threshold_ratio",
+    "Configured battery level, 0 to 1, the vehicle should have by its charged-by time "
+    "(thresholds.vehicle_charged_percent / 100).",
+    Source.TARGET,
+    field="vehicle_charged_percent",
+    scale=0.01,
+)
+EV_CHARGED_BY = Family(
+    "podero_electric_vehicle_charged_by_seconds",
+    "Configured time of day by which the vehicle should be charged, in seconds after "
+    "midnight in the config's timezone (thresholds.vehicle_charged_by; the rules add "
+    "podero_exporter_timezone_offset_seconds to time() to compare).",
+    Source.TARGET,
+    field="vehicle_charged_by_seconds",
+)
 HEAT_PUMP_READINGS = (
     HEAT_PUMP_INLET_TEMPERATURE,
     HEAT_PUMP_HOT_WATER_TEMPERATURE,
@@ -434,7 +457,15 @@ DEVICE_FAMILIES: tuple[Family, ...] = (
     DEVICE_ACTION_NEEDED,
     DEVICE_SMART_OPTIMIZATION,
     DEVICE_OPTIMIZATION_SCORE,
+    HOT_WATER_LOW_THRESHOLD,
+    EV_CHARGED_THRESHOLD,
+    EV_CHARGED_BY,
 )
+# The configured thresholds of each kind besides inverters (the field is the target's).
+DEVICE_THRESHOLDS: dict[str, tuple[Family, ...]] = {
+    "heat_pump": (HOT_WATER_LOW_THRESHOLD,),
+    "electric_vehicle": (EV_CHARGED_THRESHOLD, EV_CHARGED_BY),
+}
 
 # --- the exporter itself --------------------------------------------------------------------
 API_REQUESTS = Family(
@@ -518,6 +549,12 @@ BUILD_INFO = Family(
     Source.SELF,
     labels=("version", "revision", "python_version"),
 )
+TIMEZONE_OFFSET = Family(
+    "podero_exporter_timezone_offset_seconds",
+    "UTC offset of the config's timezone now, in seconds (it changes with daylight saving "
+    "time): time() plus this is the local time that configured times of day are in.",
+    Source.SELF,
+)
 RENDER_ERRORS = Family(
     "podero_render_errors_total",
     "Times a device was left out of a rendering (/metrics, the status page) because its "
@@ -540,5 +577,6 @@ SELF_FAMILIES: tuple[Family, ...] = (
     DISCOVERY_SUCCESS,
     DISCOVERY_DURATION,
     BUILD_INFO,
+    TIMEZONE_OFFSET,
     RENDER_ERRORS,
 )

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from exporter.config import INVERTER, Config, InverterConfig
+from exporter.config import EV, HEAT_PUMP, INVERTER, Config, InverterConfig
 
 # The kinds with a data series the poller reads (wallboxes have none: inventory only).
-POLLED_KINDS = frozenset({INVERTER, "heat_pump", "electric_vehicle"})
+POLLED_KINDS = frozenset({INVERTER, HEAT_PUMP, EV})
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,9 @@ class InverterTarget:
     labels: tuple[tuple[str, str], ...] = ()
     battery_low_percent: float | None = None
     grid_export_high_watts: float | None = None
+    hot_water_low_celsius: float | None = None
+    vehicle_charged_percent: float | None = None
+    vehicle_charged_by_seconds: int | None = None
     inventory: Inventory | None = None
     discovered: bool = False
     kind: str = INVERTER
@@ -80,17 +84,26 @@ class InverterTarget:
 
     @classmethod
     def from_config(cls, inverter: InverterConfig, config: Config) -> InverterTarget:
+        # Only the thresholds of the device's kind: the defaults name every kind's.
         thresholds = inverter.thresholds.over(config.thresholds)
+        kind = inverter.kind
         return cls(
             inverter_id=inverter.inverter_id,
             org_id=inverter.org_id,
             user_id=inverter.user_id,
             name=inverter.display_name,
             labels=tuple(sorted(inverter.labels.items())),
-            battery_low_percent=thresholds.battery_low_percent,
-            grid_export_high_watts=thresholds.grid_export_high_watts,
-            kind=inverter.kind,
+            battery_low_percent=_if(kind == INVERTER, thresholds.battery_low_percent),
+            grid_export_high_watts=_if(kind == INVERTER, thresholds.grid_export_high_watts),
+            hot_water_low_celsius=_if(kind == HEAT_PUMP, thresholds.hot_water_low_celsius),
+            vehicle_charged_percent=_if(kind == EV, thresholds.vehicle_charged_percent),
+            vehicle_charged_by_seconds=_if(kind == EV, thresholds.vehicle_charged_by_seconds),
+            kind=kind,
         )
+
+
+def _if(applies: bool, value: _T) -> _T | None:
+    return value if applies else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,9 @@ import os
 import platform
 import subprocess
 import time
+import zoneinfo
+from collections.abc import Callable
+from datetime import datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -49,8 +52,19 @@ class Telemetry:
         self.discovery_inverters = Gauge(*_named(m.DISCOVERY_INVERTERS), registry=r)
         self.discovery_success = Gauge(*_named(m.DISCOVERY_SUCCESS), registry=r)
         self.discovery_duration = Gauge(*_named(m.DISCOVERY_DURATION), registry=r)
+        self.timezone_offset = Gauge(*_named(m.TIMEZONE_OFFSET), registry=r)
         build = Gauge(*_named(m.BUILD_INFO), registry=r)
         build.labels(__version__, build_revision(), platform.python_version()).set(1)
+
+    def follow_timezone(self, zone: str, now: Callable[[], float]) -> None:
+        """Serve the UTC offset of `zone` at each scrape (daylight saving time included)."""
+        tz = zoneinfo.ZoneInfo(zone)
+
+        def offset() -> float:
+            delta = datetime.fromtimestamp(now(), tz).utcoffset()
+            return 0.0 if delta is None else delta.total_seconds()
+
+        self.timezone_offset.set_function(offset)
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
         self.api_requests.labels(endpoint, code).inc()

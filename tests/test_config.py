@@ -222,6 +222,58 @@ BROKEN: list[tuple[str, Any, str]] = [
         _with("podero.max_response_bytes", 1000),
         "podero.max_response_bytes: must be at least 65536, got 1000",
     ),
+    (
+        "threshold-of-another-kind",
+        _with("inverters.1.thresholds", {"hot_water_low_celsius": 40}),
+        "inverters[1]: thresholds.hot_water_low_celsius applies to kind heat_pump, "
+        "this entry is kind inverter",
+    ),
+    (
+        "vehicle-threshold-on-a-heat-pump",
+        _with(
+            "inverters.1",
+            {
+                **minimal_config()["inverters"][1],
+                "kind": "heat_pump",
+                "thresholds": {"vehicle_charged_by": "07:00"},
+            },
+        ),
+        "inverters[1]: thresholds.vehicle_charged_by applies to kind electric_vehicle, "
+        "this entry is kind heat_pump",
+    ),
+    (
+        "unquoted-time-of-day",
+        "podero: {base_url: 'https://p.invalid', auth: {client_id: c, client_secret: s}}\n"
+        "discovery: {org_ids: ['0b1e6e1c-58a7-4a3e-9a52-2f5b0c1d4e01']}\n"
+        "thresholds: {vehicle_charged_by: 7:30}\n",
+        "thresholds.vehicle_charged_by: 450 is a number: write the time of day in quotes, "
+        "like '07:30'",
+    ),
+    (
+        "time-of-day-out-of-range",
+        _with("thresholds.vehicle_charged_by", "24:00"),
+        "thresholds.vehicle_charged_by: '24:00' is not a time of day like '07:00' (00:00 to 23:59)",
+    ),
+    (
+        "vehicle-level-zero",
+        _with("thresholds.vehicle_charged_percent", 0),
+        "thresholds.vehicle_charged_percent: must be greater than 0, got 0",
+    ),
+    (
+        "hot-water-absurd",
+        _with("thresholds.hot_water_low_celsius", 1e9),
+        "thresholds.hot_water_low_celsius: must be at most 150, got 1000000000.0",
+    ),
+    (
+        "unknown-timezone",
+        _with("timezone", "Europe/Viena"),
+        "timezone: 'Europe/Viena' is not a time zone name of the IANA database",
+    ),
+    (
+        "timezone-path",
+        _with("timezone", "../../etc/passwd"),
+        "timezone: '../../etc/passwd' is not a time zone name",
+    ),
 ]
 
 
