@@ -53,6 +53,7 @@ THRESHOLDS = {
     "grid_export_high_watts": 7000,
     "hot_water_low_celsius": 45,
     "vehicle_charged_percent": 80,
+    "vehicle_charged_by": "06:30",
 }
 # The home dashboard's filter: a selector names the home, or joins the home's inverters.
 HOME_SEL = 'user_id="$user_id"'
@@ -564,6 +565,7 @@ def exposed_by_every_kind(sim: RunningSimulator, clock: Clock) -> set[str]:
     raw["inverters"] = []
     raw["discovery"] = {"org_ids": sim.describe()["org_ids"]}
     raw["thresholds"] = THRESHOLDS
+    raw["timezone"] = "Europe/Vienna"
     exporter = Exporter(to_config(raw), clock)
     exporter.poll_once()
     text = exporter.page.render().decode()
