@@ -5,6 +5,9 @@
   10,000: nothing repeats per inverter.
 - podero-inverter.json ("Podero inverter"): one inverter, picked by the `inverter_id`
   variable (listed by name); the fleet dashboard's trouble table links to it.
+- podero-home.json ("Podero home"): every device of one home (a Podero user): inverters,
+  heat pumps, electric vehicles and wallboxes, picked by the `user_id` variable; the fleet
+  and inverter dashboards link to it from a user_id or a device name.
 
 The dashboards are written as code so that every panel is uniform (templated datasource,
 description, unit) and a test can check that the JSON in the repository is what this produces.
@@ -21,6 +24,7 @@ DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 FLEET_UID = "podero-fleet"
 INVERTER_UID = "podero-inverter"
+HOME_UID = "podero-home"
 # Newest data point older than this: the inverter is stale (PoderoInverterDataStale's limit).
 STALE_SECONDS = 3600
 J_PER_KWH = "3.6e6"  # joules per kWh, as PromQL reads it
@@ -133,6 +137,15 @@ def panel(
     }
 
 
+def value_mappings(mappings: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+    """Grafana value mappings from {value: (text, color)}."""
+    options = {
+        value: {"text": text, "color": color, "index": i}
+        for i, (value, (text, color)) in enumerate(mappings.items())
+    }
+    return [{"type": "value", "options": options}]
+
+
 def stat(
     title: str,
     description: str,
@@ -142,18 +155,16 @@ def stat(
     warn: tuple[tuple[float, str], ...] = (),
     calc: str = "lastNotNull",
     mappings: dict[str, tuple[str, str]] | None = None,
+    names: bool = False,
     **extra: Any,
 ) -> Panel:
+    """A stat panel; `names`: show each series' name (one query, several devices)."""
     defaults: dict[str, Any] = {
         "color": {"mode": "thresholds"},
         "thresholds": thresholds(*warn),
     }
     if mappings:
-        options = {
-            value: {"text": text, "color": color, "index": i}
-            for i, (value, (text, color)) in enumerate(mappings.items())
-        }
-        defaults["mappings"] = [{"type": "value", "options": options}]
+        defaults["mappings"] = value_mappings(mappings)
     if decimals is not None:
         defaults["decimals"] = decimals
     options = {
@@ -161,7 +172,7 @@ def stat(
         "colorMode": "value",
         "graphMode": "none" if extra.get("timeFrom") else "area",
         "justifyMode": "auto",
-        "textMode": "value_and_name" if len(stat_targets) > 1 else "value",
+        "textMode": "value_and_name" if len(stat_targets) > 1 or names else "value",
         "orientation": "auto",
     }
     return panel("stat", title, description, unit, list(stat_targets), defaults, options, **extra)
@@ -198,6 +209,30 @@ def timeseries(
     return p
 
 
+def state_timeline(
+    title: str,
+    description: str,
+    *series: dict[str, Any],
+    mappings: dict[str, tuple[str, str]],
+) -> Panel:
+    """One band per series, coloured by its (mapped) state over time."""
+    defaults: dict[str, Any] = {
+        "custom": {"lineWidth": 0, "fillOpacity": 70},
+        "color": {"mode": "thresholds"},
+        "thresholds": thresholds(),
+        "mappings": value_mappings(mappings),
+    }
+    options = {
+        "showValue": "never",
+        "rowHeight": 0.9,
+        "mergeValues": True,
+        "alignValue": "left",
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": False},
+        "tooltip": {"mode": "single", "sort": "none"},
+    }
+    return panel("state-timeline", title, description, "none", list(series), defaults, options)
+
+
 def table(
     title: str,
     description: str,
@@ -206,6 +241,7 @@ def table(
     hidden: tuple[str, ...],
     sort_by: str,
     overrides: list[dict[str, Any]] | None = None,
+    rename: dict[str, str] | None = None,
 ) -> Panel:
     p = panel(
         "table",
@@ -224,7 +260,10 @@ def table(
             {"id": "merge", "options": {}},
             {
                 "id": "organize",
-                "options": {"excludeByName": {name: True for name in hidden}, "renameByName": {}},
+                "options": {
+                    "excludeByName": {name: True for name in hidden},
+                    "renameByName": rename or {},
+                },
             },
         ],
     )
@@ -238,6 +277,17 @@ def dashed(regex: str, color: str) -> dict[str, Any]:
         "properties": [
             {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
             {"id": "color", "value": {"mode": "fixed", "fixedColor": color}},
+            {"id": "custom.fillOpacity", "value": 0},
+        ],
+    }
+
+
+def unoptimized_dashed() -> dict[str, Any]:
+    """Consumption without Podero's optimisation: a dashed line without fill."""
+    return {
+        "matcher": {"id": "byRegexp", "options": ".*unoptimized.*"},
+        "properties": [
+            {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
             {"id": "custom.fillOpacity", "value": 0},
         ],
     }
@@ -290,12 +340,13 @@ def dashboard(
     layout: Layout,
     links: list[dict[str, Any]],
     time_from: str,
+    tags: tuple[str, ...] = ("podero", "solar", "battery"),
 ) -> dict[str, Any]:
     return {
         "title": title,
         "uid": uid,
         "description": description,
-        "tags": ["podero", "solar", "battery"],
+        "tags": list(tags),
         "timezone": "browser",
         "schemaVersion": 39,
         "version": 1,
@@ -338,6 +389,58 @@ def energy_targets(sel: str, window: str) -> list[dict[str, Any]]:
     ]
 
 
+# --- heat pumps, electric vehicles and wallboxes ---------------------------------------------
+# Their series carry device_id, name and user_id (the home); podero_device_* also kind.
+# Inverters carry inverter_id and name, and user_id only on podero_inverter_info.
+
+KINDS = ("inverter", "heat_pump", "electric_vehicle", "wallbox")
+# The in-house name the exporter gives a discovered device: `<owner>-<kind>-<first 6 of id>`
+# (an inverter: `<owner>-<first 6 of id>`); the home variable shows the owner part.
+OWNER_OF_NAME = "(.+?)(?:-(?:heat-pump|electric-vehicle|wallbox))?-[0-9a-f]{6}"
+# The hours after an electric vehicle's charged-by time in which a level below its target
+# counts as "not charged" (later the car may have left, or be charging for the next day).
+NOT_CHARGED_HOURS = 4
+NO_CODE = "(no code)"  # the action of an inverter: the API gives a flag, not a code
+TIME_OF_DAY = 86400
+
+
+def label_replace(expr: str, label: str, value: str, source: str = "", regex: str = "") -> str:
+    return f'label_replace({expr}, "{label}", "{value}", "{source}", "{regex}")'
+
+
+def as_devices(inverter_expr: str) -> str:
+    """Inverter series labelled like the other kinds: kind="inverter", device_id=inverter_id."""
+    return label_replace(
+        label_replace(inverter_expr, "device_id", "$1", "inverter_id", "(.+)"), "kind", "inverter"
+    )
+
+
+def hot_water_low(sel: str) -> str:
+    """Heat pumps whose hot water is below their configured low threshold."""
+    # Both series carry the same labels, so the comparison needs no on (...).
+    return (
+        f"podero_heat_pump_hot_water_temperature_celsius{{{sel}}}"
+        f" < podero_heat_pump_hot_water_low_threshold_celsius{{{sel}}}"
+    )
+
+
+def not_charged(sel: str) -> str:
+    """Electric vehicles below their target level within NOT_CHARGED_HOURS after the time of
+    day they should be charged by (in the exporter's time zone)."""
+    # Seconds since the charged-by time went by: (local time of day - charged_by) mod 1 day.
+    local_now = f"(time() + podero_exporter_timezone_offset_seconds{{{sel}}})"
+    since_due = (
+        f"(({local_now} - on (job, instance) group_right () "
+        f"podero_electric_vehicle_charged_by_seconds{{{sel}}}) % {TIME_OF_DAY} + {TIME_OF_DAY})"
+        f" % {TIME_OF_DAY}"
+    )
+    return (
+        f"(podero_electric_vehicle_battery_level_ratio{{{sel}}}"
+        f" < podero_electric_vehicle_charged_threshold_ratio{{{sel}}})"
+        f" and on (job, instance, device_id) ({since_due} < {NOT_CHARGED_HOURS * 3600})"
+    )
+
+
 # --- the fleet dashboard ---------------------------------------------------------------------
 
 FLEET_SEL = 'job=~"$job", instance=~"$instance"'
@@ -372,12 +475,57 @@ INVERTER_LINK = (
 )
 
 
+HOME_LINK = (
+    f"/d/{HOME_UID}/podero-home?${{datasource:queryparam}}"
+    "&var-job=${__data.fields.job}&var-user_id=${__data.fields.user_id}&${__url_time_range}"
+)
+DEVICE_TROUBLE = (  # (reason, the heat pumps and electric vehicles it applies to)
+    ("poll failing", f"podero_device_up{{{FLEET_SEL}}} == 0"),
+    (
+        "data older than 1 h",
+        f"(time() - podero_device_data_timestamp_seconds{{{FLEET_SEL}}} > {STALE_SECONDS})"
+        f" and on (job, instance, device_id) podero_device_up{{{FLEET_SEL}}} == 1",
+    ),
+    (
+        "no data at all",
+        f"podero_device_up{{{FLEET_SEL}}} == 1 unless on (job, instance, device_id) "
+        f"podero_device_data_timestamp_seconds{{{FLEET_SEL}}}",
+    ),
+    ("manufacturer connection lapsed", f"podero_device_authenticated{{{FLEET_SEL}}} == 0"),
+    ("owner action needed", f"podero_device_action_needed{{{FLEET_SEL}}} == 1"),
+    (
+        "hot water below its low threshold",
+        label_replace(hot_water_low(FLEET_SEL), "kind", "heat_pump"),
+    ),
+    ("not charged by its time", label_replace(not_charged(FLEET_SEL), "kind", "electric_vehicle")),
+)
+
+
 def trouble_query(reason: str, expr: str) -> str:
-    """One series per inverter in this trouble, labelled with the reason."""
+    """One series per inverter in this trouble, labelled with the reason and its home."""
     return (
-        f"label_replace(max by (job, instance, inverter_id, name) ({expr}), "
+        f"label_replace(max by (job, instance, inverter_id, name) ({expr}) "
+        f"* on (job, instance, inverter_id) group_left (user_id) "
+        f"podero_inverter_info{{{FLEET_SEL}}}, "
         f'"reason", "{reason}", "", "")'
     )
+
+
+def device_trouble_query(reason: str, expr: str) -> str:
+    """One series per device (and action) in this trouble, labelled with the reason."""
+    return label_replace(
+        f"max by (job, instance, kind, device_id, name, user_id, action) ({expr})",
+        "reason",
+        reason,
+    )
+
+
+def link_override(field: str, title: str, url: str) -> dict[str, Any]:
+    """A table column whose cells open `url` (a data link)."""
+    return {
+        "matcher": {"id": "byName", "options": field},
+        "properties": [{"id": "links", "value": [{"title": title, "url": url}]}],
+    }
 
 
 def count_or_zero(expr: str) -> str:
@@ -522,26 +670,15 @@ def fleet() -> dict[str, Any]:
             "Inverters in trouble",
             "One row per inverter and reason: poll failing, data older than 1 h, no data at "
             "all, manufacturer connection lapsed, owner action needed, battery below its "
-            "configured low threshold. Click a name to open the inverter's dashboard.",
+            "configured low threshold. Click a name to open the inverter's dashboard, a "
+            "user_id to open its home.",
             "none",
             targets(*((trouble_query(reason, expr), reason) for reason, expr in TROUBLE)),
             hidden=("Time", "job", *(f"Value #{chr(ord('A') + i)}" for i in range(6))),
             sort_by="reason",
             overrides=[
-                {
-                    "matcher": {"id": "byName", "options": "name"},
-                    "properties": [
-                        {
-                            "id": "links",
-                            "value": [
-                                {
-                                    "title": "Open ${__data.fields.name}",
-                                    "url": INVERTER_LINK,
-                                }
-                            ],
-                        }
-                    ],
-                }
+                link_override("name", "Open ${__data.fields.name}", INVERTER_LINK),
+                link_override("user_id", "Open the home of ${__data.fields.name}", HOME_LINK),
             ],
         ),
         14,
@@ -559,6 +696,154 @@ def fleet() -> dict[str, Any]:
         ),
         10,
         10,
+    )
+
+    layout.row("Heat pumps, electric vehicles and wallboxes")
+    polled = f"count by (kind) (podero_device_up{{{s}}})"
+    for title, description, unit, kind_targets, kwargs in (
+        (
+            "Devices by kind",
+            "How many devices of each kind the selected replicas export (the info series "
+            "podero_inverter_info and podero_device_info).",
+            "none",
+            targets(
+                (f"count(podero_inverter_info{{{s}}})", "inverter"),
+                (f"count by (kind) (podero_device_info{{{s}}})", "{{kind}}"),
+            ),
+            {},
+        ),
+        (
+            "Reporting by kind",
+            "Share of the polled devices of each kind whose last poll succeeded (wallboxes "
+            "have no data and are not polled).",
+            "percentunit",
+            targets(
+                (f"avg(podero_inverter_up{{{s}}})", "inverter"),
+                (f"avg by (kind) (podero_device_up{{{s}}})", "{{kind}}"),
+            ),
+            {"decimals": 0},
+        ),
+        (
+            "Fresh data by kind",
+            f"Share of the polled devices of each kind whose newest data point is younger "
+            f"than {STALE_SECONDS // 3600} h (a device without any data point counts as not "
+            "fresh).",
+            "percentunit",
+            targets(
+                (
+                    f"(count(time() - podero_inverter_data_timestamp_seconds{{{s}}} "
+                    f"< {STALE_SECONDS}) or vector(0)) / count(podero_inverter_up{{{s}}})",
+                    "inverter",
+                ),
+                (
+                    f"(count by (kind) (time() - podero_device_data_timestamp_seconds{{{s}}} "
+                    f"< {STALE_SECONDS}) or {polled} * 0) / {polled}",
+                    "{{kind}}",
+                ),
+            ),
+            {"decimals": 0},
+        ),
+        (
+            "Failing devices",
+            "Heat pumps and electric vehicles whose last poll failed (podero_device_up == 0); "
+            "the table below lists them.",
+            "none",
+            [target(count_or_zero(DEVICE_TROUBLE[0][1]), "failing")],
+            {"warn": ((1, "red"),)},
+        ),
+        (
+            "Hot water below threshold",
+            "Heat pumps whose hot water is below the configured thresholds.hot_water_low_celsius "
+            "(podero_heat_pump_hot_water_low_threshold_celsius).",
+            "none",
+            [target(count_or_zero(hot_water_low(s)), "heat pumps")],
+            {"warn": ((1, "orange"),)},
+        ),
+        (
+            "EVs not charged",
+            "Electric vehicles below their target level (thresholds.vehicle_charged_percent) "
+            f"in the {NOT_CHARGED_HOURS} h after the time of day they should be charged by "
+            "(podero_electric_vehicle_charged_by_seconds, in the exporter's time zone).",
+            "none",
+            [target(count_or_zero(not_charged(s)), "not charged")],
+            {"warn": ((1, "orange"),)},
+        ),
+    ):
+        layout.add(stat(title, description, unit, *kind_targets, **kwargs), 4, 4)
+    layout.add(
+        table(
+            "Heat pumps and EVs in trouble",
+            "One row per heat pump or electric vehicle and reason: poll failing, data older "
+            "than 1 h, no data at all, manufacturer connection lapsed, owner action needed "
+            "(with the action's code), hot water below its low threshold, not charged by its "
+            "time. Click a name to open its home.",
+            "none",
+            targets(
+                *((device_trouble_query(reason, expr), reason) for reason, expr in DEVICE_TROUBLE)
+            ),
+            hidden=(
+                "Time",
+                "job",
+                "device_id",
+                *(f"Value #{chr(ord('A') + i)}" for i in range(len(DEVICE_TROUBLE))),
+            ),
+            sort_by="reason",
+            overrides=[link_override("name", "Open the home of ${__data.fields.name}", HOME_LINK)],
+        ),
+        16,
+        10,
+    )
+    layout.add(
+        panel(
+            "bargauge",
+            "Devices needing action by code",
+            "Devices whose owner must act, by kind and the action's code (API field actions, "
+            f"e.g. reauthenticate); inverters only say that an action is needed: {NO_CODE}.",
+            "none",
+            targets(
+                (f"count(podero_inverter_action_needed{{{s}}} == 1)", f"inverter: {NO_CODE}"),
+                (
+                    f"count by (kind, action) (podero_device_action_needed{{{s}}} == 1)",
+                    "{{kind}}: {{action}}",
+                ),
+            ),
+            {"min": 0, "color": {"mode": "palette-classic"}, "thresholds": thresholds()},
+            {
+                "orientation": "horizontal",
+                "displayMode": "basic",
+                "showUnfilled": True,
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            },
+        ),
+        8,
+        10,
+    )
+    layout.add(
+        timeseries(
+            "Heat pump and EV consumption",
+            "Consumption of the heat pumps and the charging electric vehicles, summed: as "
+            "estimated with Podero's optimisation, and without it (dashed; API fields "
+            "estimated_consumption, unoptimized_consumption).",
+            "watt",
+            *targets(
+                (f"sum(podero_heat_pump_estimated_consumption_watts{{{s}}})", "heat pumps"),
+                (
+                    f"sum(podero_heat_pump_unoptimized_consumption_watts{{{s}}})",
+                    "heat pumps unoptimized",
+                ),
+                (
+                    f"sum(podero_electric_vehicle_estimated_consumption_watts{{{s}}})",
+                    "electric vehicles",
+                ),
+                (
+                    f"sum(podero_electric_vehicle_unoptimized_consumption_watts{{{s}}})",
+                    "electric vehicles unoptimized",
+                ),
+            ),
+            overrides=[unoptimized_dashed()],
+        ),
+        24,
+        8,
     )
 
     layout.row("Fleet over time")
@@ -745,8 +1030,9 @@ def fleet() -> dict[str, Any]:
     return dashboard(
         FLEET_UID,
         "Podero fleet",
-        "A fleet of solar inverters and home batteries from the Podero Partner API: totals, "
-        "energy, the inverters in trouble and the exporter replicas.",
+        "A fleet of solar inverters and home batteries, heat pumps, electric vehicles and "
+        "wallboxes from the Podero Partner API: totals, energy, the devices in trouble and "
+        "the exporter replicas.",
         [
             variable_datasource(),
             variable_query("job", "Job", "label_values(podero_exporter_build_info, job)"),
@@ -758,7 +1044,10 @@ def fleet() -> dict[str, Any]:
             ),
         ],
         layout,
-        [link("Podero inverter", f"/d/{INVERTER_UID}/podero-inverter")],
+        [
+            link("Podero inverter", f"/d/{INVERTER_UID}/podero-inverter"),
+            link("Podero home", f"/d/{HOME_UID}/podero-home"),
+        ],
         "now-24h",
     )
 
@@ -853,11 +1142,13 @@ def inverter() -> dict[str, Any]:
         table(
             "Inverter details",
             "What the Podero API says about the device: ids, manufacturer, model, price zone, "
-            "lifecycle state and configured labels.",
+            "lifecycle state and configured labels. Click the user_id to open the home's "
+            "other devices.",
             "none",
             [target(f"podero_inverter_info{{{s}}}", "")],
             hidden=("Time", "__name__", "Value"),
             sort_by="name",
+            overrides=[link_override("user_id", "Open this home's devices", HOME_LINK)],
         ),
         12,
         4,
@@ -1014,14 +1305,438 @@ def inverter() -> dict[str, Any]:
             ),
         ],
         layout,
-        [link("Podero fleet", f"/d/{FLEET_UID}/podero-fleet")],
+        [
+            link("Podero fleet", f"/d/{FLEET_UID}/podero-fleet"),
+            link("Podero home", f"/d/{HOME_UID}/podero-home"),
+        ],
         "now-24h",
+    )
+
+
+# --- the home dashboard: every device of one user --------------------------------------------
+
+JOB = 'job=~"$job"'
+HOME = 'job=~"$job", user_id="$user_id"'
+HOME_INVERTERS = f"on (job, instance, inverter_id) podero_inverter_info{{{HOME}}}"
+DEVICE_COLUMNS = "kind, device_id, inverter_id, name"
+YES_NO = {"1": ("yes", "green"), "0": ("no", "transparent")}
+
+
+def of_home(inverter_expr: str) -> str:
+    """An expression over inverter series, restricted to the home's inverters (only their
+    info series carries user_id)."""
+    return f"({inverter_expr}) and {HOME_INVERTERS}"
+
+
+def every_device(inverter_expr: str, device_expr: str, by: str = DEVICE_COLUMNS) -> str:
+    """The home's inverters (labelled like devices) and its other devices, one series each."""
+    return f"max by ({by}) ({as_devices(of_home(inverter_expr))} or {device_expr})"
+
+
+def column(name: str, *properties: dict[str, Any]) -> dict[str, Any]:
+    return {"matcher": {"id": "byName", "options": name}, "properties": list(properties)}
+
+
+def home() -> dict[str, Any]:
+    layout = Layout()
+    device_up = every_device(f"podero_inverter_up{{{JOB}}}", f"podero_device_up{{{HOME}}}")
+    inverter_actions = as_devices(of_home(f"podero_inverter_action_needed{{{JOB}}} == 1"))
+    actions = (
+        f"max by (kind, name, action) ({label_replace(inverter_actions, 'action', NO_CODE)}"
+        f" or podero_device_action_needed{{{HOME}}} == 1)"
+    )
+
+    layout.row("Home now")
+    home_stats: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+        (
+            "Solar production",
+            "Solar production of the home's inverters, summed.",
+            "watt",
+            f"sum({of_home(f'podero_inverter_solar_production_watts{{{JOB}}}')})",
+            {},
+        ),
+        (
+            "Household consumption",
+            "Household consumption measured by the home's inverters, summed.",
+            "watt",
+            f"sum({of_home(f'podero_inverter_household_consumption_watts{{{JOB}}}')})",
+            {},
+        ),
+        (
+            "Grid power",
+            "Power to the grid, summed over the home's inverters: positive = export, "
+            "negative = import.",
+            "watt",
+            f"sum({of_home(f'podero_inverter_grid_export_watts{{{JOB}}}')})",
+            {},
+        ),
+        (
+            "Battery charge",
+            "State of charge of the home's batteries (mean if it has several).",
+            "percentunit",
+            f"avg({of_home(f'podero_inverter_battery_charge_ratio{{{JOB}}}')})",
+            {"decimals": 0},
+        ),
+    )
+    for title, description, unit, expr, kwargs in home_stats:
+        layout.add(stat(title, description, unit, target(expr, title.lower()), **kwargs), 4, 4)
+    layout.add(
+        stat(
+            "Devices reporting",
+            "The home's inverters, heat pumps and electric vehicles whose last poll succeeded, "
+            "out of those polled (wallboxes have no data and are not polled).",
+            "none",
+            *targets((f"sum({device_up})", "reporting"), (f"count({device_up})", "polled")),
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "Actions needed",
+            "Actions the owner must take on the home's devices; the table below names them.",
+            "none",
+            target(count_or_zero(actions), "actions"),
+            warn=((1, "orange"),),
+        ),
+        4,
+        4,
+    )
+    layout.add(
+        stat(
+            "Hot water",
+            "Hot water temperature of each of the home's heat pumps (API field hot_water_temp).",
+            "celsius",
+            target(f"podero_heat_pump_hot_water_temperature_celsius{{{HOME}}}", "{{name}}"),
+            decimals=1,
+            names=True,
+        ),
+        8,
+        4,
+    )
+    layout.add(
+        stat(
+            "EV battery level",
+            "Battery level of each of the home's electric vehicles (API field battery_level).",
+            "percentunit",
+            target(f"podero_electric_vehicle_battery_level_ratio{{{HOME}}}", "{{name}}"),
+            decimals=0,
+            names=True,
+        ),
+        8,
+        4,
+    )
+    layout.add(
+        stat(
+            "EV charged by",
+            "The time of day by which each electric vehicle should reach its target level "
+            "(podero_electric_vehicle_charged_by_seconds, in the exporter's time zone).",
+            "clocks",
+            target(f"podero_electric_vehicle_charged_by_seconds{{{HOME}}}", "{{name}}"),
+            names=True,
+        ),
+        8,
+        4,
+    )
+    info_columns = f"{DEVICE_COLUMNS}, manufacturer, model, lifecycle_state"
+    health = (  # (column, inverter expression, other devices' expression)
+        ("Poll", f"podero_inverter_up{{{JOB}}}", f"podero_device_up{{{HOME}}}"),
+        (
+            "Data age",
+            f"time() - podero_inverter_data_timestamp_seconds{{{JOB}}}",
+            f"time() - podero_device_data_timestamp_seconds{{{HOME}}}",
+        ),
+        (
+            "Authenticated",
+            f"podero_inverter_authenticated{{{JOB}}}",
+            f"podero_device_authenticated{{{HOME}}}",
+        ),
+    )
+    device_only = (  # (column, metric): the inverters have no such field
+        ("Smart optimisation", "podero_device_smart_optimization_active"),
+        ("Score", "podero_device_optimization_score"),
+    )
+    columns = [name for name, *_ in health] + [name for name, _ in device_only]
+    layout.add(
+        table(
+            "Devices",
+            "Every device of the home: inverters, heat pumps, electric vehicles and wallboxes, "
+            "with the last poll (wallboxes are not polled), the age of the newest data point, "
+            "the manufacturer connection, Podero's smart optimisation and optimisation score. "
+            "Click an inverter_id to open the inverter's dashboard.",
+            "none",
+            [
+                target(
+                    every_device(
+                        f"podero_inverter_info{{{HOME}}}",
+                        f"podero_device_info{{{HOME}}}",
+                        info_columns,
+                    ),
+                    "",
+                ),
+                *(
+                    target(every_device(inverter_expr, device_expr), name, chr(ord("B") + i))
+                    for i, (name, inverter_expr, device_expr) in enumerate(health)
+                ),
+                *(
+                    target(
+                        f"max by ({DEVICE_COLUMNS}) ({metric}{{{HOME}}})",
+                        name,
+                        chr(ord("B") + len(health) + i),
+                    )
+                    for i, (name, metric) in enumerate(device_only)
+                ),
+            ],
+            hidden=("Time", "device_id", "Value #A"),
+            sort_by="kind",
+            rename={f"Value #{chr(ord('B') + i)}": name for i, name in enumerate(columns)},
+            overrides=[
+                column(
+                    "Poll",
+                    {
+                        "id": "mappings",
+                        "value": value_mappings({"1": ("ok", "green"), "0": ("failing", "red")}),
+                    },
+                ),
+                column("Data age", {"id": "unit", "value": "s"}),
+                column("Authenticated", {"id": "mappings", "value": value_mappings(YES_NO)}),
+                column("Smart optimisation", {"id": "mappings", "value": value_mappings(YES_NO)}),
+                column("Score", {"id": "decimals", "value": 2}),
+                link_override(
+                    "inverter_id",
+                    "Open ${__data.fields.name}",
+                    f"/d/{INVERTER_UID}/podero-inverter?${{datasource:queryparam}}"
+                    "&var-job=${job}&var-inverter_id=${__data.fields.inverter_id}"
+                    "&${__url_time_range}",
+                ),
+            ],
+        ),
+        16,
+        8,
+    )
+    layout.add(
+        table(
+            "Actions needed",
+            "One row per action the owner must take on a device of the home, with the "
+            f"action's code (API field actions, e.g. reauthenticate; inverters: {NO_CODE}).",
+            "none",
+            [target(actions, "")],
+            hidden=("Time", "Value"),
+            sort_by="name",
+        ),
+        8,
+        8,
+    )
+
+    layout.row("Inverters")
+    power = (
+        ("solar", "clamp_min(podero_inverter_solar_production_watts{%s}, 0)"),
+        ("household", "podero_inverter_household_consumption_watts{%s}"),
+        ("grid export", "clamp_min(podero_inverter_grid_export_watts{%s}, 0)"),
+        ("grid import", "clamp_min(-podero_inverter_grid_export_watts{%s}, 0)"),
+        ("battery charging", "clamp_min(-podero_inverter_battery_power_watts{%s}, 0)"),
+        ("battery discharging", "clamp_min(podero_inverter_battery_power_watts{%s}, 0)"),
+    )
+    layout.add(
+        timeseries(
+            "Home power",
+            "Solar production, household consumption, grid export and import, battery "
+            "charging and discharging, each summed over the home's inverters and shown "
+            "positive.",
+            "watt",
+            *targets(*((f"sum({of_home(expr % JOB)})", legend) for legend, expr in power)),
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Battery charge",
+            "State of charge of each battery of the home, with its battery-low alert "
+            "threshold as a dashed line.",
+            "percentunit",
+            *targets(
+                (of_home(f"podero_inverter_battery_charge_ratio{{{JOB}}}"), "{{name}}"),
+                (
+                    of_home(f"podero_inverter_battery_low_threshold_ratio{{{JOB}}}"),
+                    "{{name}} low threshold",
+                ),
+            ),
+            overrides=[dashed(".*threshold.*", "red")],
+            max_value=1,
+        ),
+        12,
+        8,
+    )
+
+    layout.row("Heat pumps")
+    layout.add(
+        timeseries(
+            "Heat pump temperatures",
+            "Hot water and inlet temperature of each heat pump (API fields hot_water_temp, "
+            "inlet_temp_act), with the hot-water-low threshold (thresholds."
+            "hot_water_low_celsius) as a dashed line.",
+            "celsius",
+            *targets(
+                (f"podero_heat_pump_hot_water_temperature_celsius{{{HOME}}}", "{{name}} hot water"),
+                (f"podero_heat_pump_inlet_temperature_celsius{{{HOME}}}", "{{name}} inlet"),
+                (
+                    f"podero_heat_pump_hot_water_low_threshold_celsius{{{HOME}}}",
+                    "{{name}} hot water low threshold",
+                ),
+            ),
+            overrides=[dashed(".*threshold.*", "red")],
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "Heat pump consumption",
+            "Consumption of each heat pump as Podero estimates it with its optimisation, and "
+            "without it (dashed; API fields estimated_consumption, unoptimized_consumption).",
+            "watt",
+            *targets(
+                (f"podero_heat_pump_estimated_consumption_watts{{{HOME}}}", "{{name}} estimated"),
+                (
+                    f"podero_heat_pump_unoptimized_consumption_watts{{{HOME}}}",
+                    "{{name}} unoptimized",
+                ),
+            ),
+            overrides=[unoptimized_dashed()],
+        ),
+        12,
+        8,
+    )
+
+    layout.row("Electric vehicles")
+    layout.add(
+        timeseries(
+            "EV battery level",
+            "Battery level of each electric vehicle, with its target level (thresholds."
+            "vehicle_charged_percent) as a dashed line.",
+            "percentunit",
+            *targets(
+                (f"podero_electric_vehicle_battery_level_ratio{{{HOME}}}", "{{name}}"),
+                (
+                    f"podero_electric_vehicle_charged_threshold_ratio{{{HOME}}}",
+                    "{{name}} target threshold",
+                ),
+            ),
+            overrides=[dashed(".*threshold.*", "orange")],
+            max_value=1,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        state_timeline(
+            "EV plugged in, charging, at home",
+            "For each electric vehicle: plugged in, charging, and at the place where Podero "
+            "optimises its charging (API fields is_plugged_in, is_charging, "
+            "is_at_optimized_location).",
+            *targets(
+                (f"podero_electric_vehicle_plugged_in{{{HOME}}}", "{{name}} plugged in"),
+                (f"podero_electric_vehicle_charging{{{HOME}}}", "{{name}} charging"),
+                (f"podero_electric_vehicle_at_optimized_location{{{HOME}}}", "{{name}} at home"),
+            ),
+            mappings=YES_NO,
+        ),
+        8,
+        8,
+    )
+    layout.add(
+        timeseries(
+            "EV charging consumption",
+            "Charging power of each electric vehicle as Podero estimates it with its "
+            "optimisation, and without it (dashed; API fields estimated_consumption, "
+            "unoptimized_consumption).",
+            "watt",
+            *targets(
+                (
+                    f"podero_electric_vehicle_estimated_consumption_watts{{{HOME}}}",
+                    "{{name}} estimated",
+                ),
+                (
+                    f"podero_electric_vehicle_unoptimized_consumption_watts{{{HOME}}}",
+                    "{{name}} unoptimized",
+                ),
+            ),
+            overrides=[unoptimized_dashed()],
+        ),
+        8,
+        8,
+    )
+
+    layout.row("Device health")
+    layout.add(
+        timeseries(
+            "Data age",
+            f"Age of each device's newest data point; above {STALE_SECONDS // 3600} h it is stale.",
+            "s",
+            target(
+                every_device(
+                    f"time() - podero_inverter_data_timestamp_seconds{{{JOB}}}",
+                    f"time() - podero_device_data_timestamp_seconds{{{HOME}}}",
+                ),
+                "{{name}}",
+            ),
+        ),
+        12,
+        8,
+    )
+    layout.add(
+        state_timeline(
+            "Poll status",
+            "Whether the exporter's last poll of each device succeeded (podero_inverter_up, "
+            "podero_device_up).",
+            target(device_up, "{{name}}"),
+            mappings={"1": ("ok", "green"), "0": ("failing", "red")},
+        ),
+        12,
+        8,
+    )
+
+    every_info = f"podero_inverter_info{{{JOB}}} or podero_device_info{{{JOB}}}"
+    named = label_replace(
+        label_replace(every_info, "home", "$1", "name", "(.*)"),
+        "home",
+        "$1",
+        "name",
+        OWNER_OF_NAME,
+    )
+    return dashboard(
+        HOME_UID,
+        "Podero home",
+        "Every device of one home (a Podero user): its inverters and batteries, heat pumps, "
+        "electric vehicles and wallboxes, and their health. Pick the home in the Home "
+        "variable.",
+        [
+            variable_datasource(),
+            variable_query("job", "Job", "label_values(podero_exporter_build_info, job)"),
+            variable_query(
+                "user_id",
+                "Home",
+                f"query_result(max by (home, user_id) ({named}))",
+                # Shown by the owner's handle from the device names, else a device's name.
+                regex='/home="(?<text>[^"]*)",user_id="(?<value>[^"]+)"/',
+                sort=5,
+            ),
+        ],
+        layout,
+        [
+            link("Podero fleet", f"/d/{FLEET_UID}/podero-fleet"),
+            link("Podero inverter", f"/d/{INVERTER_UID}/podero-inverter"),
+        ],
+        "now-24h",
+        tags=("podero", "home", "solar", "heat-pump", "electric-vehicle"),
     )
 
 
 DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "podero-fleet.json": fleet,
     "podero-inverter.json": inverter,
+    "podero-home.json": home,
 }
 
 

@@ -15,14 +15,19 @@ import yaml
 from grafana_foundation_sdk.cog import plugins, runtime
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
+from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.app import Exporter
 from exporter.clock import Clock
 from exporter.config import Config
+from exporter.sim import RunningSimulator, demo_config
+from tests.conftest import to_config
 from tests.metric_names import exposed_names, metric_names, with_thresholds
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "grafana/dashboards"
-FLEET, INVERTER = "podero-fleet.json", "podero-inverter.json"
+FLEET, INVERTER, HOME = "podero-fleet.json", "podero-inverter.json", "podero-home.json"
+ALL = (FLEET, INVERTER, HOME)
 DS = {"type": "prometheus", "uid": "${datasource}"}
 # The energy counters the issue names, spelled out so that a renamed one fails here.
 ENERGY_COUNTERS = {
@@ -34,7 +39,27 @@ ENERGY_COUNTERS = {
     "podero_inverter_battery_discharge_energy_joules_total",
 }
 # How many values each variable has for a fleet of 1,000 inverters polled by 10 replicas.
-FLEET_OF_1000 = {"datasource": 1, "job": 1, "instance": 10, "inverter_id": 1000, "name": 1000}
+FLEET_OF_1000 = {
+    "datasource": 1,
+    "job": 1,
+    "instance": 10,
+    "inverter_id": 1000,
+    "name": 1000,
+    "user_id": 900,
+}
+# Every threshold the exporter publishes as a series (the demo's values).
+THRESHOLDS = {
+    "battery_low_percent": 15,
+    "grid_export_high_watts": 7000,
+    "hot_water_low_celsius": 45,
+    "vehicle_charged_percent": 80,
+    "vehicle_charged_by": "06:30",
+}
+# The home dashboard's filter: a selector names the home, or joins the home's inverters.
+HOME_SEL = 'user_id="$user_id"'
+HOME_JOIN = (
+    'and on (job, instance, inverter_id) podero_inverter_info{job=~"$job", user_id="$user_id"}'
+)
 
 
 def builder() -> ModuleType:
@@ -131,7 +156,7 @@ def schema_violations(board: dict[str, Any]) -> list[str]:
     return dropped
 
 
-@pytest.mark.parametrize("name", [FLEET, INVERTER])
+@pytest.mark.parametrize("name", ALL)
 def test_dashboard_json_is_what_the_builder_produces(name: str) -> None:
     assert (DASHBOARDS / name).read_text() == builder().render(name), (
         "run python grafana/build_dashboard.py"
@@ -180,7 +205,7 @@ def test_inverter_dashboard_draws_one_inverter() -> None:
             assert 'inverter_id="$inverter_id"' in query, query
 
 
-@pytest.mark.parametrize("name", [FLEET, INVERTER])
+@pytest.mark.parametrize("name", ALL)
 def test_panels_fit_the_grid_without_overlapping(name: str) -> None:
     taken: dict[tuple[int, int], str] = {}
     board = dashboard(name)
@@ -197,7 +222,7 @@ def test_panels_fit_the_grid_without_overlapping(name: str) -> None:
             assert pos["y"] > row["gridPos"]["y"] and pos["x"] + pos["w"] <= 24, inner["title"]
 
 
-@pytest.mark.parametrize("name", [FLEET, INVERTER])
+@pytest.mark.parametrize("name", ALL)
 def test_dashboards_fit_grafanas_schema(name: str) -> None:
     board = dashboard(name)
     assert schema_violations(board) == []
@@ -209,7 +234,7 @@ def test_dashboards_fit_grafanas_schema(name: str) -> None:
     assert len(schema_violations(board)) == 4
 
 
-@pytest.mark.parametrize("name", [FLEET, INVERTER])
+@pytest.mark.parametrize("name", ALL)
 def test_every_panel_has_title_description_unit_and_templated_datasource(name: str) -> None:
     panels = data_panels(name)
     assert len(panels) >= 15
@@ -227,7 +252,7 @@ def test_every_panel_has_title_description_unit_and_templated_datasource(name: s
         assert len(ref_ids) == len(set(ref_ids)), panel["title"]
 
 
-@pytest.mark.parametrize("name", [FLEET, INVERTER])
+@pytest.mark.parametrize("name", ALL)
 def test_rates_use_the_rate_interval(name: str) -> None:
     for query in dashboard_queries(name):
         for window in re.findall(r"\brate\([^\[]*\[([^\]]+)\]", query):
@@ -235,7 +260,7 @@ def test_rates_use_the_rate_interval(name: str) -> None:
 
 
 def test_units_fit_the_metrics() -> None:
-    for name in (FLEET, INVERTER):
+    for name in ALL:
         for panel in data_panels(name):
             if panel["type"] == "table":  # tables here show labels; their values are hidden
                 continue
@@ -252,12 +277,16 @@ def test_units_fit_the_metrics() -> None:
                 assert unit == "reqps", panel["title"]
             if "timestamp_seconds" in exprs and "time()" in exprs and "count(" not in exprs:
                 assert unit == "s", panel["title"]
+            if "_celsius" in exprs and "count(" not in exprs:
+                assert unit == "celsius", panel["title"]
+            if "_charged_by_seconds" in exprs and "count(" not in exprs:
+                assert unit == "clocks", panel["title"]  # a time of day, shown as hh:mm:ss
 
 
 def test_energy_panels_count_with_increase_and_say_so() -> None:
     energy = [
         p
-        for name in (FLEET, INVERTER)
+        for name in ALL
         for p in data_panels(name)
         if any("_energy_joules_total" in t["expr"] for t in p["targets"])
     ]
@@ -275,7 +304,11 @@ def test_energy_panels_count_with_increase_and_say_so() -> None:
 
 
 def test_no_inputs_and_no_hard_coded_datasource() -> None:
-    for name, uid in ((FLEET, "podero-fleet"), (INVERTER, "podero-inverter")):
+    for name, uid in (
+        (FLEET, "podero-fleet"),
+        (INVERTER, "podero-inverter"),
+        (HOME, "podero-home"),
+    ):
         text = (DASHBOARDS / name).read_text()
         board = dashboard(name)
         assert "__inputs" not in board
@@ -323,7 +356,33 @@ def test_required_fleet_panels_exist() -> None:
         "API errors per replica",
         "Token expiry per replica",
         "Poll duration p95 per replica",
+        "Devices by kind",
+        "Reporting by kind",
+        "Fresh data by kind",
+        "Failing devices",
+        "Hot water below threshold",
+        "EVs not charged",
+        "Heat pumps and EVs in trouble",
+        "Devices needing action by code",
     } <= set(panels)
+    legends = {t["legendFormat"] for t in panels["Devices by kind"]["targets"]}
+    assert legends == {"inverter", "{{kind}}"}
+    assert "count by (kind) (podero_device_info{" in panels["Devices by kind"]["targets"][1]["expr"]
+    for title in ("Reporting by kind", "Fresh data by kind"):
+        assert "by (kind)" in panels[title]["targets"][1]["expr"], title
+    by_code = panels["Devices needing action by code"]["targets"][1]["expr"]
+    assert by_code.startswith("count by (kind, action) (podero_device_action_needed{")
+    device_trouble = panels["Heat pumps and EVs in trouble"]
+    reasons = [re.search(r'"reason", "([^"]+)"', t["expr"]) for t in device_trouble["targets"]]
+    assert [m.group(1) for m in reasons if m] == [
+        "poll failing",
+        "data older than 1 h",
+        "no data at all",
+        "manufacturer connection lapsed",
+        "owner action needed",
+        "hot water below its low threshold",
+        "not charged by its time",
+    ]
     trouble = panels["Inverters in trouble"]
     reasons = [re.search(r'"reason", "([^"]+)"', t["expr"]) for t in trouble["targets"]]
     assert [m.group(1) for m in reasons if m] == [
@@ -369,11 +428,168 @@ def test_required_inverter_panels_exist() -> None:
     assert "(?<value>" in variable["regex"] and "(?<text>" in variable["regex"]
 
 
-def test_every_metric_in_the_dashboards_is_exposed(sim_config: Config, clock: Clock) -> None:
-    exposed = exposed_names(with_thresholds(sim_config), clock)
-    used = set().union(*(metric_names(q) for n in (FLEET, INVERTER) for q in dashboard_queries(n)))
+def test_home_dashboard_draws_one_home() -> None:
+    board = dashboard(HOME)
+    assert drawn_panels(board, FLEET_OF_1000) == len(list(all_panels(board))) <= 40
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "user_id")
+    assert not variable["multi"] and not variable["includeAll"]
+    for query in [t["expr"] for p in data_panels(HOME) for t in p["targets"]]:
+        selectors = re.findall(r"(podero_\w+)\{([^}]*)\}", query)
+        assert selectors, query
+        unfiltered = [m for m, sel in selectors if HOME_SEL not in sel]
+        # Only inverter series lack user_id; each is joined with the home's inverters.
+        assert all(m.startswith("podero_inverter_") for m in unfiltered), query
+        assert query.count(HOME_JOIN) >= len(unfiltered), query
+
+
+def test_required_home_panels_exist() -> None:
+    panels = {p["title"]: p for p in data_panels(HOME)}
+    assert {
+        "Solar production",
+        "Household consumption",
+        "Grid power",
+        "Battery charge",
+        "Devices reporting",
+        "Actions needed",
+        "Hot water",
+        "EV battery level",
+        "EV charged by",
+        "Devices",
+        "Home power",
+        "Heat pump temperatures",
+        "Heat pump consumption",
+        "EV plugged in, charging, at home",
+        "EV charging consumption",
+        "Data age",
+        "Poll status",
+    } <= set(panels)
+
+    def metrics(title: str) -> set[str]:
+        return set().union(*(metric_names(t["expr"]) for t in panels[title]["targets"]))
+
+    assert metrics("Home power") >= {
+        "podero_inverter_solar_production_watts",
+        "podero_inverter_grid_export_watts",
+        "podero_inverter_battery_power_watts",
+        "podero_inverter_household_consumption_watts",
+    }
+    # Threshold series, drawn dashed.
+    for title, threshold in (
+        ("Heat pump temperatures", "podero_heat_pump_hot_water_low_threshold_celsius"),
+        ("EV battery level", "podero_electric_vehicle_charged_threshold_ratio"),
+        ("Battery charge", "podero_inverter_battery_low_threshold_ratio"),
+    ):
+        assert threshold in metrics(title), title
+        (override,) = panels[title]["fieldConfig"]["overrides"]
+        assert override["matcher"]["options"] == ".*threshold.*", title
+        legends = [t["legendFormat"] for t in panels[title]["targets"]]
+        assert any(re.fullmatch(".*threshold.*", legend) for legend in legends), title
+    assert metrics("Heat pump temperatures") >= {
+        "podero_heat_pump_hot_water_temperature_celsius",
+        "podero_heat_pump_inlet_temperature_celsius",
+    }
+    assert metrics("Heat pump consumption") == {
+        "podero_heat_pump_estimated_consumption_watts",
+        "podero_heat_pump_unoptimized_consumption_watts",
+    }
+    states = panels["EV plugged in, charging, at home"]
+    assert states["type"] == "state-timeline"
+    assert metrics(states["title"]) == {
+        "podero_electric_vehicle_plugged_in",
+        "podero_electric_vehicle_charging",
+        "podero_electric_vehicle_at_optimized_location",
+    }
+    assert panels["Poll status"]["type"] == "state-timeline"
+    # The device table: every kind (wallboxes from the info series) and every health column.
+    devices = panels["Devices"]
+    assert metrics("Devices") >= {
+        "podero_device_info",
+        "podero_inverter_info",
+        "podero_device_up",
+        "podero_device_data_timestamp_seconds",
+        "podero_device_authenticated",
+        "podero_device_smart_optimization_active",
+        "podero_device_optimization_score",
+    }
+    organize = devices["transformations"][1]["options"]
+    assert set(organize["renameByName"].values()) == {
+        "Poll",
+        "Data age",
+        "Authenticated",
+        "Smart optimisation",
+        "Score",
+    }
+    assert "by (action" in panels["Actions needed"]["targets"][0]["expr"].replace(
+        "kind, name, ", ""
+    )
+    assert "podero_device_action_needed" in metrics("Actions needed")
+    variable = query_variables(HOME)[1]
+    assert variable["name"] == "user_id"
+    assert variable["query"].startswith("query_result(max by (home, user_id) (")
+    assert "(?<value>" in variable["regex"] and "(?<text>" in variable["regex"]
+
+
+def test_the_dashboards_link_to_each_other() -> None:
+    def urls(name: str) -> set[str]:
+        return {link["url"].split("?")[0] for link in dashboard(name)["links"]}
+
+    assert urls(FLEET) == {"/d/podero-inverter/podero-inverter", "/d/podero-home/podero-home"}
+    assert urls(INVERTER) == {"/d/podero-fleet/podero-fleet", "/d/podero-home/podero-home"}
+    assert urls(HOME) == {"/d/podero-fleet/podero-fleet", "/d/podero-inverter/podero-inverter"}
+
+    def data_links(name: str) -> dict[tuple[str, str], str]:
+        return {
+            (panel["title"], override["matcher"]["options"]): link["url"]
+            for panel in data_panels(name)
+            for override in panel["fieldConfig"]["overrides"]
+            for prop in override["properties"]
+            if prop["id"] == "links"
+            for link in prop["value"]
+        }
+
+    to_home = "var-user_id=${__data.fields.user_id}"
+    fleet, inverter, home = data_links(FLEET), data_links(INVERTER), data_links(HOME)
+    assert to_home in fleet[("Inverters in trouble", "user_id")]
+    assert to_home in fleet[("Heat pumps and EVs in trouble", "name")]
+    assert to_home in inverter[("Inverter details", "user_id")]
+    assert "var-inverter_id=${__data.fields.inverter_id}" in home[("Devices", "inverter_id")]
+    for url in [*fleet.values(), *inverter.values(), *home.values()]:
+        assert url.startswith(("/d/podero-home/", "/d/podero-inverter/")), url
+        assert "${datasource:queryparam}" in url and "${__url_time_range}" in url, url
+
+
+def exposed_by_every_kind(sim: RunningSimulator, clock: Clock) -> set[str]:
+    """Names a real exporter exposes for the simulated homes it discovers (inverters, heat
+    pumps, electric vehicles, wallboxes), with every threshold set, after one poll."""
+    raw = demo_config(sim.describe())
+    raw["inverters"] = []
+    raw["discovery"] = {"org_ids": sim.describe()["org_ids"]}
+    raw["thresholds"] = THRESHOLDS
+    raw["timezone"] = "Europe/Vienna"
+    exporter = Exporter(to_config(raw), clock)
+    exporter.poll_once()
+    text = exporter.page.render().decode()
+    exporter.stop()
+    families = list(text_string_to_metric_families(text))
+    return {f.name for f in families} | {s.name for f in families for s in f.samples}
+
+
+def test_every_metric_in_the_dashboards_is_exposed(
+    sim_config: Config, sim: RunningSimulator, clock: Clock
+) -> None:
+    exposed = exposed_names(with_thresholds(sim_config), clock) | exposed_by_every_kind(sim, clock)
+    used = set().union(*(metric_names(q) for n in ALL for q in dashboard_queries(n)))
     assert used, "no metric names found"
     assert used >= ENERGY_COUNTERS
+    assert {n for n in used if n.startswith("podero_device_")} >= {
+        "podero_device_info",
+        "podero_device_up",
+        "podero_device_data_timestamp_seconds",
+        "podero_device_authenticated",
+        "podero_device_action_needed",
+        "podero_device_smart_optimization_active",
+        "podero_device_optimization_score",
+    }
     assert {n for n in used if n not in exposed} == set()
 
 

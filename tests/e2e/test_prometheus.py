@@ -1,4 +1,4 @@
-"""Both dashboards' queries against a real Prometheus scraping a simulated fleet in trouble.
+"""The dashboards' queries against a real Prometheus scraping a simulated fleet in trouble.
 
 Three exporter replicas (one Prometheus job, three instances) poll two simulated Podero APIs:
 - replica "fleet": 13 inverters on a simulator with a real clock; one answers 503 (poll
@@ -8,6 +8,11 @@ Three exporter replicas (one Prometheus job, three instances) poll two simulated
   three hours back: its newest point is two hours old (stale);
 - replica "empty": another inverter of that simulator, asked for one hour back: it answers, but
   with no data point at all.
+The replicas also discover their homes' heat pumps, electric vehicles and wallboxes: on the live
+simulator every heat pump's hot water is below a 62 °C threshold and every car below a 100 %
+target an hour after its charged-by time, one heat pump in four needs reauthentication; the
+lagging simulator's heat pump is stale for "stale" and without data for "empty", and its car's
+data answers 503 (poll failing).
 Each query is run the way Grafana would run it, with the variables substituted.
 """
 
@@ -20,6 +25,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +34,15 @@ import yaml
 
 from exporter.sim import demo_config, spawn
 from tests.e2e.processes import exporter_command, free_port, prometheus_server, running, wait_for
-from tests.test_dashboard import ENERGY_COUNTERS, FLEET, INVERTER, dashboard, data_panels
+from tests.test_dashboard import (
+    ALL,
+    ENERGY_COUNTERS,
+    FLEET,
+    HOME,
+    INVERTER,
+    dashboard,
+    data_panels,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -56,6 +70,9 @@ class Fleet:
     inverters: dict[str, dict[str, str]]  # role -> {"inverter_id", "name", "instance"}
     ids_by_instance: dict[str, dict[str, str]]  # instance -> {inverter_id: name}
     exporter: str  # the "fleet" replica's base URL
+    home: str  # user_id of a home with every kind of device and an open action
+    home_devices: set[str]  # its inverter and device ids
+    users: set[str]  # every user_id the replicas export
 
 
 def exporter_config(info: dict[str, Any], inverters: list[int], **extra: Any) -> dict[str, Any]:
@@ -94,17 +111,39 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             timeout=5,
         ).raise_for_status()
 
+        requests.post(
+            f"{behind['base_url']}/_sim/faults",
+            json={"failing_endpoints": ["electric_vehicle_data"]},
+            timeout=5,
+        ).raise_for_status()
+        an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%H:%M")
+        behind_ids = [i["inverter_id"] for i in behind["inverters"]]
+
+        def discover_home_of(index: int) -> dict[str, Any]:
+            """Discover the lagging simulator's home, but of its two inverters only this one."""
+            others = [i for n, i in enumerate(behind_ids) if n != index]
+            return {"org_ids": behind["org_ids"], "exclude_inverter_ids": others}
+
         configs = {
             "fleet": exporter_config(
                 live,
                 list(range(13)),
-                thresholds={"battery_low_percent": 15},
+                thresholds={
+                    "battery_low_percent": 15,
+                    "hot_water_low_celsius": 62,
+                    "vehicle_charged_percent": 100,
+                    "vehicle_charged_by": an_hour_ago,
+                },
                 # Polls keep coming, so the poll-duration rates never fall to zero.
                 poll={"interval_seconds": 2, "skip_until_due": False},
                 discovery={"org_ids": live["org_ids"]},
             ),
-            "stale": exporter_config(behind, [0], poll={"lookback_seconds": 3 * 3600}),
-            "empty": exporter_config(behind, [1], poll={"lookback_seconds": 3600}),
+            "stale": exporter_config(
+                behind, [0], poll={"lookback_seconds": 3 * 3600}, discovery=discover_home_of(0)
+            ),
+            "empty": exporter_config(
+                behind, [1], poll={"lookback_seconds": 3600}, discovery=discover_home_of(1)
+            ),
         }
         ports = {role: free_port() for role in configs}
         for role, config in configs.items():
@@ -135,6 +174,28 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             }
 
         fleet_ids = [i["inverter_id"] for i in configs["fleet"]["inverters"]]
+        devices_of: dict[str, set[str]] = {}
+        kinds_of: dict[str, set[str]] = {}
+        for i in live["inverters"]:
+            devices_of.setdefault(i["user_id"], set()).add(i["inverter_id"])
+            kinds_of.setdefault(i["user_id"], set()).add("inverter")
+        for d in live["devices"]:
+            devices_of.setdefault(d["user_id"], set()).add(d["device_id"])
+            kinds_of.setdefault(d["user_id"], set()).add(d["kind"])
+        every_kind = {u for u, kinds in kinds_of.items() if len(kinds) == 4}
+        acting = wait_for(
+            lambda: (
+                every_kind
+                & {
+                    s["metric"]["user_id"]
+                    for s in query(prometheus, "podero_device_action_needed == 1")
+                }
+            ),
+            60,
+            "a home with every kind and an open action",
+        )
+        home = sorted(acting)[0]
+        users = {i["user_id"] for sim in (live, behind) for i in sim["inverters"]}
         yield Fleet(
             prometheus=prometheus,
             instances=instances,
@@ -152,6 +213,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 for role, config in configs.items()
             },
             exporter=f"http://{instances['fleet']}",
+            home=home,
+            home_devices=devices_of[home],
+            users=users,
         )
 
 
@@ -162,6 +226,7 @@ def grafana_values(fleet: Fleet, instance: str = "All") -> dict[str, str]:
         "$job": "podero",
         "$instance": ".*" if instance == "All" else instance.replace(".", "\\\\."),
         "$inverter_id": fleet.inverters["healthy"]["inverter_id"],
+        "$user_id": fleet.home,
         # Grafana: max($__interval + scrape interval, 4 x scrape interval); scrapes are 1 s here
         "$__rate_interval": "30s",
         "$__range": "3600s",  # 'now/d' or 'now/M' an hour after midnight
@@ -175,11 +240,15 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return expr
 
 
-def instant(fleet: Fleet, expr: str) -> list[dict[str, Any]]:
-    r = requests.get(f"{fleet.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+def query(prometheus: str, expr: str) -> list[dict[str, Any]]:
+    r = requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10)
     body = r.json()
     assert body["status"] == "success", (expr, body)
     return list(body["data"]["result"])
+
+
+def instant(fleet: Fleet, expr: str) -> list[dict[str, Any]]:
+    return query(fleet.prometheus, expr)
 
 
 def has_data(result: list[dict[str, Any]]) -> bool:
@@ -191,7 +260,7 @@ def panel_queries(fleet: Fleet, *, energy: bool) -> dict[str, str]:
     values = grafana_values(fleet)
     return {
         substitute(t["expr"], values): f"{name}: {p['title']}"
-        for name in (FLEET, INVERTER)
+        for name in ALL
         for p in data_panels(name)
         for t in p["targets"]
         if ("_energy_joules_total" in t["expr"]) == energy
@@ -208,7 +277,7 @@ def wait_for_data(fleet: Fleet, exprs: dict[str, str], timeout: float) -> None:
 
 def test_every_dashboard_query_returns_data(fleet: Fleet) -> None:
     exprs = panel_queries(fleet, energy=False)
-    assert len(exprs) > 40
+    assert len(exprs) > 90
     wait_for_data(fleet, exprs, 120)
 
 
@@ -279,7 +348,7 @@ def query_result(fleet: Fleet, expr: str, regex: str) -> dict[str, str]:
 def test_every_dashboard_variable_has_values(fleet: Fleet) -> None:
     values = grafana_values(fleet)
     every = {i: n for ids in fleet.ids_by_instance.values() for i, n in ids.items()}
-    for name in (FLEET, INVERTER):
+    for name in ALL:
         for variable in dashboard(name)["templating"]["list"]:
             if variable["type"] != "query":
                 continue
@@ -299,12 +368,93 @@ def test_every_dashboard_variable_has_values(fleet: Fleet) -> None:
                 m = re.fullmatch(r"query_result\((.+)\)", query)
                 assert m, query
                 expr, regex = m.group(1), variable["regex"]
+                if variable["name"] == "user_id":
+                    homes = wait_for(
+                        lambda e=expr, r=regex: (
+                            (v := query_result(fleet, e, r)).keys() == fleet.users and v
+                        ),
+                        60,
+                        "values of user_id: every home",
+                    )
+                    names = names_by_user(fleet)
+                    for user, text in homes.items():
+                        # The owner's handle (a device name without its suffix) or a name.
+                        assert any(n == text or n.startswith(f"{text}-") for n in names[user])
+                    assert homes[fleet.home] != fleet.home
+                    continue
                 shown = wait_for(
                     lambda e=expr, r=regex: (v := query_result(fleet, e, r)) == every and v,
                     60,
                     f"values of {variable['name']}: every inverter id, shown by name",
                 )
                 assert len(shown) == 15
+
+
+def names_by_user(fleet: Fleet) -> dict[str, set[str]]:
+    names: dict[str, set[str]] = {}
+    for s in instant(fleet, "podero_inverter_info or podero_device_info"):
+        names.setdefault(s["metric"]["user_id"], set()).add(s["metric"]["name"])
+    return names
+
+
+def test_home_dashboard_shows_only_the_chosen_home(fleet: Fleet) -> None:
+    values = grafana_values(fleet)
+    exprs = {
+        substitute(t["expr"], values): p["title"] for p in data_panels(HOME) for t in p["targets"]
+    }
+    wait_for_data(fleet, exprs, 60)
+    names = names_by_user(fleet)[fleet.home]
+    assert len(names) == len(fleet.home_devices) >= 4
+    for expr, title in exprs.items():
+        for series in instant(fleet, expr):
+            labels = series["metric"]
+            assert labels.get("user_id", fleet.home) == fleet.home, title
+            assert labels.get("name", next(iter(names))) in names, (title, labels)
+            for key in ("inverter_id", "device_id"):
+                if labels.get(key):
+                    assert labels[key] in fleet.home_devices, (title, labels)
+    # The device table lists every device of the home, wallboxes included, each once.
+    devices = next(p for p in data_panels(HOME) if p["title"] == "Devices")
+    rows = instant(fleet, substitute(devices["targets"][0]["expr"], values))
+    assert sorted(r["metric"]["device_id"] for r in rows) == sorted(fleet.home_devices)
+    assert {r["metric"]["kind"] for r in rows} == {
+        "inverter",
+        "heat_pump",
+        "electric_vehicle",
+        "wallbox",
+    }
+
+
+def test_device_trouble_table_lists_every_reason(fleet: Fleet) -> None:
+    panels = {p["title"]: p for p in data_panels(FLEET)}
+    values = grafana_values(fleet)
+    found: dict[str, set[tuple[str, str]]] = {}
+
+    def listed() -> bool:
+        for t in panels["Heat pumps and EVs in trouble"]["targets"]:
+            rows = instant(fleet, substitute(t["expr"], values))
+            found[t["legendFormat"]] = {
+                (r["metric"]["kind"], r["metric"]["instance"]) for r in rows
+            }
+        return all(found.values())
+
+    try:
+        wait_for(listed, 90, "a device under every reason")
+    except AssertionError:
+        raise AssertionError(f"devices by reason: {found}") from None
+    lagging = {fleet.instances["stale"], fleet.instances["empty"]}
+    assert found["poll failing"] == {("electric_vehicle", i) for i in lagging}
+    assert found["data older than 1 h"] == {("heat_pump", fleet.instances["stale"])}
+    assert found["no data at all"] == {("heat_pump", fleet.instances["empty"])}
+    live = fleet.instances["fleet"]
+    assert found["hot water below its low threshold"] == {("heat_pump", live)}
+    assert found["not charged by its time"] == {("electric_vehicle", live)}
+    actions = instant(
+        fleet, substitute(panels["Devices needing action by code"]["targets"][1]["expr"], values)
+    )
+    assert {(a["metric"]["kind"], a["metric"]["action"]) for a in actions} == {
+        ("heat_pump", "reauthenticate")
+    }
 
 
 def test_one_selected_replica_filters_the_fleet_dashboard(fleet: Fleet) -> None:
