@@ -258,8 +258,11 @@ class BackfillResult:
 
 
 def _plural(kind: str, n: int) -> str:
-    """`heat_pump` as the summary names it: "1 heat pump", "2 heat pumps"."""
-    return kind.replace("_", " ") + ("s" if n != 1 else "")
+    """A kind as the summary names it: "1 heat pump", "2 heat pumps", "2 wallboxes"."""
+    name = kind.replace("_", " ")
+    if n == 1:
+        return name
+    return name + ("es" if name.endswith("x") else "s")
 
 
 def resolve_targets(client: PoderoClient, config: Config, clock: Clock) -> TargetSet:
