@@ -429,6 +429,28 @@ def test_a_refused_long_range_is_halved_until_accepted(
     assert (tmp_path / "halved.om").read_text() == (tmp_path / "whole.om").read_text()
 
 
+def test_the_longest_accepted_range_is_learnt_per_kind(
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
+) -> None:
+    serve = sim.api.device_data
+
+    def answer(org: str, user: str, kind: str, device: str, query: dict[str, str]) -> Any:
+        hours = (epoch(query["to_datetime"]) - epoch(query["from_datetime"])) / 3600
+        if kind == "heat_pump" and hours > 6:
+            raise SimApiError(400, "The requested range is too large.")
+        return serve(org, user, kind, device, query)
+
+    sim.api.device_data = answer  # type: ignore[method-assign]
+    result = run(with_podero(fleet_config, max_concurrency=1), clock, tmp_path / "out.om")
+    assert result.complete and result.buckets == 9 * 192
+    stats = sim.api.stats()["responses"]
+    # The first heat pump page: 24 h and 2 x 12 h refused, 4 x 6 h accepted; then 6 h pages.
+    assert stats["heat_pump_data"] == {"400": 3, "200": 4 * 4}
+    # The other kinds' endpoints keep their whole days.
+    assert stats["inverter_data"] == {"200": 10}
+    assert stats["electric_vehicle_data"] == {"200": 4}
+
+
 def test_a_refused_single_bucket_means_no_data_there(
     sim: RunningSimulator, sim_config: Config, clock: FakeClock, tmp_path: Path
 ) -> None:
