@@ -1,12 +1,13 @@
-"""`podero-exporter backfill`: the history of every configured or discovered inverter as an
-OpenMetrics file for `promtool tsdb create-blocks-from openmetrics`.
+"""`podero-exporter backfill`: the history of every configured or discovered device (inverters,
+heat pumps, electric vehicles, wallboxes) as an OpenMetrics file for
+`promtool tsdb create-blocks-from openmetrics`.
 
-Each inverter's range is cut into pages of one UTC day; a page the API refuses with a 400 is
-halved until it is accepted. Pages run on the daemon's client (same request budget, same
-concurrency) and each finished page is appended with its points to a journal next to the
-output (`OUTPUT.pages`), so an interrupted run can be rerun to fetch only what is missing.
-The output is rendered from the journal at the end, family by family (`exporter.openmetrics`);
-it ends with `# EOF` only when every page is in.
+The range of each device with a data series is cut into pages of one UTC day; a page the API
+refuses with a 400 is halved until it is accepted. Pages run on the daemon's client (same
+request budget, same concurrency) and each finished page is appended with its points to a
+journal next to the output (`OUTPUT.pages`), so an interrupted run can be rerun to fetch only
+what is missing. The output is rendered from the journal at the end, family by family
+(`exporter.openmetrics`); it ends with `# EOF` only when every page is in.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -30,11 +31,18 @@ from typing import TextIO
 from exporter.app import build_client
 from exporter.client import PoderoClient, iso
 from exporter.clock import Clock, Stopped, SystemClock
-from exporter.config import RESOLUTION_SECONDS, Config, ConfigError, load_config
+from exporter.config import (
+    INVERTER,
+    OTHER_KINDS,
+    RESOLUTION_SECONDS,
+    Config,
+    ConfigError,
+    load_config,
+)
 from exporter.discovery import FleetDiscovery, inventory_job
 from exporter.logs import LEVELS, kv, setup_logging
 from exporter.openmetrics import DEVICE_LABELS, write_history
-from exporter.pages import JournalMismatch, PageFetcher, PageJournal
+from exporter.pages import JournalMismatch, PageFetcher, PageJournal, device_fields
 from exporter.readings import DataPoint
 from exporter.targets import InverterTarget, TargetSet
 from exporter.telemetry import Telemetry
@@ -53,13 +61,13 @@ class UsageError(ValueError):
 
 
 class NothingToBackfill(Exception):
-    """No inverter could be found to backfill (discovery failed, or an empty shard)."""
+    """No device could be found to backfill (discovery failed, or an empty shard)."""
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="podero-exporter backfill",
-        description="Write the history of every inverter as OpenMetrics for "
+        description="Write the history of every device as OpenMetrics for "
         "`promtool tsdb create-blocks-from openmetrics`.",
     )
     parser.add_argument("--config.file", dest="config_file", default="config.yaml")
@@ -218,6 +226,7 @@ class BackfillResult:
     expected_buckets: int
     requests: int
     seconds: float
+    kinds: dict[str, int] = field(default_factory=dict)  # devices by kind
     interrupted: bool = False
     fetch_seconds: float = 0.0  # from the first page request to the last answer
     write_seconds: float = 0.0  # rendering the output from the journal
@@ -227,8 +236,13 @@ class BackfillResult:
         return self.fetched + self.resumed == self.pages
 
     def summary(self, output: Path) -> str:
+        order = {kind: i for i, kind in enumerate((INVERTER, *OTHER_KINDS))}
+        kinds = ", ".join(
+            f"{self.kinds[kind]} {_plural(kind, self.kinds[kind])}"
+            for kind in sorted(self.kinds, key=lambda kind: (order.get(kind, len(order)), kind))
+        )
         head = (
-            f"{self.devices} devices, {self.pages} pages ({self.fetched} fetched, "
+            f"{self.devices} devices ({kinds}), {self.pages} pages ({self.fetched} fetched, "
             f"{self.resumed} from an earlier run, {self.failed} failed), {self.buckets} of "
             f"{self.expected_buckets} buckets with data, {self.requests} data requests in "
             f"{self.seconds:.1f}s"
@@ -243,8 +257,16 @@ class BackfillResult:
         )
 
 
+def _plural(kind: str, n: int) -> str:
+    """A kind as the summary names it: "1 heat pump", "2 heat pumps", "2 wallboxes"."""
+    name = kind.replace("_", " ")
+    if n == 1:
+        return name
+    return name + ("es" if name.endswith("x") else "s")
+
+
 def resolve_targets(client: PoderoClient, config: Config, clock: Clock) -> TargetSet:
-    """The daemon's targets: configured and discovered inverters of this shard (inventory
+    """The daemon's targets: configured and discovered devices of this shard (inventory
     of configured-only ones is added later, alongside the pages). Homes are listed
     concurrently, as the daemon does."""
     targets = TargetSet(config)
@@ -263,7 +285,7 @@ def resolve_targets(client: PoderoClient, config: Config, clock: Clock) -> Targe
             # Backfilling the configured ones alone would look complete but miss the fleet.
             raise NothingToBackfill("discovery failed for every organization (see the log)")
     if not len(targets):
-        raise NothingToBackfill("no inverter to backfill in this config and shard")
+        raise NothingToBackfill("no device to backfill in this config and shard")
     return targets
 
 
@@ -302,11 +324,9 @@ def run(
     try:
         client = build_client(config, clock, Telemetry())
         targets = resolve_targets(client, config, clock)
-        # History of inverters: the other kinds' backfill is still to come (issue 15).
-        current = [t for t in targets.current() if t.is_inverter]
-        pages = [
-            (target, day, start, end) for day, start, end in span.pages() for target in current
-        ]
+        # Pages for the devices with a data series; a wallbox is described from its target.
+        polled = [t for t in targets.current() if t.polled]
+        pages = [(target, day, start, end) for day, start, end in span.pages() for target in polled]
         missing = [p for p in pages if (p[0].inverter_id, p[1]) not in journal.done]
         fetcher = PageFetcher(client, span.resolution)
         progress = Progress(stderr or sys.stderr, len(missing))
@@ -358,13 +378,13 @@ def run(
                     details.exception()
         fetch_seconds = time.monotonic() - fetch_started
         result = BackfillResult(
-            devices=len(current),
+            devices=0,
             pages=len(pages),
             fetched=fetched,
             resumed=len(pages) - len(missing),
             failed=failed,
             buckets=0,
-            expected_buckets=len(current) * span.buckets,
+            expected_buckets=len(polled) * span.buckets,
             requests=fetcher.requests,
             seconds=0.0,
             interrupted=interrupted,
@@ -373,15 +393,18 @@ def run(
         write_started = time.monotonic()
         stats = write_history(
             output,
-            ((t, journal.points(t.inverter_id)) for t in targets.current()),
+            ((t, journal.points(t.inverter_id) if t.polled else []) for t in targets.current()),
             extra_labels=labels,
             bucket_seconds=span.bucket_seconds,
             since=span.start,
+            until=span.end,
             complete=result.complete,
             energy=args.energy,
         )
     finally:
         journal.close()
+    result.devices = stats.devices
+    result.kinds = dict(stats.kinds)
     result.buckets = stats.buckets
     result.write_seconds = time.monotonic() - write_started
     result.seconds = time.monotonic() - started
@@ -398,8 +421,7 @@ def _record(
         log.warning(
             "page failed",
             extra=kv(
-                inverter_id=target.inverter_id,
-                name=target.name,
+                **device_fields(target),
                 day=iso(day),
                 reason=getattr(exc, "reason", "stopped"),
             ),

@@ -2,16 +2,21 @@
 of every device, stamped at the bucket's start, with the live exporter's names and labels.
 
 The samples of one bucket are `collector.polled_samples` of a state holding that bucket's
-point (and the energy totals up to it), plus the device's descriptive `target_samples`: the
-same functions that build /metrics, so names and labels cannot drift from the live exporter.
+point (and, for an inverter, the energy totals up to it), plus the device's descriptive
+`target_samples`: the same functions that build /metrics for every kind (inverters, heat
+pumps, electric vehicles, wallboxes), so names and labels cannot drift from the live exporter,
+and a new row of the metrics table comes along unless `in_history` says it is live-only.
+A wallbox has no data series: it carries its description at every bucket of the range.
 
 OpenMetrics wants each family's samples together and each series' timestamps ascending, so
 `write_history` renders one device at a time into one spool file per family, then joins the
 spool files family by family. Memory is bounded by one device's history.
 
-Example (one bucket of one device, `--label job=x`; the value, then the bucket's start):
+Example (one bucket of two devices, `--label job=x`, the heat pump's cut here for width; the
+value, then the bucket's start):
     podero_inverter_solar_production_watts{inverter_id="6f1",name="a",job="x"} 2310.0 1795435200
     podero_inverter_solar_energy_joules_total{inverter_id="6f1",name="a",job="x"} 1.2e+07 1795435200
+    podero_heat_pump_inlet_temperature_celsius{device_id="9c2",name="b",user_id="u"} 41.5 1795435200
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -30,36 +36,51 @@ from exporter import metrics as m
 from exporter.collector import Labels, Samples, polled_samples, target_samples
 from exporter.energy import EnergyTotals, add_completed_buckets
 from exporter.metrics import Family, Source
-from exporter.readings import DataPoint
+from exporter.readings import MEASURED_BY_KIND, DataPoint
 from exporter.store import InverterState
 from exporter.targets import InverterTarget
 
-# The device's description and its configured thresholds hold over the whole range (and the
-# dashboards join on the info series and draw the thresholds); the link's status today
-# (authenticated, action needed, connection and monitoring state) says nothing about the past.
-DESCRIPTIVE_FAMILIES = frozenset(
+# Today's state of a device's manufacturer link and of its optimisation (authenticated, open
+# actions, connection and monitoring status, smart optimisation on, its score) says nothing
+# about last month; the description and the configured thresholds hold over the whole range
+# (the dashboards join on the info series and draw the thresholds).
+LIVE_STATE_FAMILIES = frozenset(
     {
-        m.INFO,
-        m.BATTERY_LOW_THRESHOLD,
-        m.GRID_EXPORT_HIGH_THRESHOLD,
-        m.SOLAR_POWER_RATING,
-        m.BATTERY_CAPACITY,
-        m.BATTERY_CONNECTED,
+        m.AUTHENTICATED,
+        m.ACTION_NEEDED,
+        m.CONNECTION_STATUS,
+        m.MONITORING_STATUS,
+        m.DEVICE_AUTHENTICATED,
+        m.DEVICE_ACTION_NEEDED,
+        m.DEVICE_SMART_OPTIMIZATION,
+        m.DEVICE_OPTIMIZATION_SCORE,
     }
 )
-# Poll outcomes (up, last success, next poll) describe a daemon that was not running then.
+
+
+def in_history(family: Family) -> bool:
+    """Whether a device family belongs in backfilled history: the values of a data point, its
+    time, the energy counters and the description do; poll outcomes (up, last success, next
+    poll: a daemon that was not running then) and LIVE_STATE_FAMILIES do not."""
+    if family.source is Source.POLL:
+        return family.field == "time"  # the data point's timestamp, of any kind
+    if family.source is Source.TARGET:
+        return family not in LIVE_STATE_FAMILIES
+    return family.source in (Source.READING, Source.ENERGY)
+
+
+# Every device family of the table that history holds, in the order /metrics serves them.
 HISTORY_FAMILIES: tuple[Family, ...] = tuple(
-    f
-    for f in m.INVERTER_FAMILIES
-    if f.source in (Source.READING, Source.ENERGY)
-    or f is m.DATA_TIMESTAMP
-    or f in DESCRIPTIVE_FAMILIES
+    f for f in (*m.INVERTER_FAMILIES, *m.DEVICE_FAMILIES) if in_history(f)
 )
+_IN_TABLE = frozenset(HISTORY_FAMILIES)
 # Every label a device's samples can carry besides its configured labels (collector.py);
 # a --label of one of these names would clash.
 DEVICE_LABELS = frozenset(
     {
         "inverter_id",
+        "device_id",
+        "kind",
         "name",
         "org_id",
         "user_id",
@@ -68,6 +89,7 @@ DEVICE_LABELS = frozenset(
         "price_zone",
         "lifecycle_state",
         "status",
+        "action",
     }
 )
 EOF = b"# EOF\n"
@@ -99,16 +121,17 @@ def _float(value: float) -> str:
 
 def descriptive_samples(target: InverterTarget) -> Samples:
     """The device's description and thresholds, as every bucket of its history carries them."""
-    return {f: s for f, s in target_samples(target).items() if f in DESCRIPTIVE_FAMILIES}
+    return {f: s for f, s in target_samples(target).items() if in_history(f)}
 
 
 def bucket_samples(
     target: InverterTarget, point: DataPoint, energy: EnergyTotals | None
 ) -> Samples:
-    """The history samples of one bucket: its values, its time and the energy counters (the
-    buckets completed before it); `descriptive_samples` adds the device's description."""
+    """The history samples of one bucket: its values, its time and (inverters) the energy
+    counters of the buckets completed before it; `descriptive_samples` adds the device's
+    description."""
     samples = polled_samples(InverterState(target=target, reading=point, energy=energy))
-    return {f: s for f, s in samples.items() if f in HISTORY_FAMILIES}
+    return {f: s for f, s in samples.items() if in_history(f)}
 
 
 def device_history(
@@ -117,12 +140,22 @@ def device_history(
     *,
     bucket_seconds: int,
     since: float,
+    until: float,
     energy: bool = True,
 ) -> Iterator[tuple[float, Samples]]:
-    """(bucket start, samples) for every point with a measured value, oldest first. The
-    counters start at 0 at `since` and, as live, add each bucket once it has ended."""
+    """(bucket start, samples) for every point with a measured value, oldest first. An
+    inverter's counters start at 0 at `since` and, as live, add each bucket once it has
+    ended. A device without a data series (a wallbox), which the live exporter describes at
+    every scrape, is described at every bucket from `since` to `until`."""
     described = descriptive_samples(target)
-    totals = EnergyTotals(since=since) if energy else None
+    if not target.polled:
+        start = since
+        while start < until:
+            yield start, described
+            start += bucket_seconds
+        return
+    measured = MEASURED_BY_KIND.get(target.kind, ())
+    totals = EnergyTotals(since=since) if energy and target.is_inverter else None
     previous: DataPoint | None = None
     for point in sorted(points, key=lambda p: p.time):
         if totals is not None and previous is not None:
@@ -135,7 +168,7 @@ def device_history(
                 horizon=point.time - previous.time + bucket_seconds,
             )
         previous = point
-        if point.has_measurement:
+        if any(name in point.values for name in measured):
             yield point.time, {**bucket_samples(target, point, totals), **described}
 
 
@@ -144,7 +177,8 @@ class HistoryStats:
     """What `write_history` wrote."""
 
     devices: int = 0
-    buckets: int = 0  # buckets with a measured value, over all devices
+    kinds: Counter[str] = field(default_factory=Counter)  # devices by kind
+    buckets: int = 0  # buckets with a measured value, over all devices with a data series
     samples: int = 0
 
 
@@ -163,7 +197,8 @@ class _Spool:
         spool.write(text)
 
     def join_into(self, out: IO[bytes]) -> None:
-        for family in HISTORY_FAMILIES:
+        # The table's order; a family the table's tuples do not list (yet) goes last.
+        for family in (*HISTORY_FAMILIES, *(f for f in self._files if f not in _IN_TABLE)):
             spool = self._files.get(family)
             if spool is None:
                 continue  # no sample at all: no header either
@@ -184,6 +219,7 @@ def write_history(
     extra_labels: Labels,
     bucket_seconds: int,
     since: float,
+    until: float,
     complete: bool,
     energy: bool = True,
 ) -> HistoryStats:
@@ -196,13 +232,20 @@ def write_history(
         try:
             for target, points in devices:
                 stats.devices += 1
+                stats.kinds[target.kind] += 1
                 lines: dict[Family, list[str]] = {}
                 # A device's series keep their labels from bucket to bucket.
                 series: dict[tuple[Family, Labels], str] = {}
                 for start, samples in device_history(
-                    target, points, bucket_seconds=bucket_seconds, since=since, energy=energy
+                    target,
+                    points,
+                    bucket_seconds=bucket_seconds,
+                    since=since,
+                    until=until,
+                    energy=energy,
                 ):
-                    stats.buckets += 1
+                    if target.polled:  # a wallbox's buckets hold no data
+                        stats.buckets += 1
                     stamp = f" {start:.0f}\n"
                     for family, found in samples.items():
                         family_lines = lines.setdefault(family, [])

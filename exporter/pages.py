@@ -1,6 +1,7 @@
-"""The pages of a backfill: one inverter's points for one day, asked for in ranges the API
-accepts (a 400 for a long range means "ask for less"), and the journal of finished pages that
-lets an interrupted backfill go on where it stopped."""
+"""The pages of a backfill: one device's points for one day (an inverter's, a heat pump's or
+an electric vehicle's data series), asked for in ranges the API accepts (a 400 for a long
+range means "ask for less"), and the journal of finished pages that lets an interrupted
+backfill go on where it stopped."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import IO, Any
 from exporter.client import PoderoClient, iso
 from exporter.config import RESOLUTION_SECONDS
 from exporter.logs import kv
-from exporter.readings import DataPoint
+from exporter.readings import MEASURED_BY_KIND, DataPoint
 from exporter.targets import InverterTarget
 from exporter.transport import ApiError
 
@@ -26,16 +27,30 @@ class JournalMismatch(ValueError):
     """The journal next to the output belongs to another range or resolution."""
 
 
+def device_fields(target: InverterTarget) -> dict[str, str]:
+    """The identifying log fields of a device (an inverter's as they always were)."""
+    if target.is_inverter:
+        return {"inverter_id": target.inverter_id, "name": target.name}
+    return {"device_id": target.inverter_id, "name": target.name, "kind": target.kind}
+
+
+def is_measured(point: DataPoint, kind: str) -> bool:
+    """Whether the point holds a value the device of `kind` measured (not only a price or a
+    forecast): only such points are history."""
+    return any(field in point.values for field in MEASURED_BY_KIND.get(kind, ()))
+
+
 class PageFetcher:
-    """One page of one inverter's points, halving the range while the API answers 400."""
+    """One page of one device's points, halving the range while the API answers 400."""
 
     def __init__(self, client: PoderoClient, resolution: str) -> None:
         self._client = client
         self._resolution = resolution
         self._bucket = RESOLUTION_SECONDS[resolution]
         self._lock = threading.Lock()
-        # The longest range the API has accepted right after refusing a longer one.
-        self._max_span = float("inf")
+        # Per kind (each has its own endpoint): the longest range the API has accepted right
+        # after refusing a longer one.
+        self._max_span: dict[str, float] = {}
         self.requests = 0
 
     def fetch(self, target: InverterTarget, start: float, end: float) -> list[DataPoint]:
@@ -43,13 +58,13 @@ class PageFetcher:
         as exclusive, so the end bucket is cut here)."""
         points: list[DataPoint] = []
         with self._lock:
-            span = max(float(self._bucket), self._max_span)
+            span = max(float(self._bucket), self._max_span.get(target.kind, float("inf")))
         piece = start
         while piece < end:
             piece_end = min(end, piece + span)
             points.extend(self._fetch_range(target, piece, piece_end)[0])
             piece = piece_end
-        return [p for p in points if start <= p.time < end and p.has_measurement]
+        return [p for p in points if start <= p.time < end and is_measured(p, target.kind)]
 
     def _fetch_range(
         self, target: InverterTarget, start: float, end: float
@@ -58,7 +73,8 @@ class PageFetcher:
         with self._lock:
             self.requests += 1
         try:
-            points = self._client.inverter_data(
+            points = self._client.device_data(
+                target.kind,
                 target.org_id,
                 target.user_id,
                 target.inverter_id,
@@ -77,7 +93,7 @@ class PageFetcher:
         middle = start + (buckets // 2) * self._bucket
         log.debug(
             "range refused, asking for halves",
-            extra=kv(inverter_id=target.inverter_id, start=iso(start), end=iso(end)),
+            extra=kv(**device_fields(target), start=iso(start), end=iso(end)),
         )
         points = []
         for half_start, half_end in ((start, middle), (middle, end)):
@@ -86,14 +102,17 @@ class PageFetcher:
                 # Refused whole but accepted halved (with data, so the refusal was not "no
                 # data"): the API's limit lies in between; later pages start at this size.
                 with self._lock:
-                    self._max_span = min(self._max_span, half_end - half_start)
+                    known = self._max_span.get(target.kind, float("inf"))
+                    self._max_span[target.kind] = min(known, half_end - half_start)
             points.extend(half)
         return points, False
 
 
 class PageJournal:
     """`OUTPUT.pages`: a header line naming the range, then one JSON line per finished page
-    with its points. A torn last line (a killed run) is cut off when it is opened again."""
+    with its points. A torn last line (a killed run) is cut off when it is opened again.
+    Pages are keyed by the device's id (unique over all kinds, as in the targets), under the
+    key `inverter_id` whatever the kind, so journals of earlier versions go on."""
 
     def __init__(self, path: Path, identity: dict[str, Any]) -> None:
         self.path = path
@@ -139,12 +158,12 @@ class PageJournal:
         self.resumed = len(self.done)
         return handle
 
-    def record(self, inverter_id: str, day: int, points: list[DataPoint]) -> None:
+    def record(self, device_id: str, day: int, points: list[DataPoint]) -> None:
         """Append one finished page; it counts as done once its line is written whole."""
         line = (
             json.dumps(
                 {
-                    "inverter_id": inverter_id,
+                    "inverter_id": device_id,
                     "day": day,
                     "points": [[p.time, dict(p.values)] for p in points],
                 },
@@ -155,14 +174,13 @@ class PageJournal:
         offset = self._file.tell()
         self._file.write(line)
         self._file.flush()
-        self.done[(inverter_id, day)] = (offset, len(line))
+        self.done[(device_id, day)] = (offset, len(line))
         self._index = None
 
-    def points(self, inverter_id: str) -> list[DataPoint]:
-        """Every recorded point of one inverter, oldest first."""
+    def points(self, device_id: str) -> list[DataPoint]:
+        """Every recorded point of one device, oldest first."""
         pages = sorted(
-            (day, offset, length)
-            for (_inverter, day), (offset, length) in self._pages_of(inverter_id)
+            (day, offset, length) for (_device, day), (offset, length) in self._pages_of(device_id)
         )
         found: dict[float, DataPoint] = {}
         with self.path.open("rb") as reader:
@@ -172,12 +190,12 @@ class PageJournal:
                     found[float(time_)] = DataPoint(float(time_), values)
         return [found[t] for t in sorted(found)]
 
-    def _pages_of(self, inverter_id: str) -> list[tuple[tuple[str, int], tuple[int, int]]]:
+    def _pages_of(self, device_id: str) -> list[tuple[tuple[str, int], tuple[int, int]]]:
         if self._index is None:
             self._index = {}
             for key, where in self.done.items():
                 self._index.setdefault(key[0], []).append((key, where))
-        return self._index.get(inverter_id, [])
+        return self._index.get(device_id, [])
 
     def close(self) -> None:
         self._file.close()

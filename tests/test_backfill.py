@@ -1,5 +1,6 @@
 """`podero-exporter backfill` against the simulator in-process, on the fake clock: exact values
-per bucket, labels equal to the live exporter's, paging, 400-halving, resume, label checks."""
+per bucket of every device kind, labels equal to the live exporter's, paging, 400-halving,
+resume, label checks."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ from exporter.backfill import (
     UsageError,
     parse_labels,
 )
-from exporter.collector import target_samples
+from exporter.collector import polled_samples, target_samples
 from exporter.config import Config
-from exporter.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES
+from exporter.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES, in_history
 from exporter.pages import JournalMismatch
+from exporter.readings import MEASURED_BY_KIND, DataPoint
 from exporter.sim import RunningSimulator, demo_config
 from exporter.sim.api import ApiError as SimApiError
 from exporter.sim.fleet import MEASURED
+from exporter.store import InverterState
 from exporter.targets import Inventory, InverterTarget
 from tests.conftest import INV_A, minimal_config, run_cli, to_config
 from tests.fakes import FakeClock
@@ -80,6 +83,47 @@ def served(sim: RunningSimulator, inverter: dict[str, str], start: str, end: str
         {"from_datetime": start, "to_datetime": end, "resolution": "15MIN"},
     )
     return list(body["data"])
+
+
+def served_device(sim: RunningSimulator, device: dict[str, str], start: str, end: str) -> list[Any]:
+    """The points the simulator serves for this heat pump or EV and range."""
+    body = sim.api.device_data(
+        device["org_id"],
+        device["user_id"],
+        device["kind"],
+        device["device_id"],
+        {"from_datetime": start, "to_datetime": end, "resolution": "15MIN"},
+    )
+    return list(body["data"])
+
+
+@pytest.fixture
+def fleet_config(sim: RunningSimulator) -> Config:
+    """The five inverters and every other device of their homes (two heat pumps, two EVs,
+    two wallboxes), configured with their kinds."""
+    raw = demo_config(sim.describe())
+    raw["podero"].update(retry={"attempts": 2, "max_wait_seconds": 1})
+    raw["podero"]["max_requests_per_second"] = 1000
+    for n, device in enumerate(sim.describe()["devices"]):
+        raw["inverters"].append(
+            {
+                "org_id": device["org_id"],
+                "user_id": device["user_id"],
+                "inverter_id": device["device_id"],
+                "kind": device["kind"],
+                "name": f"{device['kind']}-{n}",
+            }
+        )
+    return to_config(raw)
+
+
+def devices_of(sim: RunningSimulator, kind: str) -> list[dict[str, str]]:
+    return [d for d in sim.describe()["devices"] if d["kind"] == kind]
+
+
+def of_device(series: Series, device_id: str) -> Series:
+    """The series of one heat pump, EV or wallbox (its samples carry device_id)."""
+    return {key: points for key, points in series.items() if ("device_id", device_id) in key[1]}
 
 
 def of_inverter(series: Series, name: str, inverter_id: str) -> list[tuple[float, float]]:
@@ -135,30 +179,160 @@ def test_every_bucket_holds_the_values_the_simulator_serves(
     assert ratio[epoch(FROM) + 40 * BUCKET] == pytest.approx(percent / 100)
 
 
-def test_labels_equal_the_live_exporters(
-    sim: RunningSimulator, sim_config: Config, clock: FakeClock, tmp_path: Path
+def test_every_bucket_of_heat_pumps_and_evs_holds_the_values_the_simulator_serves(
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
 ) -> None:
-    run(sim_config, clock, tmp_path / "out.om", "--label", "job=podero", "--label", "instance=x:1")
+    result = run(fleet_config, clock, tmp_path / "out.om", "--label", "job=podero")
+    assert result.complete and result.devices == 11
+    assert result.kinds == {"inverter": 5, "heat_pump": 2, "electric_vehicle": 2, "wallbox": 2}
+    assert result.buckets == result.expected_buckets == 9 * 192  # wallboxes have no data
+    assert "11 devices (5 inverters, 2 heat pumps, 2 electric vehicles, 2 wallboxes)" in (
+        result.summary(tmp_path / "out.om")
+    )
+    series = series_of((tmp_path / "out.om").read_text())
+    for kind in ("heat_pump", "electric_vehicle"):
+        for device in devices_of(sim, kind):
+            mine = {
+                name: points for (name, _), points in of_device(series, device["device_id"]).items()
+            }
+            points = served_device(sim, device, FROM, TO)
+            assert len(points) == 192
+            stamps = [epoch(p["time"]) for p in points]
+            for family in m.DEVICE_READINGS[kind]:  # every row of the kind's table
+                assert family.field is not None
+                expected = [
+                    (t, family.convert(float(p[family.field])))  # True -> 1.0, False -> 0.0
+                    for t, p in zip(stamps, points, strict=True)
+                ]
+                assert mine[family.name] == expected, family.name
+            assert mine[m.DEVICE_DATA_TIMESTAMP.name] == [(t, t) for t in stamps]
+    # Units: the EV's battery level is the API's percent / 100; its flags are 0 or 1.
+    ev = devices_of(sim, "electric_vehicle")[0]
+    mine = {name: dict(points) for (name, _), points in of_device(series, ev["device_id"]).items()}
+    raw = served_device(sim, ev, FROM, TO)
+    for index in (10, 90, 150):
+        at = epoch(raw[index]["time"])
+        percent = raw[index]["battery_level"]
+        assert 0 < percent <= 100 and mine[m.EV_BATTERY_LEVEL.name][at] == pytest.approx(
+            percent / 100
+        )
+        assert mine[m.EV_CHARGING.name][at] == (1.0 if raw[index]["is_charging"] else 0.0)
+    for flag in (m.EV_CHARGING, m.EV_PLUGGED_IN, m.EV_AT_OPTIMIZED_LOCATION):
+        assert set(mine[flag.name].values()) == {0.0, 1.0}  # both states occur in two days
+    # Energy counters are the inverters' alone.
+    assert not [k for k in series if "_energy_" in k[0] and dict(k[1]).get("device_id")]
+
+
+def test_a_wallbox_is_described_at_every_bucket(
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
+) -> None:
+    run(fleet_config, clock, tmp_path / "out.om")
+    series = series_of((tmp_path / "out.om").read_text())
+    stamps = [epoch(FROM) + k * BUCKET for k in range(192)]
+    descriptive = {f.name for f in HISTORY_FAMILIES if f.source is m.Source.TARGET}
+    for wallbox in devices_of(sim, "wallbox"):
+        mine = of_device(series, wallbox["device_id"])
+        assert {name for name, _ in mine} <= descriptive
+        (info,) = [key for key in mine if key[0] == m.DEVICE_INFO.name]
+        simulated = sim.api.fleet.devices_by_id[wallbox["device_id"]]
+        assert ("kind", "wallbox") in info[1]
+        assert ("manufacturer", simulated.manufacturer) in info[1]
+        assert mine[info] == [(t, 1.0) for t in stamps]
+        for points in mine.values():
+            assert [t for t, _ in points] == stamps
+    stats = sim.api.stats()["responses"]
+    assert "wallbox_data" not in stats and stats["wallbox"] == {"200": 2}  # its inventory only
+
+
+def test_nulls_of_heat_pumps_and_evs_are_left_out(
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
+) -> None:
+    serve = sim.api.device_data
+    hot_water_gaps = {epoch(FROM) + k * BUCKET for k in (3, 4, 100)}
+    offline = epoch(FROM) + 50 * BUCKET  # the EVs send a price and nothing measured
+
+    def answer(org: str, user: str, kind: str, device: str, query: dict[str, str]) -> Any:
+        body = serve(org, user, kind, device, query)
+        for point in body["data"]:
+            if kind == "heat_pump" and epoch(point["time"]) in hot_water_gaps:
+                point["hot_water_temp"] = None
+            if kind == "electric_vehicle" and epoch(point["time"]) == offline:
+                point.update(dict.fromkeys(MEASURED_BY_KIND["electric_vehicle"]))
+        return body
+
+    sim.api.device_data = answer  # type: ignore[method-assign]
+    run(fleet_config, clock, tmp_path / "out.om")
+    series = series_of((tmp_path / "out.om").read_text())
+    for pump in devices_of(sim, "heat_pump"):
+        mine = {
+            name: dict(points) for (name, _), points in of_device(series, pump["device_id"]).items()
+        }
+        assert hot_water_gaps.isdisjoint(mine[m.HEAT_PUMP_HOT_WATER_TEMPERATURE.name])
+        assert len(mine[m.HEAT_PUMP_HOT_WATER_TEMPERATURE.name]) == 192 - 3
+        assert hot_water_gaps <= set(mine[m.HEAT_PUMP_INLET_TEMPERATURE.name])
+    for ev in devices_of(sim, "electric_vehicle"):
+        mine = of_device(series, ev["device_id"])
+        for (name, _), points in mine.items():  # the price alone is no history either
+            assert offline not in dict(points) and len(points) == 191, name
+
+
+def test_labels_equal_the_live_exporters(
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
+) -> None:
+    flags = ("--label", "job=podero", "--label", "instance=x:1")
+    run(fleet_config, clock, tmp_path / "out.om", *flags)
     history: dict[str, set[tuple[tuple[str, str], ...]]] = {}
     for (name, labels), _ in series_of((tmp_path / "out.om").read_text()).items():
         assert ("job", "podero") in labels and ("instance", "x:1") in labels
         rest = tuple(kv for kv in labels if kv[0] not in ("job", "instance"))
         history.setdefault(name, set()).add(rest)
-    exporter = Exporter(sim_config, clock)
+    exporter = Exporter(fleet_config, clock)
     exporter.poll_once()
     live: dict[str, set[tuple[tuple[str, str], ...]]] = {}
+    devices = (
+        "podero_inverter_",
+        "podero_heat_pump_",
+        "podero_electric_vehicle_",
+        "podero_device_",
+    )
     for family in parse_text(exporter.page.render().decode()):
         for sample in family.samples:
-            if sample.name.startswith("podero_inverter_"):
+            if sample.name.startswith(devices):
                 live.setdefault(sample.name, set()).add(tuple(sorted(sample.labels.items())))
     exporter.stop()
-    names = {f.name for f in HISTORY_FAMILIES}
-    assert set(history) == names & set(live)
     for name in history:
         assert history[name] == live[name], name
-    # Left out on purpose: poll outcomes and today's link status.
-    for family in (m.UP, m.NEXT_POLL, m.LAST_SUCCESS, m.AUTHENTICATED, m.CONNECTION_STATUS):
-        assert family.name in live and family.name not in history
+    # Every device family the live exporter serves is history, but for these, left out on
+    # purpose: poll outcomes and today's state of the link and the optimisation.
+    left_out = {
+        f.name
+        for f in (
+            *(m.UP, m.NEXT_POLL, m.LAST_SUCCESS, m.DEVICE_UP),
+            *(m.AUTHENTICATED, m.ACTION_NEEDED, m.CONNECTION_STATUS, m.MONITORING_STATUS),
+            *(m.DEVICE_AUTHENTICATED, m.DEVICE_ACTION_NEEDED),
+            *(m.DEVICE_SMART_OPTIMIZATION, m.DEVICE_OPTIMIZATION_SCORE),
+        )
+    }
+    assert set(live) - set(history) == left_out
+    assert {f.name for f in HISTORY_FAMILIES} & set(live) == set(history)
+    kinds = {dict(labels).get("kind") for labels in history[m.DEVICE_INFO.name]}
+    assert kinds == {"heat_pump", "electric_vehicle", "wallbox"}
+
+
+def test_history_takes_every_family_of_the_table_but_the_live_ones() -> None:
+    # Derived from the table, so that rows added for a kind (thresholds, say) come along.
+    for family in (*m.INVERTER_FAMILIES, *m.DEVICE_FAMILIES):
+        live_only = family.source is m.Source.POLL and family.field != "time"
+        assert in_history(family) == (family in HISTORY_FAMILIES)
+        if family.source in (m.Source.READING, m.Source.ENERGY):
+            assert in_history(family)
+        if live_only:
+            assert not in_history(family)
+    for readings in m.DEVICE_READINGS.values():
+        assert set(readings) <= set(HISTORY_FAMILIES)
+    assert m.DEVICE_DATA_TIMESTAMP in HISTORY_FAMILIES and m.DEVICE_INFO in HISTORY_FAMILIES
+    added = m.Family("podero_heat_pump_x_threshold_celsius", "t", m.Source.TARGET)
+    assert in_history(added)  # a new description row of any kind
 
 
 def test_energy_counters_add_each_completed_bucket_from_the_range_start(
@@ -186,27 +360,40 @@ def test_energy_counters_add_each_completed_bucket_from_the_range_start(
     assert "_energy_" not in (tmp_path / "plain.om").read_text()
 
 
-def test_one_request_per_inverter_and_day(
-    sim: RunningSimulator, sim_config: Config, clock: FakeClock, tmp_path: Path
+def test_one_request_per_device_and_day(
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
 ) -> None:
-    # 42 hours over three UTC days: three pages per inverter.
+    # 42 hours over three UTC days: three pages per device with a data series.
     result = run(
-        sim_config,
+        fleet_config,
         clock,
         tmp_path / "out.om",
         start="2026-11-19T12:00:00Z",
         end="2026-11-21T06:00:00Z",
     )
     stats = sim.api.stats()["responses"]
-    assert stats["inverter_data"] == {"200": 15}
-    assert stats["inverter"] == {"200": 5}  # inventory of the configured inverters
-    assert result.pages == 15 and result.requests == 15
-    assert result.buckets == result.expected_buckets == 5 * 42 * 4
-    stamps = {
-        t for points in series_of((tmp_path / "out.om").read_text()).values() for t, _ in points
-    }
-    assert min(stamps) == epoch("2026-11-19T12:00:00Z")
-    assert max(stamps) == epoch("2026-11-21T05:45:00Z")
+    assert stats["inverter_data"] == {"200": 5 * 3}
+    assert stats["heat_pump_data"] == {"200": 2 * 3}
+    assert stats["electric_vehicle_data"] == {"200": 2 * 3}
+    assert "wallbox_data" not in stats
+    # Inventory of the configured devices, one detail each.
+    assert stats["inverter"] == {"200": 5} and stats["heat_pump"] == {"200": 2}
+    assert result.pages == result.requests == 27
+    assert result.buckets == result.expected_buckets == 9 * 42 * 4
+    series = series_of((tmp_path / "out.om").read_text())
+    every = {t for points in series.values() for t, _ in points}
+    assert min(every) == epoch("2026-11-19T12:00:00Z")
+    assert max(every) == epoch("2026-11-21T05:45:00Z")
+    for kind in ("heat_pump", "electric_vehicle", "wallbox"):
+        stamps = {
+            t
+            for device in devices_of(sim, kind)
+            for points in of_device(series, device["device_id"]).values()
+            for t, _ in points
+        }
+        assert min(stamps) == epoch("2026-11-19T12:00:00Z"), kind
+        assert max(stamps) == epoch("2026-11-21T05:45:00Z"), kind
+        assert len(stamps) == 42 * 4
 
 
 def refuse(sim: RunningSimulator, when: Callable[[str, float], bool]) -> None:
@@ -242,6 +429,28 @@ def test_a_refused_long_range_is_halved_until_accepted(
     assert (tmp_path / "halved.om").read_text() == (tmp_path / "whole.om").read_text()
 
 
+def test_the_longest_accepted_range_is_learnt_per_kind(
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
+) -> None:
+    serve = sim.api.device_data
+
+    def answer(org: str, user: str, kind: str, device: str, query: dict[str, str]) -> Any:
+        hours = (epoch(query["to_datetime"]) - epoch(query["from_datetime"])) / 3600
+        if kind == "heat_pump" and hours > 6:
+            raise SimApiError(400, "The requested range is too large.")
+        return serve(org, user, kind, device, query)
+
+    sim.api.device_data = answer  # type: ignore[method-assign]
+    result = run(with_podero(fleet_config, max_concurrency=1), clock, tmp_path / "out.om")
+    assert result.complete and result.buckets == 9 * 192
+    stats = sim.api.stats()["responses"]
+    # The first heat pump page: 24 h and 2 x 12 h refused, 4 x 6 h accepted; then 6 h pages.
+    assert stats["heat_pump_data"] == {"400": 3, "200": 4 * 4}
+    # The other kinds' endpoints keep their whole days.
+    assert stats["inverter_data"] == {"200": 10}
+    assert stats["electric_vehicle_data"] == {"200": 4}
+
+
 def test_a_refused_single_bucket_means_no_data_there(
     sim: RunningSimulator, sim_config: Config, clock: FakeClock, tmp_path: Path
 ) -> None:
@@ -255,24 +464,40 @@ def test_a_refused_single_bucket_means_no_data_there(
 
 
 def test_a_failed_run_leaves_a_partial_file_and_a_rerun_fetches_only_what_is_missing(
-    sim: RunningSimulator, sim_config: Config, clock: FakeClock, tmp_path: Path
+    sim: RunningSimulator, fleet_config: Config, clock: FakeClock, tmp_path: Path
 ) -> None:
+    # One device of each kind with a data series fails: an inverter, a heat pump, an EV.
     broken = sim.describe()["inverters"][2]["inverter_id"]
     sim.api.faults.broken_inverters = (broken,)
+    pump = devices_of(sim, "heat_pump")[1]["device_id"]
+    ev = devices_of(sim, "electric_vehicle")[0]["device_id"]
+    serve = sim.api.device_data
+
+    def answer(org: str, user: str, kind: str, device: str, query: dict[str, str]) -> Any:
+        if device in (pump, ev):
+            raise SimApiError(503, "Service temporarily unavailable.")
+        return serve(org, user, kind, device, query)
+
+    sim.api.device_data = answer  # type: ignore[method-assign]
     out = tmp_path / "out.om"
-    first = run(sim_config, clock, out, "--label", "job=podero")
-    assert not first.complete and first.failed == 2 and first.fetched == 8
+    first = run(fleet_config, clock, out, "--label", "job=podero")
+    assert not first.complete and first.failed == 3 * 2 and first.fetched == 18 - 6
     partial = out.read_text()
-    assert "# EOF" not in partial and broken not in partial
+    assert "# EOF" not in partial
+    assert broken not in partial and pump not in partial and ev not in partial
     assert len(series_of(partial + "# EOF\n")) > 4 * 15  # valid OpenMetrics up to the marker
     sim.api.faults.broken_inverters = ()
+    sim.api.device_data = serve  # type: ignore[method-assign]
     sim.api.reset_stats()
-    second = run(sim_config, clock, out, "--label", "job=podero")
-    assert second.complete and second.fetched == 2 and second.resumed == 8
-    assert sim.api.stats()["responses"]["inverter_data"] == {"200": 2}
+    second = run(fleet_config, clock, out, "--label", "job=podero")
+    assert second.complete and second.fetched == 6 and second.resumed == 12
+    stats = sim.api.stats()["responses"]
+    assert stats["inverter_data"] == stats["heat_pump_data"] == {"200": 2}
+    assert stats["electric_vehicle_data"] == {"200": 2}
     fresh = tmp_path / "fresh.om"
-    run(sim_config, clock, fresh, "--label", "job=podero")
+    run(fleet_config, clock, fresh, "--label", "job=podero")
     assert out.read_text() == fresh.read_text()
+    assert pump in out.read_text() and ev in out.read_text()
 
 
 def test_an_interrupted_run_resumes(
@@ -336,7 +561,7 @@ def test_an_existing_output_without_journal_is_left_alone(
     assert (tmp_path / "out.om").read_text() == "precious"
 
 
-def test_discovered_inverters_are_backfilled(
+def test_discovered_devices_of_every_kind_are_backfilled(
     sim: RunningSimulator, clock: FakeClock, tmp_path: Path
 ) -> None:
     info = sim.describe()
@@ -345,10 +570,16 @@ def test_discovered_inverters_are_backfilled(
     raw["discovery"] = {"org_ids": info["org_ids"]}
     raw["podero"]["max_requests_per_second"] = 1000
     result = run(to_config(raw), clock, tmp_path / "out.om")
-    assert result.complete and result.devices == 5
+    assert result.complete and result.devices == 11
+    assert result.kinds == {"inverter": 5, "heat_pump": 2, "electric_vehicle": 2, "wallbox": 2}
     stats = sim.api.stats()["responses"]
     assert stats["inverter_data"] == {"200": 10} and "inverter" not in stats  # listed, no details
-    assert 'manufacturer="' in (tmp_path / "out.om").read_text()
+    assert stats["heat_pump_data"] == stats["electric_vehicle_data"] == {"200": 4}
+    assert "heat_pump" not in stats and "wallbox" not in stats
+    series = series_of((tmp_path / "out.om").read_text())
+    infos = [dict(labels) for name, labels in series if name == m.DEVICE_INFO.name]
+    assert sorted(i["kind"] for i in infos) == sorted(d["kind"] for d in info["devices"])
+    assert all(i["manufacturer"] and i["name"].startswith("cust-") for i in infos)
 
 
 @pytest.mark.parametrize(
@@ -389,11 +620,14 @@ def test_device_labels_cover_everything_the_collector_sets() -> None:
         lifecycle_state="ok",
         connection_status="c",
         monitoring_status="ok",
+        actions=("reauthenticate",),
     )
-    target = InverterTarget(INV_A, "o", "u", "n", inventory=inventory)
-    names = {
-        k for samples in target_samples(target).values() for labels, _ in samples for k, _ in labels
-    }
+    names: set[str] = set()
+    for kind in ("inverter", "heat_pump", "electric_vehicle", "wallbox"):
+        target = InverterTarget(INV_A, "o", "u", "n", inventory=inventory, kind=kind)
+        state = InverterState(target, reading=DataPoint(0.0, {"price": 1.0}), polled=True)
+        for samples in (*target_samples(target).values(), *polled_samples(state).values()):
+            names.update(key for labels, _ in samples for key, _ in labels)
     assert names == DEVICE_LABELS
 
 
@@ -491,7 +725,8 @@ def test_the_subcommand_writes_the_file_and_says_so(
     flags = ["--config.file", str(path), "--from", FROM, "--to", TO, "--output", str(out)]
     assert cli.main(["backfill", *flags]) == 0
     err = capsys.readouterr().err
-    assert "backfill complete: 5 devices, 10 pages (10 fetched" in err and "\r" not in err
+    assert "backfill complete: 5 devices (5 inverters), 10 pages (10 fetched" in err
+    assert "\r" not in err
     assert out.read_text().endswith("# EOF\n")
 
 
