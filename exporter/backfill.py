@@ -42,7 +42,7 @@ from exporter.config import (
 from exporter.discovery import FleetDiscovery, inventory_job
 from exporter.logs import LEVELS, kv, setup_logging
 from exporter.openmetrics import DEVICE_LABELS, write_history
-from exporter.pages import JournalMismatch, PageFetcher, PageJournal, device_fields
+from exporter.pages import JournalMismatch, PageFetcher, PageJournal
 from exporter.readings import DataPoint
 from exporter.targets import InverterTarget, TargetSet
 from exporter.telemetry import Telemetry
@@ -421,7 +421,7 @@ def _record(
         log.warning(
             "page failed",
             extra=kv(
-                **device_fields(target),
+                **target.log_fields(),
                 day=iso(day),
                 reason=getattr(exc, "reason", "stopped"),
             ),

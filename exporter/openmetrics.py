@@ -36,7 +36,7 @@ from exporter import metrics as m
 from exporter.collector import Labels, Samples, polled_samples, target_samples
 from exporter.energy import EnergyTotals, add_completed_buckets
 from exporter.metrics import Family, Source
-from exporter.readings import MEASURED_BY_KIND, DataPoint
+from exporter.readings import DataPoint
 from exporter.store import InverterState
 from exporter.targets import InverterTarget
 
@@ -154,7 +154,6 @@ def device_history(
             yield start, described
             start += bucket_seconds
         return
-    measured = MEASURED_BY_KIND.get(target.kind, ())
     totals = EnergyTotals(since=since) if energy and target.is_inverter else None
     previous: DataPoint | None = None
     for point in sorted(points, key=lambda p: p.time):
@@ -168,7 +167,7 @@ def device_history(
                 horizon=point.time - previous.time + bucket_seconds,
             )
         previous = point
-        if any(name in point.values for name in measured):
+        if point.has_measurement(target.kind):
             yield point.time, {**bucket_samples(target, point, totals), **described}
 
 

@@ -14,7 +14,7 @@ from typing import IO, Any
 from exporter.client import PoderoClient, iso
 from exporter.config import RESOLUTION_SECONDS
 from exporter.logs import kv
-from exporter.readings import MEASURED_BY_KIND, DataPoint
+from exporter.readings import DataPoint
 from exporter.targets import InverterTarget
 from exporter.transport import ApiError
 
@@ -27,17 +27,10 @@ class JournalMismatch(ValueError):
     """The journal next to the output belongs to another range or resolution."""
 
 
-def device_fields(target: InverterTarget) -> dict[str, str]:
-    """The identifying log fields of a device (an inverter's as they always were)."""
-    if target.is_inverter:
-        return {"inverter_id": target.inverter_id, "name": target.name}
-    return {"device_id": target.inverter_id, "name": target.name, "kind": target.kind}
-
-
 def is_measured(point: DataPoint, kind: str) -> bool:
     """Whether the point holds a value the device of `kind` measured (not only a price or a
     forecast): only such points are history."""
-    return any(field in point.values for field in MEASURED_BY_KIND.get(kind, ()))
+    return point.has_measurement(kind)
 
 
 class PageFetcher:
@@ -93,7 +86,7 @@ class PageFetcher:
         middle = start + (buckets // 2) * self._bucket
         log.debug(
             "range refused, asking for halves",
-            extra=kv(**device_fields(target), start=iso(start), end=iso(end)),
+            extra=kv(**target.log_fields(), start=iso(start), end=iso(end)),
         )
         points = []
         for half_start, half_end in ((start, middle), (middle, end)):

@@ -163,7 +163,7 @@ class Poller:
             log.warning(
                 "poll failed",
                 extra=kv(
-                    **_fields(target),
+                    **target.log_fields(),
                     endpoint=exc.endpoint,
                     status=exc.status,
                     reason=exc.reason,
@@ -173,7 +173,7 @@ class Poller:
             raise
         except Exception as exc:  # a bug must not stop the loop; it is logged with its trace
             error = f"internal error: {type(exc).__name__}"
-            log.exception("poll crashed", extra=kv(**_fields(target)))
+            log.exception("poll crashed", extra=kv(**target.log_fields()))
         else:
             ok = True
             reading = latest_reading(points, now, MEASURED_BY_KIND[target.kind])
@@ -349,15 +349,3 @@ class Poller:
         self._closed = True
         self._wake.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _fields(target: InverterTarget) -> dict[str, str]:
-    """The identifying log fields of a device (an inverter's as they always were)."""
-    fields = {
-        "inverter_id": target.inverter_id,
-        "name": target.name,
-        "user_id": target.user_id,
-    }
-    if not target.is_inverter:  # another kind: its id is a device id
-        fields = {"device_id": fields.pop("inverter_id"), **fields, "kind": target.kind}
-    return fields

@@ -57,9 +57,10 @@ class DataPoint:
     time: float
     values: Mapping[str, float]
 
-    @property
-    def has_measurement(self) -> bool:
-        return any(field in self.values for field in MEASURED_FIELDS)
+    def has_measurement(self, kind: str) -> bool:
+        """Whether the point holds a value a device of `kind` measured (not only a price or
+        a forecast)."""
+        return any(field in self.values for field in MEASURED_BY_KIND.get(kind, ()))
 
 
 def _shown(value: Any) -> str:

@@ -82,6 +82,18 @@ class InverterTarget:
         """Whether the device has a data series to poll (a wallbox has none)."""
         return self.kind in POLLED_KINDS
 
+    def log_fields(self) -> dict[str, str]:
+        """The identifying log fields of the device (an inverter's as they always were; another
+        kind's id is a device id)."""
+        if self.is_inverter:
+            return {"inverter_id": self.inverter_id, "name": self.name, "user_id": self.user_id}
+        return {
+            "device_id": self.inverter_id,
+            "name": self.name,
+            "user_id": self.user_id,
+            "kind": self.kind,
+        }
+
     @classmethod
     def from_config(cls, inverter: InverterConfig, config: Config) -> InverterTarget:
         # Only the thresholds of the device's kind: the defaults name every kind's.
