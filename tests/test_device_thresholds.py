@@ -151,3 +151,22 @@ def test_the_timezone_offset_follows_the_clock_and_daylight_saving(
         assert exporter.telemetry.registry.get_sample_value(OFFSET) == 0.0
     finally:
         exporter.stop()
+
+
+def test_time_zones_resolve_without_a_system_zone_database(tmp_path: Any) -> None:
+    """Slim container images have no /usr/share/zoneinfo: the tzdata package serves then."""
+    import subprocess
+    import sys
+
+    code = (
+        "import zoneinfo; from datetime import datetime\n"
+        "assert zoneinfo.TZPATH == (), zoneinfo.TZPATH\n"
+        "tz = zoneinfo.ZoneInfo('Europe/Vienna')\n"
+        "print(datetime(2026, 7, 1, tzinfo=tz).utcoffset().total_seconds())\n"
+    )
+    env = {"PYTHONTZPATH": "", "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "7200.0"
