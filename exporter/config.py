@@ -3,6 +3,7 @@ that name the key and the reason (`inverters[2].inverter_id: 'abc' is not a UUID
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -242,7 +243,7 @@ class Thresholds:
                 f"{value!r} is a number: write the time of day in quotes, like '07:30' "
                 "(YAML reads an unquoted 7:30 as the number 450)"
             )
-        if not isinstance(value, str) or not _TIME_OF_DAY.match(value):
+        if not isinstance(value, str) or not _TIME_OF_DAY.fullmatch(value):
             raise ValueError(f"{value!r} is not a time of day like '07:00' (00:00 to 23:59)")
         return value
 
@@ -273,7 +274,14 @@ THRESHOLD_KINDS: dict[str, str] = {
     "vehicle_charged_percent": EV,
     "vehicle_charged_by": EV,
 }
-_TIME_OF_DAY = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    # `localtime` is the host's own zone (a file, not a name of the database), `Factory` no
+    # zone at all.
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "Factory"})
 
 
 def _first(a: Any, b: Any) -> Any:
@@ -398,14 +406,32 @@ class Config(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        # A name from the database's list, never a path handed to the file system (a
+        # directory, a name too long, `localtime` would each mean something else).
+        if value not in _zone_names():
             raise ValueError(
-                f"{value!r} is not a time zone name of the IANA database, like "
+                f"{value[:80]!r} is not a time zone name of the IANA database, like "
                 "'Europe/Vienna' or 'UTC'"
-            ) from None
+            )
         return value
+
+    @model_validator(mode="after")
+    def _vehicle_thresholds_in_pairs(self) -> Config:
+        # A level without a time (or a time without a level) can never fire the alert.
+        entries = [("thresholds", self.thresholds)] + [
+            (f"inverters[{i}]", entry.thresholds.over(self.thresholds))
+            for i, entry in enumerate(self.inverters)
+            if entry.kind == EV
+        ]
+        for where, thresholds in entries:
+            if (thresholds.vehicle_charged_percent is None) != (
+                thresholds.vehicle_charged_by is None
+            ):
+                raise ValueError(
+                    f"{where}: thresholds.vehicle_charged_percent and "
+                    "thresholds.vehicle_charged_by go together: set both or neither"
+                )
+        return self
 
     @model_validator(mode="after")
     def _something_to_poll(self) -> Config:

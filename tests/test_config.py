@@ -265,6 +265,25 @@ BROKEN: list[tuple[str, Any, str]] = [
         "thresholds.hot_water_low_celsius: must be at most 150, got 1000000000.0",
     ),
     (
+        "vehicle-level-without-a-time",
+        _with("thresholds.vehicle_charged_percent", 80),
+        "thresholds: thresholds.vehicle_charged_percent and thresholds.vehicle_charged_by "
+        "go together: set both or neither",
+    ),
+    (
+        "vehicle-time-without-a-level-on-an-entry",
+        _with(
+            "inverters.1",
+            {
+                **minimal_config()["inverters"][1],
+                "kind": "electric_vehicle",
+                "thresholds": {"vehicle_charged_by": "05:00"},
+            },
+        ),
+        "inverters[1]: thresholds.vehicle_charged_percent and thresholds.vehicle_charged_by "
+        "go together",
+    ),
+    (
         "unknown-timezone",
         _with("timezone", "Europe/Viena"),
         "timezone: 'Europe/Viena' is not a time zone name of the IANA database",
