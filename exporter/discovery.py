@@ -137,21 +137,27 @@ def _actions(value: Any) -> tuple[str, ...] | None:
     return tuple(sorted({code for code in codes if code}))
 
 
-def _is_uuid(value: Any) -> bool:
+def _canonical_uuid(value: Any) -> str | None:
+    """The id in the form config and URLs use (lower case, hyphens), or None if no UUID:
+    an id spelt another way (upper case, braces, no hyphens) is still the same device."""
     if not isinstance(value, str) or len(value) > 64:
-        return False
+        return None
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _listed(body: Any, endpoint: str) -> list[dict[str, Any]]:
-    """The objects of a listing whose `id` is a UUID (ids go into URLs and labels)."""
+    """The objects of a listing whose `id` is a UUID (ids go into URLs and labels), each
+    with its id in canonical form."""
     if not isinstance(body, list):
         raise InvalidResponse(endpoint, f"expected a list, got {type(body).__name__}")
-    return [item for item in body if isinstance(item, dict) and _is_uuid(item.get("id"))]
+    items = []
+    for item in body:
+        if isinstance(item, dict) and (canonical := _canonical_uuid(item.get("id"))):
+            items.append(item if item["id"] == canonical else {**item, "id": canonical})
+    return items
 
 
 Job = Callable[[], None]

@@ -548,14 +548,6 @@ def test_a_device_listed_twice_in_one_listing_is_one_device(
     promtool_accepts(text)  # no duplicate series
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="discovery keeps a listed id as the API spells it (discovery.py _listed/_list_home: "
-    "inverter_id=str(item['id'])) while a configured entry's id is canonical (config._uuid_str): "
-    "an upper-case listing of a configured heat pump makes two targets of one device "
-    "(TargetSet keyed by the raw id) and the discovered one's name replaces the configured "
-    "name and labels when its listing changes",
-)
 def test_a_configured_device_listed_in_upper_case_keeps_its_name_and_labels(
     homes: RunningSimulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
