@@ -7,16 +7,21 @@ store and the poller) the new list. Nobody else decides what is polled.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from exporter.config import EV, HEAT_PUMP, INVERTER, Config, InverterConfig
+from exporter.logs import kv
 
 # The kinds with a data series the poller reads (wallboxes have none: inventory only).
 POLLED_KINDS = frozenset({INVERTER, HEAT_PUMP, EV})
 _T = TypeVar("_T")
+# One listing: an organization's user (a home) and a kind of device.
+Listing = tuple[str, str, str]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +188,11 @@ class TargetSet:
         self._lock = threading.RLock()
         self._config = config
         self._configured: dict[str, InverterTarget] = {}
-        self._listed: dict[tuple[str, str, str], list[DiscoveredInverter]] = {}
+        self._listed: dict[Listing, list[DiscoveredInverter]] = {}
+        # The listings naming each discovered id, the first to name it first: it keeps the
+        # device for as long as it lists it, so that another home's listing naming the same
+        # id (by error or by malice) cannot take the device over.
+        self._claims: dict[str, list[Listing]] = {}
         self._discovered: dict[str, DiscoveredInverter] = {}
         self._static_inventory: dict[str, Inventory] = {}
         self._targets: dict[str, InverterTarget] = {}
@@ -237,6 +246,7 @@ class TargetSet:
         with self._lock:
             if config.discovery is None:
                 self._listed.clear()
+                self._claims.clear()
                 self._discovered.clear()
             self._reconfigure(config)
             # In a stable order (configured, then discovered), as new ones join the page.
@@ -250,17 +260,37 @@ class TargetSet:
         inverters: list[DiscoveredInverter],
         kind: str = INVERTER,
     ) -> None:
-        """The devices of one kind a listing found for one home (empty: none, or gone)."""
+        """The devices of one kind a listing found for one home (empty: none, or gone).
+        An id another listing named first stays that listing's device."""
+        key = (org_id, user_id, kind)
         with self._lock:
-            listed = self._listed.pop((org_id, user_id, kind), [])
-            touched = dict.fromkeys(d.inverter_id for d in listed)
+            before = {d.inverter_id for d in self._listed.pop(key, [])}
+            now = {d.inverter_id for d in inverters}
+            if inverters:
+                self._listed[key] = list(inverters)
+            for inverter_id in before - now:
+                claims = self._claims.get(inverter_id, [])
+                if key in claims:
+                    claims.remove(key)
+                if not claims:
+                    self._claims.pop(inverter_id, None)
+            for inverter_id in now - before:
+                claims = self._claims.setdefault(inverter_id, [])
+                if claims and key not in claims:
+                    log.warning(
+                        "a device id is listed by two homes; the first keeps it",
+                        extra=kv(device_id=inverter_id, user_id=user_id, kind=kind,
+                                 owner_user_id=claims[0][1], owner_kind=claims[0][2]),
+                    )  # fmt: skip
+                if key not in claims:
+                    claims.append(key)
+            touched = dict.fromkeys([*(d.inverter_id for d in inverters), *before])
             for inverter_id in touched:
                 self._discovered.pop(inverter_id, None)
-            if inverters:
-                self._listed[(org_id, user_id, kind)] = list(inverters)
-            for d in inverters:
-                self._discovered[d.inverter_id] = d
-                touched[d.inverter_id] = None
+                if owners := self._claims.get(inverter_id):
+                    self._discovered[inverter_id] = next(
+                        d for d in self._listed[owners[0]] if d.inverter_id == inverter_id
+                    )
             self._publish(list(touched))
 
     def add_inventory(self, found: dict[str, Inventory]) -> None:

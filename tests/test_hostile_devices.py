@@ -502,12 +502,6 @@ def test_hostile_device_listings_backfill_into_blocks_promtool_accepts(
 
 
 # --- ids: collisions, other spellings, sheer numbers ------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="targets.TargetSet keys discovered devices by id only (targets.py set_home, "
-    "_discovered[d.inverter_id] = d): another home's listing that names a heat pump's id "
-    "(here as a wallbox) replaces that heat pump, which is then no longer polled",
-)
 def test_another_homes_listing_cannot_take_over_a_device(
     homes: RunningSimulator, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

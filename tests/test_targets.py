@@ -1,0 +1,62 @@
+"""TargetSet: which listing a discovered device belongs to when two homes name the same id."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from exporter.targets import DiscoveredInverter, Inventory, TargetSet
+from tests.conftest import to_config
+
+ORG = "00000000-0000-4000-8000-000000000001"
+HOME_A = "00000000-0000-4000-8000-0000000000aa"
+HOME_B = "00000000-0000-4000-8000-0000000000bb"
+DEVICE = "00000000-0000-4000-8000-0000000000dd"
+
+
+def _targets() -> TargetSet:
+    auth = {"client_id": "a", "client_secret": "b"}
+    podero = {"base_url": "http://127.0.0.1:9", "auth": auth}
+    return TargetSet(to_config({"podero": podero, "discovery": {"org_ids": [ORG]}}))
+
+
+def _device(user: str, kind: str, name: str) -> DiscoveredInverter:
+    return DiscoveredInverter(ORG, user, DEVICE, name, Inventory(), kind=kind)
+
+
+def _only(targets: TargetSet) -> tuple[str, str, str]:
+    (target,) = targets.current()
+    return target.user_id, target.kind, target.name
+
+
+def test_the_first_home_to_list_a_device_keeps_it_until_it_stops_listing_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    targets = _targets()
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
+    with caplog.at_level(logging.WARNING, logger="exporter.targets"):
+        targets.set_home(ORG, HOME_B, [_device(HOME_B, "wallbox", "b-box")], "wallbox")
+    assert _only(targets) == (HOME_A, "heat_pump", "a-pump")
+    assert [r.getMessage() for r in caplog.records] == [
+        "a device id is listed by two homes; the first keeps it"
+    ]
+    # A's next listings (the same device again, then renamed) keep it A's, whatever B lists.
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
+    targets.set_home(ORG, HOME_B, [_device(HOME_B, "wallbox", "b-box")], "wallbox")
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "cellar")], "heat_pump")
+    assert _only(targets) == (HOME_A, "heat_pump", "cellar")
+    # B stops naming it: nothing changes for A.
+    targets.set_home(ORG, HOME_B, [], "wallbox")
+    assert _only(targets) == (HOME_A, "heat_pump", "cellar")
+
+
+def test_a_device_that_moved_homes_follows_its_new_listing() -> None:
+    targets = _targets()
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
+    targets.set_home(ORG, HOME_B, [_device(HOME_B, "heat_pump", "b-pump")], "heat_pump")
+    assert _only(targets) == (HOME_A, "heat_pump", "a-pump")
+    targets.set_home(ORG, HOME_A, [], "heat_pump")  # gone from A: B's listing has it
+    assert _only(targets) == (HOME_B, "heat_pump", "b-pump")
+    targets.set_home(ORG, HOME_B, [], "heat_pump")
+    assert targets.current() == []
