@@ -42,6 +42,9 @@ FIELDS_BY_KIND = {
 # Booleans of a data point, kept as 1.0 / 0.0.
 BOOLEAN_FIELDS = frozenset({"is_charging", "is_plugged_in", "is_at_optimized_location"})
 PERCENT_FIELDS = frozenset({"battery_charge_level_percent", "battery_level"})
+# Temperatures in degrees Celsius: nothing is colder than absolute zero.
+CELSIUS_FIELDS = frozenset({"inlet_temp_act", "hot_water_temp"})
+ABSOLUTE_ZERO_CELSIUS = -273.15
 # Far beyond any household device; larger numbers are a broken response, not a reading.
 MAX_ABS_VALUE = 1e9
 
@@ -103,6 +106,8 @@ def _number(field: str, value: Any) -> float:
         raise InvalidData(f"{field} {_shown(value)} is out of range")
     if field in PERCENT_FIELDS and not 0 <= number <= 100:
         raise InvalidData(f"{field} {_shown(value)} is not a percentage")
+    if field in CELSIUS_FIELDS and number < ABSOLUTE_ZERO_CELSIUS:
+        raise InvalidData(f"{field} {_shown(value)} is below absolute zero")
     return number
 
 

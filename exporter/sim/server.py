@@ -337,6 +337,10 @@ class _Handler(BaseHTTPRequestHandler):
             if unknown:
                 self._send(400, json.dumps({"error": f"unknown faults {sorted(unknown)}"}).encode())
                 return
+            wrong = sorted(k for k, v in body.items() if not _fits(getattr(Faults, k), v))
+            if wrong:
+                self._send(400, json.dumps({"error": f"faults of the wrong type {wrong}"}).encode())
+                return
             merged = {**asdict(api.faults), **body}
             for key in merged:
                 if isinstance(getattr(Faults, key, None), tuple):
@@ -392,6 +396,18 @@ class _SimServer(ThreadingHTTPServer):
                 for d in api.fleet.devices
             ],
         }
+
+
+def _fits(default: Any, value: Any) -> bool:
+    """Whether a fault's new value has the type of its default (a number for a number, a
+    list of strings for a tuple): one of another type would crash every later request."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
 
 @lru_cache(maxsize=4)
