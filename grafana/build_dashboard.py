@@ -397,11 +397,11 @@ KINDS = ("inverter", "heat_pump", "electric_vehicle", "wallbox")
 # The in-house name the exporter gives a discovered device: `<owner>-<kind>-<first 6 of id>`
 # (an inverter: `<owner>-<first 6 of id>`); the home variable shows the owner part.
 OWNER_OF_NAME = "(.+?)(?:-(?:heat-pump|electric-vehicle|wallbox))?-[0-9a-f]{6}"
-# The hours after an electric vehicle's charged-by time in which a level below its target
-# counts as "not charged" (later the car may have left, or be charging for the next day).
-NOT_CHARGED_HOURS = 4
+# The shipped rules' latch (prometheus/podero.rules.yml): a vehicle below its level at its
+# charged-by time, for as long as it stays plugged in at home below it. The dashboard reads
+# it rather than repeat the rule, so that panel and alert agree.
+NOT_CHARGED_RULE = "device:podero_electric_vehicle_battery_level_ratio:not_charged"
 NO_CODE = "(no code)"  # the action of an inverter: the API gives a flag, not a code
-TIME_OF_DAY = 86400
 
 
 def label_replace(expr: str, label: str, value: str, source: str = "", regex: str = "") -> str:
@@ -425,20 +425,8 @@ def hot_water_low(sel: str) -> str:
 
 
 def not_charged(sel: str) -> str:
-    """Electric vehicles below their target level within NOT_CHARGED_HOURS after the time of
-    day they should be charged by (in the exporter's time zone)."""
-    # Seconds since the charged-by time went by: (local time of day - charged_by) mod 1 day.
-    local_now = f"(time() + podero_exporter_timezone_offset_seconds{{{sel}}})"
-    since_due = (
-        f"(({local_now} - on (job, instance) group_right () "
-        f"podero_electric_vehicle_charged_by_seconds{{{sel}}}) % {TIME_OF_DAY} + {TIME_OF_DAY})"
-        f" % {TIME_OF_DAY}"
-    )
-    return (
-        f"(podero_electric_vehicle_battery_level_ratio{{{sel}}}"
-        f" < podero_electric_vehicle_charged_threshold_ratio{{{sel}}})"
-        f" and on (job, instance, device_id) ({since_due} < {NOT_CHARGED_HOURS * 3600})"
-    )
+    """Electric vehicles not charged by their time: the shipped recording rule's latch."""
+    return f"{NOT_CHARGED_RULE}{{{sel}}}"
 
 
 # --- the fleet dashboard ---------------------------------------------------------------------
@@ -761,9 +749,10 @@ def fleet() -> dict[str, Any]:
         ),
         (
             "EVs not charged",
-            "Electric vehicles below their target level (thresholds.vehicle_charged_percent) "
-            f"in the {NOT_CHARGED_HOURS} h after the time of day they should be charged by "
-            "(podero_electric_vehicle_charged_by_seconds, in the exporter's time zone).",
+            "Electric vehicles that were plugged in at home below their target level "
+            "(thresholds.vehicle_charged_percent) at the time of day they should be charged by "
+            "(thresholds.vehicle_charged_by) and still are: what PoderoVehicleNotCharged "
+            "alerts on (the shipped rules' recording rule " + NOT_CHARGED_RULE + ").",
             "none",
             [target(count_or_zero(not_charged(s)), "not charged")],
             {"warn": ((1, "orange"),)},

@@ -331,10 +331,11 @@ class SimulatedApi:
                 values = [x for v in source if (x := v[key]) is not None]
                 if not values:
                     point[key] = None
+                elif key in override:  # pinned by a test (a boolean as 0 or 1)
+                    pinned = override[key]
+                    point[key] = bool(pinned) if isinstance(values[-1], bool) else pinned
                 elif isinstance(values[-1], bool):
                     point[key] = values[-1]  # the state at the end of the bucket
-                elif key in override:
-                    point[key] = override[key]
                 else:
                     point[key] = round(sum(float(x) for x in values) / len(values), 1)
             data.append(point)

@@ -44,8 +44,15 @@ EV_FIELDS = (
 FIELDS = {HEAT_PUMP: HEAT_PUMP_FIELDS, ELECTRIC_VEHICLE: EV_FIELDS}
 # Forecast fields reach a day ahead; the others appear once measured (after the lag).
 DEVICE_FORECAST = ("price", "estimated_consumption")
-# The measured numbers a test may pin with /_sim/override (booleans stay the curves').
-DEVICE_OVERRIDABLE = ("inlet_temp_act", "hot_water_temp", "battery_level")
+# The measured values a test may pin with /_sim/override (booleans given as 0 or 1).
+DEVICE_OVERRIDABLE = (
+    "inlet_temp_act",
+    "hot_water_temp",
+    "battery_level",
+    "is_charging",
+    "is_plugged_in",
+    "is_at_optimized_location",
+)
 DEVICE_UNITS = {
     "inlet_temp_act": "°C",
     "hot_water_temp": "°C",

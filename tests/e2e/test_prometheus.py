@@ -34,6 +34,7 @@ import yaml
 
 from exporter.sim import demo_config, spawn
 from tests.e2e.processes import exporter_command, free_port, prometheus_server, running, wait_for
+from tests.e2e.stack import RULES
 from tests.test_dashboard import (
     ALL,
     ENERGY_COUNTERS,
@@ -73,6 +74,7 @@ class Fleet:
     home: str  # user_id of a home with every kind of device and an open action
     home_devices: set[str]  # its inverter and device ids
     users: set[str]  # every user_id the replicas export
+    late_car: str  # a vehicle pinned plugged in at home below its level at its charged-by time
 
 
 def exporter_config(info: dict[str, Any], inverters: list[int], **extra: Any) -> dict[str, Any]:
@@ -116,7 +118,19 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             json={"failing_endpoints": ["electric_vehicle_data"]},
             timeout=5,
         ).raise_for_status()
-        an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%H:%M")
+        # Due five minutes ago (UTC, the config's default timezone): the shipped rules' window
+        # of 15 minutes after the charged-by time is open while the test runs, and one vehicle,
+        # pinned plugged in at home at 50 %, is latched as not charged by its time.
+        due = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%H:%M")
+        late_car = next(d for d in live["devices"] if d["kind"] == "electric_vehicle")
+        requests.post(
+            f"{sim}/_sim/override",
+            json={
+                "inverter_id": late_car["device_id"],
+                "values": {"battery_level": 50, "is_plugged_in": 1, "is_at_optimized_location": 1},
+            },
+            timeout=5,
+        ).raise_for_status()
         behind_ids = [i["inverter_id"] for i in behind["inverters"]]
 
         def discover_home_of(index: int) -> dict[str, Any]:
@@ -132,7 +146,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                     "battery_low_percent": 15,
                     "hot_water_low_celsius": 62,
                     "vehicle_charged_percent": 100,
-                    "vehicle_charged_by": an_hour_ago,
+                    "vehicle_charged_by": due,
                 },
                 # Polls keep coming, so the poll-duration rates never fall to zero.
                 poll={"interval_seconds": 2, "skip_until_due": False},
@@ -158,7 +172,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         instances = {role: f"127.0.0.1:{port}" for role, port in ports.items()}
         prometheus_config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(rules)],
+            "rule_files": [str(rules), str(RULES)],
             "scrape_configs": [
                 {"job_name": "podero", "static_configs": [{"targets": list(instances.values())}]}
             ],
@@ -216,6 +230,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             home=home,
             home_devices=devices_of[home],
             users=users,
+            late_car=late_car["device_id"],
         )
 
 
@@ -483,3 +498,26 @@ def test_inverter_dashboard_shows_only_the_chosen_inverter(fleet: Fleet) -> None
     for expr, title in exprs.items():
         for series in instant(fleet, expr):
             assert series["metric"].get("inverter_id") == chosen, title
+
+
+def test_the_late_vehicle_is_latched_and_its_alert_pending(fleet: Fleet) -> None:
+    """The shipped rules in a real Prometheus: the vehicle plugged in at home at 50 % five
+    minutes after its charged-by time is latched as not charged, and PoderoVehicleNotCharged
+    is pending for it; every latched vehicle is plugged in at home."""
+    rule = "device:podero_electric_vehicle_battery_level_ratio:not_charged"
+
+    def pending() -> list[dict[str, Any]] | None:
+        alerts = instant(fleet, 'ALERTS{alertname="PoderoVehicleNotCharged"}')
+        return alerts if fleet.late_car in {a["metric"]["device_id"] for a in alerts} else None
+
+    alerts = wait_for(pending, 60, "PoderoVehicleNotCharged pending for the late vehicle")
+    mine = next(a for a in alerts if a["metric"]["device_id"] == fleet.late_car)
+    assert mine["metric"]["alertstate"] == "pending"  # `for: 15m`
+    latched = {r["metric"]["device_id"]: float(r["value"][1]) for r in instant(fleet, rule)}
+    assert latched[fleet.late_car] == 0.5
+    home = instant(
+        fleet,
+        "podero_electric_vehicle_plugged_in == 1"
+        " and on (job, instance, device_id) podero_electric_vehicle_at_optimized_location == 1",
+    )
+    assert set(latched) <= {r["metric"]["device_id"] for r in home}
