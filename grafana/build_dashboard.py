@@ -158,7 +158,9 @@ def stat(
     names: bool = False,
     **extra: Any,
 ) -> Panel:
-    """A stat panel; `names`: show each series' name (one query, several devices)."""
+    """A stat panel; `names`: show each series' name (one query, several devices). Its queries
+    are instant: a value is what Prometheus has now, so a device whose data aged out (the
+    exporter stops exporting it) shows no value rather than the last one of a range."""
     defaults: dict[str, Any] = {
         "color": {"mode": "thresholds"},
         "thresholds": thresholds(*warn),
@@ -170,12 +172,13 @@ def stat(
     options = {
         "reduceOptions": {"calcs": [calc], "fields": "", "values": False},
         "colorMode": "value",
-        "graphMode": "none" if extra.get("timeFrom") else "area",
+        "graphMode": "none",
         "justifyMode": "auto",
         "textMode": "value_and_name" if len(stat_targets) > 1 or names else "value",
         "orientation": "auto",
     }
-    return panel("stat", title, description, unit, list(stat_targets), defaults, options, **extra)
+    now = [instant(t) for t in stat_targets]
+    return panel("stat", title, description, unit, now, defaults, options, **extra)
 
 
 def timeseries(

@@ -607,3 +607,14 @@ def test_provisioning_files() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in mounts
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_stat_panels_show_what_prometheus_has_now(name: str) -> None:
+    """A stat over a range shows the last value it saw, also of a series gone stale: stats
+    ask instant queries, so data that aged out of the exporter is not shown as current."""
+    stats = [p for p in data_panels(name) if p["type"] == "stat"]
+    assert stats
+    for panel in stats:
+        for t in panel["targets"]:
+            assert t["instant"] is True and t["range"] is False, panel["title"]
