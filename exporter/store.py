@@ -52,7 +52,8 @@ class ReadingStore:
         self.apply_targets(targets, removed)
 
     def apply_targets(self, changed: Iterable[InverterTarget], removed: Iterable[str]) -> None:
-        """New or changed targets (new ones start empty, changed ones keep their data) and
+        """New or changed targets (new ones start empty, changed ones keep their data unless
+        their kind changed) and
         removed ones. Only a removal starts readers over (a new epoch): additions and changes
         are ordinary changes, so a growing fleet is rendered incrementally."""
         with self._lock:
@@ -69,6 +70,9 @@ class ReadingStore:
                     self._states[target.inverter_id] = InverterState(target=target)
                     self._position[target.inverter_id] = self._next_position
                     self._next_position += 1
+                elif old.target.kind != target.kind:
+                    # Another kind of device under the same id: its data is not this kind's.
+                    self._states[target.inverter_id] = InverterState(target=target)
                 elif old.target != target:
                     self._states[target.inverter_id] = replace(old, target=target)
                 else:

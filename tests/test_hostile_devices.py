@@ -739,3 +739,14 @@ def test_a_fault_of_the_wrong_type_is_refused_and_the_simulator_keeps_serving(
     after = requests.get(f"{homes.base_url}/api/partners/v2.0/org/x/users", timeout=5)
     assert answer.status_code == 400 and "error_5xx" in answer.text
     assert after.status_code == 401
+
+
+@pytest.mark.parametrize("values", [{"battery_level": "full"}, ["battery_level"], {"x": None}])
+def test_an_override_of_the_wrong_type_is_refused(homes: RunningSimulator, values: Any) -> None:
+    answer = requests.post(
+        f"{homes.base_url}/_sim/override",
+        json={"inverter_id": "x", "values": values},
+        timeout=5,
+    )
+    assert answer.status_code == 400 and "numbers" in answer.text
+    assert "x" not in homes.api.overrides

@@ -60,3 +60,23 @@ def test_a_device_that_moved_homes_follows_its_new_listing() -> None:
     assert _only(targets) == (HOME_B, "heat_pump", "b-pump")
     targets.set_home(ORG, HOME_B, [], "heat_pump")
     assert targets.current() == []
+
+
+def test_a_device_that_changes_kind_starts_without_the_old_kinds_data() -> None:
+    from dataclasses import replace
+
+    from exporter.readings import DataPoint
+    from exporter.store import ReadingStore
+    from exporter.targets import InverterTarget
+
+    pump = InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
+    store = ReadingStore([pump])
+    reading = DataPoint(time=1000.0, values={"hot_water_temp": 50.0, "price": 90.0})
+    store.record_success(DEVICE, reading, now=1100.0, next_poll=2000.0)
+    renamed = replace(pump, name="basement")
+    store.apply_targets([renamed], [])
+    assert store.get(DEVICE).reading == reading  # type: ignore[union-attr]  # same kind: kept
+    store.apply_targets([replace(renamed, kind="electric_vehicle")], [])
+    state = store.get(DEVICE)
+    assert state is not None and state.target.kind == "electric_vehicle"
+    assert state.reading is None and not state.polled  # a heat pump's price is no EV's

@@ -350,7 +350,13 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/_sim/override" and isinstance(body, dict) and "inverter_id" in body:
             # An inverter's measured values, or a heat pump's or EV's measured numbers.
             pinnable = (*MEASURED, *DEVICE_OVERRIDABLE)
-            values = {k: float(v) for k, v in body.get("values", {}).items() if k in pinnable}
+            given = body.get("values", {})
+            if not isinstance(given, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in given.values()
+            ):
+                self._send(400, b'{"error": "values must map field names to numbers"}')
+                return
+            values = {k: float(v) for k, v in given.items() if k in pinnable}
             api.overrides[str(body["inverter_id"])] = values
             self._send(200, b"{}")
         elif path == "/_sim/clock" and isinstance(body, dict) and "now" in body:
