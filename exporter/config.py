@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from exporter.configerrors import format_validation_error, join
 from exporter.safeyaml import RefusedYaml, load_yaml
 
 # The API's aggregation buckets. Only 15MIN is accepted (`PollConfig._complete_buckets`): the
@@ -497,7 +498,7 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
         return _ENV_REF.sub(lookup, node)
     if isinstance(node, dict):
         for key, value in node.items():
-            node[key] = expand_env(value, env, _join(path, key))
+            node[key] = expand_env(value, env, join(path, key))
     elif isinstance(node, list):
         for i, value in enumerate(node):
             node[i] = expand_env(value, env, f"{path}[{i}]")
@@ -511,66 +512,6 @@ def _is_unicode(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _loc_path(loc: tuple[int | str, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part.startswith("function-") or part in ("literal", "str", "int", "float"):
-            continue
-        else:
-            path = _join(path, part)
-    return path or "<root>"
-
-
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, int | float) else str(value)
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    ctx = error.get("ctx") or {}
-    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
-        return "unknown key"
-    if kind in ("missing", "missing_argument"):
-        return "required key is missing"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    if kind == "literal_error":
-        return f"{error['input']!r} is not one of {ctx.get('expected')}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        bound = {
-            "greater_than": ("gt", "greater than"),
-            "greater_than_equal": ("ge", "at least"),
-            "less_than": ("lt", "less than"),
-            "less_than_equal": ("le", "at most"),
-        }[kind]
-        return f"must be {bound[1]} {_number(ctx.get(bound[0]))}, got {error['input']!r}"
-    if kind in ("too_short", "string_too_short") and isinstance(error.get("input"), list):
-        return "must not be empty"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{error['msg'].lower()}, got {type(error['input']).__name__}"
-    return str(error["msg"])
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per pydantic error: `key.path: reason`."""
-    lines = []
-    for error in exc.errors(include_url=False):
-        message = _describe(error)
-        path = _loc_path(tuple(error["loc"]))
-        # Cross-field checks carry their own key path in the message.
-        if re.match(r"^[\w\[\]\.]+: ", message):
-            lines.append(message)
-        else:
-            lines.append(f"{path}: {message}")
-    return "\n".join(lines)
 
 
 def parse_config(text: str, env: Mapping[str, str], source: str = "config") -> Config:

@@ -23,7 +23,8 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporter.config import ConfigError, format_validation_error
+from exporter.config import ConfigError
+from exporter.configerrors import format_validation_error
 
 log = logging.getLogger(__name__)
 
