@@ -9,7 +9,9 @@ import re
 import signal
 import sys
 import threading
+import zoneinfo
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from types import FrameType
 
 import yaml
@@ -26,7 +28,8 @@ from exporter.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")
 DEMO_INVERTERS = 3
-DEMO_SCENARIOS = ("battery-low",)
+DEMO_SCENARIOS = ("battery-low", "hot-water-low", "vehicle-late")
+DEMO_TIMEZONE = "Europe/Vienna"
 # Kubernetes sets these from the pod ordinal and the replica count (deploy/kubernetes).
 SHARD_INDEX_ENV = "PODERO_SHARD_INDEX"
 SHARD_COUNT_ENV = "PODERO_SHARD_COUNT"
@@ -96,7 +99,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="demo_scenario",
         choices=DEMO_SCENARIOS,
         default=None,
-        help="make the demo show an alert: battery-low drains the first simulated battery",
+        help="make the demo show an alert: battery-low drains the first simulated battery, "
+        "hot-water-low cools the first heat pump's water, vehicle-late leaves the first "
+        "vehicle plugged in at home at 50 %% five minutes after its charged-by time",
     )
     parser.add_argument(
         "--shard.count",
@@ -122,8 +127,17 @@ def _demo_config(count: int, scenario: str | None) -> tuple[Config, str]:
     from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
 
     api = SimulatedApi(SimFleet(seed=1, inverters=count), faults=Faults())
+    first = {d.kind: d.id for d in reversed(api.fleet.devices)}  # the first of each kind
+    charged_by = "06:30"
     if scenario == "battery-low":
         api.overrides[api.fleet.inverters[0].id] = {"battery_charge_level_percent": 5.0}
+    elif scenario == "hot-water-low":
+        api.overrides[first["heat_pump"]] = {"hot_water_temp": 31.5}
+    elif scenario == "vehicle-late":
+        pinned = {"battery_level": 50.0, "is_plugged_in": 1.0, "is_at_optimized_location": 1.0}
+        api.overrides[first["electric_vehicle"]] = pinned
+        due = datetime.now(zoneinfo.ZoneInfo(DEMO_TIMEZONE)) - timedelta(minutes=5)
+        charged_by = due.strftime("%H:%M")
     sim = start_simulator(api)
     info = sim.describe()
     raw = demo_config(info)
@@ -141,9 +155,9 @@ def _demo_config(count: int, scenario: str | None) -> tuple[Config, str]:
         "grid_export_high_watts": 15000,
         "hot_water_low_celsius": 40,
         "vehicle_charged_percent": 80,
-        "vehicle_charged_by": "06:30",
+        "vehicle_charged_by": charged_by,
     }
-    raw["timezone"] = "Europe/Vienna"
+    raw["timezone"] = DEMO_TIMEZONE
     text = yaml.safe_dump(raw)
     return parse_config(text, {}, source="demo"), sim.base_url
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import re
+import zoneinfo
 
 import pytest
 
@@ -123,3 +125,52 @@ def test_the_battery_low_scenario_drains_one_battery(clock: FakeClock) -> None:
         if line.startswith("podero_inverter_battery_charge_ratio{")
     ]
     assert 0.05 in ratios and sum(1 for r in ratios if r < 0.15) == 1
+
+
+def _demo_page(scenario: str, clock: FakeClock) -> str:
+    from exporter.cli import _demo_config
+
+    config, _ = _demo_config(6, scenario)
+    exporter = Exporter(config, clock)
+    exporter.refresh_inventory()
+    exporter.poll_once()
+    text = exporter.page.render().decode()
+    exporter.stop()
+    return text
+
+
+def _values(text: str, name: str) -> dict[str, float]:
+    """A family's values by device_id."""
+    return {
+        re.search(r'device_id="([^"]+)"', line).group(1): float(line.rsplit(" ", 1)[1])  # type: ignore[union-attr]
+        for line in text.splitlines()
+        if line.startswith(name + "{")
+    }
+
+
+def test_the_hot_water_low_scenario_cools_one_heat_pump(clock: FakeClock) -> None:
+    water = _values(
+        _demo_page("hot-water-low", clock), "podero_heat_pump_hot_water_temperature_celsius"
+    )
+    assert len(water) >= 2 and sorted(water.values())[0] == 31.5
+    assert sum(1 for t in water.values() if t < 40) == 1  # below the demo's 40 °C: one pump
+
+
+def test_the_vehicle_late_scenario_leaves_one_vehicle_plugged_in_low_after_its_time(
+    clock: FakeClock,
+) -> None:
+    from datetime import datetime
+
+    from exporter.cli import DEMO_TIMEZONE
+
+    text = _demo_page("vehicle-late", clock)
+    level = _values(text, "podero_electric_vehicle_battery_level_ratio")
+    late = [d for d, v in level.items() if v == 0.5]
+    assert len(late) == 1
+    assert _values(text, "podero_electric_vehicle_plugged_in")[late[0]] == 1.0
+    assert _values(text, "podero_electric_vehicle_at_optimized_location")[late[0]] == 1.0
+    # Its charged-by time passed about five minutes ago, in the demo's timezone.
+    now = datetime.now(zoneinfo.ZoneInfo(DEMO_TIMEZONE))
+    seconds = now.hour * 3600 + now.minute * 60 + now.second
+    by = _values(text, "podero_electric_vehicle_charged_by_seconds")[late[0]]
+    assert 4 * 60 <= (seconds - by) % 86400 <= 7 * 60
