@@ -428,8 +428,12 @@ def hot_water_low(sel: str) -> str:
 
 
 def not_charged(sel: str) -> str:
-    """Electric vehicles not charged by their time: the shipped recording rule's latch."""
-    return f"{NOT_CHARGED_RULE}{{{sel}}}"
+    """Electric vehicles not charged by their time: the shipped recording rule's latch (kept
+    per job and device_id), with each vehicle's current labels joined back, as the alert."""
+    return (
+        f"podero_electric_vehicle_battery_level_ratio{{{sel}}} * 0"
+        f" + on (job, device_id) group_left () {NOT_CHARGED_RULE}"
+    )
 
 
 # --- the fleet dashboard ---------------------------------------------------------------------
