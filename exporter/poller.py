@@ -196,10 +196,11 @@ class Poller:
                 self._schedules[target.inverter_id] = schedule
                 self._enqueue(schedule.next_poll, target.inverter_id)
         next_poll = schedule.next_poll if schedule else None
+        kind = target.kind
         if ok:
-            self._store.record_success(target.inverter_id, reading, done, next_poll, energy)
+            self._store.record_success(target.inverter_id, reading, done, next_poll, energy, kind)
         else:
-            self._store.record_failure(target.inverter_id, error, done, next_poll, energy)
+            self._store.record_failure(target.inverter_id, error, done, next_poll, energy, kind)
         with self._lock:
             self._unpolled.discard(target.inverter_id)
         self._observer.poll_done(time.perf_counter() - started, ok)

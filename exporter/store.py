@@ -90,11 +90,14 @@ class ReadingStore:
         now: float,
         next_poll: float | None,
         energy: EnergyTotals | None = None,
+        kind: str | None = None,
     ) -> None:
-        """A poll that answered; a newer reading replaces the old, no reading keeps it."""
+        """A poll that answered; a newer reading replaces the old, no reading keeps it.
+        `kind`: the kind polled; a device that became another kind meanwhile keeps none."""
         with self._lock:
             old = self._states.get(inverter_id)
-            if old is None:  # removed by a reload while the poll was in flight
+            # Removed by a reload while the poll was in flight, or now another kind.
+            if old is None or (kind is not None and old.target.kind != kind):
                 return
             keep = old.reading
             if reading is not None and (keep is None or reading.time >= keep.time):
@@ -119,11 +122,12 @@ class ReadingStore:
         now: float,
         next_poll: float | None,
         energy: EnergyTotals | None = None,
+        kind: str | None = None,
     ) -> None:
         """A poll that failed: the old reading stays (staleness ages it out), `up` drops."""
         with self._lock:
             old = self._states.get(inverter_id)
-            if old is None:
+            if old is None or (kind is not None and old.target.kind != kind):
                 return
             self._states[inverter_id] = InverterState(
                 target=old.target,

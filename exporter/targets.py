@@ -223,12 +223,11 @@ class TargetSet:
             ]
 
     def discovered_count(self, org_id: str) -> int:
-        """How many inverters the last listings of an organization's homes found."""
+        """How many inverters the last listings of an organization's homes found (each once,
+        however many listings name it)."""
         with self._lock:
             return sum(
-                len(found)
-                for (org, _, kind), found in self._listed.items()
-                if org == org_id and kind == INVERTER
+                1 for d in self._discovered.values() if d.org_id == org_id and d.kind == INVERTER
             )
 
     def listed_homes(self, org_id: str) -> set[str]:
@@ -242,15 +241,18 @@ class TargetSet:
             return {k for org, user, k in self._listed if (org, user) == (org_id, user_id)}
 
     def set_config(self, config: Config) -> None:
-        """A new config: everything is re-resolved (only real differences reach followers)."""
+        """A new config: everything is re-resolved (only real differences reach followers);
+        the listings of organizations no longer discovered are dropped."""
         with self._lock:
-            if config.discovery is None:
-                self._listed.clear()
-                self._claims.clear()
-                self._discovered.clear()
+            orgs = set(config.discovery.org_ids) if config.discovery else set()
+            dropped: list[str] = []
+            for key in [k for k in self._listed if k[0] not in orgs]:
+                dropped += self._replace_listing(key, [])
             self._reconfigure(config)
             # In a stable order (configured, then discovered), as new ones join the page.
-            touched = dict.fromkeys([*self._configured, *self._discovered, *self._targets])
+            touched = dict.fromkeys(
+                [*self._configured, *self._discovered, *self._targets, *dropped]
+            )
             self._publish(list(touched))
 
     def set_home(
@@ -261,37 +263,45 @@ class TargetSet:
         kind: str = INVERTER,
     ) -> None:
         """The devices of one kind a listing found for one home (empty: none, or gone).
-        An id another listing named first stays that listing's device."""
-        key = (org_id, user_id, kind)
+        An id another listing named first stays that listing's device. A listing of an
+        organization the config no longer discovers (one in flight during a reload) is
+        ignored."""
         with self._lock:
-            before = {d.inverter_id for d in self._listed.pop(key, [])}
-            now = {d.inverter_id for d in inverters}
-            if inverters:
-                self._listed[key] = list(inverters)
-            for inverter_id in before - now:
-                claims = self._claims.get(inverter_id, [])
-                if key in claims:
-                    claims.remove(key)
-                if not claims:
-                    self._claims.pop(inverter_id, None)
-            for inverter_id in now - before:
-                claims = self._claims.setdefault(inverter_id, [])
-                if claims and key not in claims:
-                    log.warning(
-                        "a device id is listed by two homes; the first keeps it",
-                        extra=kv(device_id=inverter_id, user_id=user_id, kind=kind,
-                                 owner_user_id=claims[0][1], owner_kind=claims[0][2]),
-                    )  # fmt: skip
-                if key not in claims:
-                    claims.append(key)
-            touched = dict.fromkeys([*(d.inverter_id for d in inverters), *before])
-            for inverter_id in touched:
-                self._discovered.pop(inverter_id, None)
-                if owners := self._claims.get(inverter_id):
-                    self._discovered[inverter_id] = next(
-                        d for d in self._listed[owners[0]] if d.inverter_id == inverter_id
-                    )
-            self._publish(list(touched))
+            discovery = self._config.discovery
+            if discovery is None or org_id not in discovery.org_ids:
+                return
+            self._publish(self._replace_listing((org_id, user_id, kind), inverters))
+
+    def _replace_listing(self, key: Listing, inverters: list[DiscoveredInverter]) -> list[str]:
+        """Put a listing's devices in place of its last ones; the ids touched."""
+        before = {d.inverter_id for d in self._listed.pop(key, [])}
+        now = {d.inverter_id for d in inverters}
+        if inverters:
+            self._listed[key] = list(inverters)
+        for inverter_id in before - now:
+            claims = self._claims.get(inverter_id, [])
+            if key in claims:
+                claims.remove(key)
+            if not claims:
+                self._claims.pop(inverter_id, None)
+        for inverter_id in now - before:
+            claims = self._claims.setdefault(inverter_id, [])
+            if claims and key not in claims:
+                log.warning(
+                    "a device id is listed by two homes; the first keeps it",
+                    extra=kv(device_id=inverter_id, user_id=key[1], kind=key[2],
+                             owner_user_id=claims[0][1], owner_kind=claims[0][2]),
+                )  # fmt: skip
+            if key not in claims:
+                claims.append(key)
+        touched = dict.fromkeys([*(d.inverter_id for d in inverters), *before])
+        for inverter_id in touched:
+            self._discovered.pop(inverter_id, None)
+            if owners := self._claims.get(inverter_id):
+                self._discovered[inverter_id] = next(
+                    d for d in self._listed[owners[0]] if d.inverter_id == inverter_id
+                )
+        return list(touched)
 
     def add_inventory(self, found: dict[str, Inventory]) -> None:
         """Inventory of configured-only inverters; ones not in `found` keep what was known."""

@@ -80,3 +80,46 @@ def test_a_device_that_changes_kind_starts_without_the_old_kinds_data() -> None:
     state = store.get(DEVICE)
     assert state is not None and state.target.kind == "electric_vehicle"
     assert state.reading is None and not state.polled  # a heat pump's price is no EV's
+
+
+def test_a_poll_in_flight_when_the_kind_changes_leaves_the_new_kind_empty() -> None:
+    from exporter.readings import DataPoint
+    from exporter.store import ReadingStore
+    from exporter.targets import InverterTarget
+
+    pump = InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
+    store = ReadingStore([pump])
+    store.apply_targets([InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="wallbox")], [])
+    reading = DataPoint(time=1000.0, values={"hot_water_temp": 50.0})
+    store.record_success(DEVICE, reading, now=1100.0, next_poll=None, kind="heat_pump")
+    store.record_failure(DEVICE, "late", now=1100.0, next_poll=None, kind="heat_pump")
+    state = store.get(DEVICE)
+    assert state is not None and state.reading is None and not state.polled
+    store.record_success(DEVICE, reading, now=1100.0, next_poll=None, kind="wallbox")
+    assert store.get(DEVICE).reading == reading  # type: ignore[union-attr]  # its own kind
+
+
+def test_an_organization_no_longer_discovered_takes_its_devices_along() -> None:
+    other = "00000000-0000-4000-8000-000000000002"
+    auth = {"client_id": "a", "client_secret": "b"}
+    podero = {"base_url": "http://127.0.0.1:9", "auth": auth}
+    targets = TargetSet(to_config({"podero": podero, "discovery": {"org_ids": [ORG, other]}}))
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
+    assert targets.discovered_count(ORG) == 0 and len(targets) == 1
+    targets.set_config(to_config({"podero": podero, "discovery": {"org_ids": [other]}}))
+    assert targets.current() == [] and targets.listed_homes(ORG) == set()
+    # A listing of the dropped organization still in flight during the reload changes nothing.
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
+    assert targets.current() == []
+    # Discovery switched off: the same.
+    configured = {"org_id": ORG, "user_id": HOME_A, "inverter_id": HOME_B}
+    targets.set_config(to_config({"podero": podero, "inverters": [configured]}))
+    targets.set_home(other, HOME_B, [_device(HOME_B, "wallbox", "b-box")], "wallbox")
+    assert [t.inverter_id for t in targets.current()] == [HOME_B]  # the configured one only
+
+
+def test_an_inverter_listed_by_two_homes_is_counted_once() -> None:
+    targets = _targets()
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "inverter", "roof")] * 2)
+    targets.set_home(ORG, HOME_B, [_device(HOME_B, "inverter", "roof-b")])
+    assert targets.discovered_count(ORG) == 1
