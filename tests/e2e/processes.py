@@ -115,6 +115,16 @@ def demo_simulator_url(log: Path, timeout: float = 20) -> str:
     return wait_for(found, timeout, "the demo's simulator address")
 
 
+def pin_values(simulator: str, device_id: str, values: dict[str, float]) -> None:
+    """Make the simulator serve these values for a device (an inverter, heat pump or vehicle;
+    booleans as 0 or 1) from now on."""
+    requests.post(
+        f"{simulator}/_sim/override",
+        json={"inverter_id": device_id, "values": values},
+        timeout=5,
+    ).raise_for_status()
+
+
 @contextmanager
 def prometheus_server(
     tmp: Path, config: dict[str, Any], *flags: str, storage: Path | None = None

@@ -11,7 +11,7 @@ import pytest
 import requests
 import yaml
 
-from tests.e2e.processes import wait_for
+from tests.e2e.processes import pin_values, wait_for
 from tests.e2e.stack import RULES, Stack, demo_stack, query
 
 pytestmark = pytest.mark.e2e
@@ -45,12 +45,7 @@ def test_every_rule_is_loaded_and_healthy(stack: Stack) -> None:
 def test_draining_one_battery_makes_only_that_inverter_pending(stack: Stack) -> None:
     fleet = requests.get(f"{stack.simulator}/_sim/fleet", timeout=5).json()
     drained = fleet["inverters"][1]["inverter_id"]
-    r = requests.post(
-        f"{stack.simulator}/_sim/override",
-        timeout=5,
-        json={"inverter_id": drained, "values": {"battery_charge_level_percent": 5}},
-    )
-    assert r.ok
+    pin_values(stack.simulator, drained, {"battery_charge_level_percent": 5})
 
     def pending() -> list[dict[str, object]] | None:
         result = query(stack, 'ALERTS{alertname="PoderoBatteryLow"}')
@@ -80,12 +75,7 @@ def devices(stack: Stack, kind: str) -> list[dict[str, str]]:
 
 def test_cold_hot_water_makes_only_that_heat_pump_pending(stack: Stack) -> None:
     pump = devices(stack, "heat_pump")[0]
-    r = requests.post(
-        f"{stack.simulator}/_sim/override",
-        timeout=5,
-        json={"inverter_id": pump["device_id"], "values": {"hot_water_temp": 31.5}},
-    )
-    assert r.ok
+    pin_values(stack.simulator, pump["device_id"], {"hot_water_temp": 31.5})
 
     def pending() -> list[dict[str, object]] | None:
         return query(stack, 'ALERTS{alertname="PoderoHotWaterLow"}') or None

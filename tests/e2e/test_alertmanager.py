@@ -25,6 +25,7 @@ from tests.e2e.processes import (
     demo_simulator_url,
     exporter_command,
     free_port,
+    pin_values,
     prometheus_server,
     running,
     wait_for,
@@ -181,12 +182,7 @@ def test_exporter_death_under_a_firing_alert_is_inhibited_not_resolved(
     s = alerting_stack
     fleet = requests.get(f"{s.simulator}/_sim/fleet", timeout=5).json()
     drained = fleet["inverters"][1]["inverter_id"]
-    r = requests.post(
-        f"{s.simulator}/_sim/override",
-        timeout=5,
-        json={"inverter_id": drained, "values": {"battery_charge_level_percent": 5}},
-    )
-    assert r.ok
+    pin_values(s.simulator, drained, {"battery_charge_level_percent": 5})
 
     # 1. The drained battery's alert reaches the webhook, with its runbook and dashboard.
     notification, alert = wait_for(

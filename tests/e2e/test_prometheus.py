@@ -33,7 +33,14 @@ import requests
 import yaml
 
 from exporter.sim import demo_config, spawn
-from tests.e2e.processes import exporter_command, free_port, prometheus_server, running, wait_for
+from tests.e2e.processes import (
+    exporter_command,
+    free_port,
+    pin_values,
+    prometheus_server,
+    running,
+    wait_for,
+)
 from tests.e2e.stack import RULES
 from tests.test_dashboard import (
     ALL,
@@ -107,11 +114,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         requests.post(
             f"{sim}/_sim/faults", json={"broken_inverters": [broken]}, timeout=5
         ).raise_for_status()
-        requests.post(
-            f"{sim}/_sim/override",
-            json={"inverter_id": low, "values": {"battery_charge_level_percent": 5}},
-            timeout=5,
-        ).raise_for_status()
+        pin_values(sim, low, {"battery_charge_level_percent": 5})
 
         requests.post(
             f"{behind['base_url']}/_sim/faults",
@@ -123,14 +126,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         # pinned plugged in at home at 50 %, is latched as not charged by its time.
         due = (datetime.now(UTC) - timedelta(minutes=5)).strftime("%H:%M")
         late_car = next(d for d in live["devices"] if d["kind"] == "electric_vehicle")
-        requests.post(
-            f"{sim}/_sim/override",
-            json={
-                "inverter_id": late_car["device_id"],
-                "values": {"battery_level": 50, "is_plugged_in": 1, "is_at_optimized_location": 1},
-            },
-            timeout=5,
-        ).raise_for_status()
+        pinned = {"battery_level": 50, "is_plugged_in": 1, "is_at_optimized_location": 1}
+        pin_values(sim, late_car["device_id"], pinned)
         behind_ids = [i["inverter_id"] for i in behind["inverters"]]
 
         def discover_home_of(index: int) -> dict[str, Any]:
