@@ -12,6 +12,9 @@ Example output for one inverter:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
+
+from prometheus_client.utils import floatToGoString
 
 from exporter import metrics as m
 from exporter.metrics import Family, Source
@@ -21,6 +24,25 @@ from exporter.targets import Inventory, InverterTarget, authenticated
 Labels = tuple[tuple[str, str], ...]
 Sample = tuple[Labels, float]
 Samples = dict[Family, list[Sample]]
+
+
+def escape(value: str) -> str:
+    """Label values and HELP as the text formats escape them: backslash, newline, quote."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def float_text(value: float) -> str:
+    """A sample value as Prometheus writes it (`+Inf`, `1.5e+06`)."""
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+@lru_cache(maxsize=65536)
+def label_text(labels: Labels) -> str:
+    """The inside of a sample's braces: `key="value",...`, escaped."""
+    return ",".join(f'{key}="{escape(value)}"' for key, value in labels)
+
+
 _READING_FIELDS = tuple((f, f.field) for f in m.READING_FAMILIES if f.field is not None)
 
 

@@ -14,18 +14,18 @@ import struct
 import threading
 import zlib
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import partial
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.utils import floatToGoString
 
 from exporter.clock import Clock
 from exporter.collector import (
-    Labels,
     Samples,
+    float_text,
     inverter_samples,
     is_fresh,
+    label_text,
     polled_samples,
     target_samples,
 )
@@ -57,20 +57,6 @@ FINAL_BLOCK = b"\x03\x00"
 TARGET_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is Source.TARGET)
 # Families that polls change; the others (TARGET_FAMILIES) change only with the targets.
 POLLED_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is not Source.TARGET)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _float(value: float) -> str:
-    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
-    return text
-
-
-@lru_cache(maxsize=65536)
-def _label_text(labels: Labels) -> str:
-    return ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
 
 
 def _gzip(data: bytes) -> bytes:
@@ -111,7 +97,8 @@ def lines_of(samples: Samples) -> dict[Family, bytes]:
     """Exposition lines by family."""
     return {
         family: "".join(
-            f"{family.name}{{{_label_text(labels)}}} {_float(value)}\n" for labels, value in found
+            f"{family.name}{{{label_text(labels)}}} {float_text(value)}\n"
+            for labels, value in found
         ).encode()
         for family, found in samples.items()
     }
@@ -167,7 +154,7 @@ class RenderGuard:
         name = RENDER_ERRORS.name
         return (
             f"# HELP {name} {RENDER_ERRORS.help}\n# TYPE {name} {RENDER_ERRORS.type}\n"
-            f"{name} {_float(float(self.errors))}\n"
+            f"{name} {float_text(float(self.errors))}\n"
         ).encode()
 
 

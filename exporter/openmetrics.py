@@ -30,10 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from prometheus_client.utils import floatToGoString
-
 from exporter import metrics as m
-from exporter.collector import Labels, Samples, polled_samples, target_samples
+from exporter.collector import (
+    Labels,
+    Samples,
+    escape,
+    float_text,
+    label_text,
+    polled_samples,
+    target_samples,
+)
 from exporter.energy import EnergyTotals, add_completed_buckets
 from exporter.metrics import Family, Source
 from exporter.readings import DataPoint
@@ -100,23 +106,9 @@ def family_name(family: Family) -> str:
     return family.name.removesuffix("_total") if family.type == "counter" else family.name
 
 
-def _escape(value: str) -> str:
-    """OpenMetrics escapes backslash, newline and double quote in label values and HELP."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
 def header(family: Family) -> bytes:
     name = family_name(family)
-    return f"# HELP {name} {_escape(family.help)}\n# TYPE {name} {family.type}\n".encode()
-
-
-def label_text(labels: Labels) -> str:
-    return ",".join(f'{key}="{_escape(value)}"' for key, value in labels)
-
-
-def _float(value: float) -> str:
-    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
-    return text
+    return f"# HELP {name} {escape(family.help)}\n# TYPE {name} {family.type}\n".encode()
 
 
 def descriptive_samples(target: InverterTarget) -> Samples:
@@ -178,7 +170,6 @@ class HistoryStats:
     devices: int = 0
     kinds: Counter[str] = field(default_factory=Counter)  # devices by kind
     buckets: int = 0  # buckets with a measured value, over all devices with a data series
-    samples: int = 0
 
 
 class _Spool:
@@ -253,9 +244,8 @@ def write_history(
                             if prefix is None:
                                 text = label_text(labels + extra_labels)
                                 prefix = series[family, labels] = f"{family.name}{{{text}}} "
-                            family_lines.append(prefix + _float(value) + stamp)
+                            family_lines.append(prefix + float_text(value) + stamp)
                 for family, family_lines in lines.items():
-                    stats.samples += len(family_lines)
                     spool.write(family, "".join(family_lines))
             with open(tmp, "wb") as out:
                 spool.join_into(out)

@@ -27,12 +27,6 @@ class JournalMismatch(ValueError):
     """The journal next to the output belongs to another range or resolution."""
 
 
-def is_measured(point: DataPoint, kind: str) -> bool:
-    """Whether the point holds a value the device of `kind` measured (not only a price or a
-    forecast): only such points are history."""
-    return point.has_measurement(kind)
-
-
 class PageFetcher:
     """One page of one device's points, halving the range while the API answers 400."""
 
@@ -57,7 +51,7 @@ class PageFetcher:
             piece_end = min(end, piece + span)
             points.extend(self._fetch_range(target, piece, piece_end)[0])
             piece = piece_end
-        return [p for p in points if start <= p.time < end and is_measured(p, target.kind)]
+        return [p for p in points if start <= p.time < end and p.has_measurement(target.kind)]
 
     def _fetch_range(
         self, target: InverterTarget, start: float, end: float
@@ -111,7 +105,6 @@ class PageJournal:
         self.path = path
         self._identity = {"backfill_journal": JOURNAL_FORMAT, **identity}
         self.done: dict[tuple[str, int], tuple[int, int]] = {}  # page -> (offset, length)
-        self.resumed = 0
         self._index: dict[str, list[tuple[tuple[str, int], tuple[int, int]]]] | None = None
         self._file: IO[bytes] = self._open()
 
@@ -148,7 +141,6 @@ class PageJournal:
             good += len(line)
         handle.truncate(good)
         handle.seek(good)
-        self.resumed = len(self.done)
         return handle
 
     def record(self, device_id: str, day: int, points: list[DataPoint]) -> None:

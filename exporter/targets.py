@@ -1,15 +1,14 @@
 """The devices to poll, and their single owner.
 
-`resolve_targets` turns config + discovery + shard into the list of targets; `TargetSet`
-holds the inputs, recomputes the list when one of them changes, and tells its followers (the
-store and the poller) the new list. Nobody else decides what is polled.
+`TargetSet` holds the inputs (config, each listed home's devices, inventory of configured-only
+ones, the shard), resolves the targets when one of them changes, and tells its followers (the
+store and the poller) the difference. Nobody else decides what is polled.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
@@ -148,28 +147,6 @@ def _discovered_target(d: DiscoveredInverter, config: Config) -> InverterTarget:
     return replace(
         InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
     )
-
-
-def resolve_targets(
-    config: Config,
-    discovered: Iterable[DiscoveredInverter] = (),
-    static_inventory: dict[str, Inventory] | None = None,
-) -> list[InverterTarget]:
-    """The inverters to poll: configured ones (which win for name, labels and thresholds)
-    plus discovered ones, each with its inventory where known, in this replica's shard."""
-    static_inventory = static_inventory or {}
-    targets: dict[str, InverterTarget] = {}
-    for inverter in config.inverters:
-        target = InverterTarget.from_config(inverter, config)
-        targets[target.inverter_id] = replace(
-            target, inventory=static_inventory.get(target.inverter_id)
-        )
-    for d in discovered:
-        if d.inverter_id in targets:
-            targets[d.inverter_id] = replace(targets[d.inverter_id], inventory=d.inventory)
-        else:
-            targets[d.inverter_id] = _discovered_target(d, config)
-    return [t for t in targets.values() if config.shard.owns(t.user_id)]
 
 
 class TargetsFollower(Protocol):

@@ -574,7 +574,7 @@ def test_shard_from_the_environment_and_flags_win(tmp_path: Path) -> None:
 
 
 def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
-    from exporter.targets import resolve_targets as merge_targets
+    from exporter.targets import TargetSet
 
     raw = minimal_config()
     raw["inverters"] = [
@@ -589,7 +589,7 @@ def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
     homes: dict[str, set[int]] = {}
     for index in range(4):
         raw["shard"] = {"count": 4, "index": index}
-        for t in merge_targets(parse_config(yaml.safe_dump(raw), {}), []):
+        for t in TargetSet(parse_config(yaml.safe_dump(raw), {})).current():
             seen.append(t.inverter_id)
             homes.setdefault(t.user_id, set()).add(index)
     assert sorted(seen) == sorted(i["inverter_id"] for i in raw["inverters"])

@@ -11,7 +11,7 @@ from exporter.app import Exporter
 from exporter.config import Config
 from exporter.discovery import default_name
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
-from exporter.targets import resolve_targets as merge_targets
+from exporter.targets import TargetSet
 from tests.conftest import to_config
 from tests.fakes import FakeClock
 from tests.test_exposition import samples_of
@@ -245,6 +245,6 @@ def test_shards_split_the_discovered_fleet(fleet_sim: RunningSimulator, clock: F
 
 
 def test_merge_without_discovery_is_the_configured_list(sim_config: Config) -> None:
-    assert [t.inverter_id for t in merge_targets(sim_config, [])] == [
+    assert [t.inverter_id for t in TargetSet(sim_config).current()] == [
         i.inverter_id for i in sim_config.inverters
     ]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from exporter.sim.noise import STEP, _unit, price_at
+from exporter.sim.noise import STEP, _unit, local_hour, price_at
 
 HEAT_PUMP = "heat_pump"
 ELECTRIC_VEHICLE = "electric_vehicle"
@@ -154,10 +154,6 @@ def make_devices(seed: int, homes: list[tuple[str, str]]) -> list[SimDevice]:
     return devices
 
 
-def _hour(t: float) -> float:
-    return ((t / 3600.0) + 1.0) % 24  # local time is roughly UTC+1
-
-
 @lru_cache(maxsize=20_000)
 def device_day(device: SimDevice, day: int) -> list[dict[str, float | bool | None]]:
     """The 96 quarter-hours of one day of a heat pump or an electric vehicle."""
@@ -174,7 +170,7 @@ def device_day(device: SimDevice, day: int) -> list[dict[str, float | bool | Non
 def _heat_pump_step(device: SimDevice, t: float) -> dict[str, float | bool | None]:
     """The compressor runs in cycles (longer at night, when it is cold); the inlet follows
     it between ~35 and ~55 °C; hot water cools with use and is reheated to ~60 °C."""
-    hour = _hour(t)
+    hour = local_hour(t)
     cold = 0.5 + 0.5 * math.cos(2 * math.pi * (hour - 3) / 24)  # 1 at 3 am, 0 at 3 pm
     phase = (t / 3600.0 + 3 * _unit(device.seed)) % 2.0 / 2.0  # two-hour cycles
     running = phase < 0.3 + 0.5 * cold
@@ -194,7 +190,7 @@ def _heat_pump_step(device: SimDevice, t: float) -> dict[str, float | bool | Non
 def _ev_step(device: SimDevice, t: float, day: int) -> dict[str, float | bool | None]:
     """Away from 7:00 to 18:00; plugged in at home from 18:00; charged from 22:00 (smart:
     the cheap night hours) until full or unplugged; the level drops while driving."""
-    hour = _hour(t)
+    hour = local_hour(t)
     arrival = 25.0 + 35.0 * _unit(device.seed, "arrival", day)  # percent at 18:00
     per_hour = device.power_w / 1000.0 / device.capacity_kwh * 100.0  # percent per hour
     if 7.0 <= hour < 18.0:  # driving: from 90 % in the morning down to the arrival level

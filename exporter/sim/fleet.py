@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from exporter.sim.devices import SimDevice, make_devices
-from exporter.sim.noise import STEP, _unit, price_at
+from exporter.sim.noise import STEP, _unit, local_hour, price_at
 
 API = "/api/partners/v2.0"
 RESOLUTIONS = {"15MIN": 900, "1HOUR": 3600, "1DAY": 86400, "1WEEK": 7 * 86400, "1MONTH": None}
@@ -24,7 +24,6 @@ MEASURED = (
     "battery_charge_level_percent",
     "battery_charge_discharge_power_w",
 )
-FORECAST = ("price", "estimated_consumption")
 ALL_FIELDS = (*MEASURED, "price", "estimated_consumption", "unoptimized_consumption")
 UNITS = {
     "solar_production_w": "W",
@@ -193,7 +192,7 @@ class SimFleet:
 
 
 def _solar(inv: SimInverter, t: float, day: int) -> float:
-    hour = ((t / 3600.0) + 1.0) % 24  # local time is roughly UTC+1
+    hour = local_hour(t)
     sun = math.sin(math.pi * (hour - 6.0) / 12.0)
     if sun <= 0:
         return 0.0
@@ -203,15 +202,11 @@ def _solar(inv: SimInverter, t: float, day: int) -> float:
 
 
 def _household(inv: SimInverter, t: float) -> float:
-    hour = ((t / 3600.0) + 1.0) % 24
+    hour = local_hour(t)
     morning = math.exp(-(((hour - 7.5) / 1.2) ** 2))
     evening = math.exp(-(((hour - 19.0) / 2.0) ** 2))
     noise = _unit(inv.seed, "load", t)
     return inv.base_load_w * (0.8 + 1.2 * morning + 2.0 * evening) + 300 * noise
-
-
-def _price(inv: SimInverter, t: float) -> float:
-    return price_at(t)
 
 
 @lru_cache(maxsize=50_000)
@@ -247,7 +242,7 @@ def _day_steps(inv: SimInverter, day: int) -> list[dict[str, float | None]]:
                 if inv.battery_capacity_wh
                 else None,
                 "export_power_to_grid_w": round(grid, 1),
-                "price": _price(inv, t),
+                "price": price_at(t),
                 "estimated_consumption": round(0.9 * load + 0.1 * inv.base_load_w, 1),
                 "unoptimized_consumption": round(load * 1.08, 1),
             }

@@ -14,7 +14,12 @@ def _unit(*keys: object) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
+def local_hour(t: float) -> float:
+    """The hour of day at t in the simulated homes' time (roughly UTC+1)."""
+    return ((t / 3600.0) + 1.0) % 24
+
+
 def price_at(t: float) -> float:
     """The simulated energy price (EUR/MWh) of the quarter-hour at t: dear in the evening."""
-    hour = ((t / 3600.0) + 1.0) % 24  # local time is roughly UTC+1
+    hour = local_hour(t)
     return round(95 + 45 * math.sin(2 * math.pi * (hour - 10) / 24) + 12 * _unit("p", t), 2)
