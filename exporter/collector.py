@@ -46,10 +46,21 @@ def label_text(labels: Labels) -> str:
 _READING_FIELDS = tuple((f, f.field) for f in m.READING_FAMILIES if f.field is not None)
 
 
+def fresh_at(data_time: float | None, now: float, max_age: float) -> bool:
+    """Whether data of `data_time` may be shown as current at `now`."""
+    return data_time is not None and data_time <= now and now - data_time <= max_age
+
+
 def is_fresh(state: InverterState, now: float, max_age: float) -> bool:
     """Whether the state's reading may be exported as current."""
-    reading = state.reading
-    return reading is not None and reading.time <= now and now - reading.time <= max_age
+    return fresh_at(state.reading.time if state.reading else None, now, max_age)
+
+
+def visible(samples: Samples, state: InverterState, now: float, max_age: float) -> Samples:
+    """`samples` without the reading families once the state's data is stale."""
+    if is_fresh(state, now, max_age):
+        return samples
+    return {f: s for f, s in samples.items() if f.source is not Source.READING}
 
 
 def _ids(target: InverterTarget) -> Labels:
@@ -199,7 +210,4 @@ def _converted(family: Family, value: float | None) -> float | None:
 
 def current_samples(state: InverterState, now: float, max_age: float) -> Samples:
     """The samples to export at `now`: reading families are dropped once the data is stale."""
-    samples = inverter_samples(state)
-    if is_fresh(state, now, max_age):
-        return samples
-    return {f: s for f, s in samples.items() if f.source is not Source.READING}
+    return visible(inverter_samples(state), state, now, max_age)

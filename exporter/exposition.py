@@ -23,11 +23,11 @@ from exporter.clock import Clock
 from exporter.collector import (
     Samples,
     float_text,
-    inverter_samples,
     is_fresh,
     label_text,
     polled_samples,
     target_samples,
+    visible,
 )
 from exporter.logs import kv
 from exporter.memory import release_free_memory
@@ -109,14 +109,9 @@ def described_lines(target: InverterTarget) -> dict[Family, bytes]:
     return lines_of(target_samples(target))
 
 
-def visible_lines(
-    state: InverterState, now: float, max_age: float, polled_only: bool = False
-) -> dict[Family, bytes]:
-    """This state's lines by family; reading families only while the reading is fresh."""
-    lines = lines_of(polled_samples(state) if polled_only else inverter_samples(state))
-    if is_fresh(state, now, max_age):
-        return lines
-    return {f: text for f, text in lines.items() if f.source is not Source.READING}
+def polled_lines(state: InverterState, now: float, max_age: float) -> dict[Family, bytes]:
+    """This state's polled families' lines; reading families only while the data is fresh."""
+    return lines_of(visible(polled_samples(state), state, now, max_age))
 
 
 class RenderGuard:
@@ -201,12 +196,10 @@ class MetricsPage:
         # Each non-empty block also as a gzip member, compressed once per change of the block;
         # concatenated members are one gzip stream (RFC 1952), so a gzip scrape only writes.
         self._gz: dict[Family, list[bytes | None]] = {}
-        self._gz_chunks: list[bytes] | None = None
+        self._gz_chunks: tuple[list[bytes], int, int] | None = None  # pieces, CRC-32, size
         # What the last complete refresh handed out: served while the next one renders.
         self._served: list[bytes] | None = None
-        self._gz_served: list[bytes] | None = None
-        self._gz_crc, self._gz_size = 0, 0
-        self._gz_served_crc = (0, 0)
+        self._gz_served: tuple[list[bytes], int, int] | None = None
         self._gzip_wanted = False
 
     def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
@@ -271,9 +264,7 @@ class MetricsPage:
         for state in self._block_states(b):
             if state.target.inverter_id in self._unrenderable:
                 continue  # counted when its description failed; all or nothing per device
-            rendered = self.guard.render(
-                state.target, partial(visible_lines, state, now, max_age, True)
-            )
+            rendered = self.guard.render(state.target, partial(polled_lines, state, now, max_age))
             for family, text in (rendered or {}).items():
                 parts[family].append(text)
         for family, lines in parts.items():
@@ -347,10 +338,9 @@ class MetricsPage:
         if self._gzip_wanted:
             with self._lock:
                 if self._gz_chunks is None:
-                    segments, self._gz_crc, self._gz_size = self._gz_members()
-                    self._gz_chunks = _pieces(segments)
+                    segments, crc, size = self._gz_members()
+                    self._gz_chunks = (_pieces(segments), crc, size)
                 self._gz_served = self._gz_chunks
-                self._gz_served_crc = (self._gz_crc, self._gz_size)
 
     def chunks(self) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another: what
@@ -366,8 +356,8 @@ class MetricsPage:
         self._gzip_wanted = True
         if self._gz_served is None:
             self.update()
-        served, (crc, size) = self._gz_served, self._gz_served_crc
-        assert served is not None
+        assert self._gz_served is not None
+        served, crc, size = self._gz_served
         rest = self.guard.exposition() + generate_latest(self._telemetry)
         tail = _gzip(rest) + _gzip_trailer(zlib.crc32(rest, crc), size + len(rest))
         return [GZIP_HEADER, *served, tail]

@@ -22,6 +22,8 @@ from urllib.parse import urlencode
 from exporter import __version__
 from exporter import metrics as m
 from exporter.clock import Clock
+from exporter.collector import fresh_at
+from exporter.config import INVERTER, OTHER_KINDS
 from exporter.store import InverterState, ReadingStore
 from exporter.targets import Inventory, InverterTarget, authenticated
 
@@ -127,7 +129,7 @@ def base_row(state: InverterState) -> dict[str, Any]:
 
 
 INVENTORY_ONLY = "inventory only"  # the status of a device without data to poll (a wallbox)
-KINDS = ("inverter", "heat_pump", "electric_vehicle", "wallbox")
+KINDS = (INVERTER, *OTHER_KINDS)
 
 
 def _authenticated(target: InverterTarget) -> bool | None:
@@ -148,8 +150,7 @@ def _action_needed(inventory: Inventory | None) -> bool | None:
 
 
 def _fresh(row: dict[str, Any], now: float, max_age: float) -> bool:
-    data_time = row["data_time"]
-    return data_time is not None and data_time <= now and now - data_time <= max_age
+    return fresh_at(row["data_time"], now, max_age)
 
 
 def finished_row(row: dict[str, Any], now: float, max_age: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 
 from exporter.clock import Clock
 from exporter.collector import Sample, current_samples
-from exporter.exposition import HEADERS, visible_lines
+from exporter.exposition import HEADERS, lines_of
 from exporter.metrics import DEVICE_FAMILIES, INVERTER_FAMILIES, Family
 from exporter.store import InverterState, ReadingStore
 
@@ -49,7 +49,7 @@ def render_inverters(states: list[InverterState], now: float, max_age: float) ->
     families = (*INVERTER_FAMILIES, *DEVICE_FAMILIES)
     per_family: dict[Family, list[bytes]] = {f: [HEADERS[f]] for f in families}
     for state in states:
-        for family, text in visible_lines(state, now, max_age).items():
+        for family, text in lines_of(current_samples(state, now, max_age)).items():
             per_family[family].append(text)
     return b"".join(
         b"".join(parts)
