@@ -193,8 +193,8 @@ class MetricsPage:
         self._described: set[int] = set()  # blocks whose targets changed too
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
         self._chunks: list[bytes] | None = None
-        # Each non-empty block also as a gzip member, compressed once per change of the block;
-        # concatenated members are one gzip stream (RFC 1952), so a gzip scrape only writes.
+        # Each non-empty block also as a raw deflate segment, compressed once per change of the
+        # block; a gzip scrape writes a header, the segments and one trailer (one gzip member).
         self._gz: dict[Family, list[bytes | None]] = {}
         self._gz_chunks: tuple[list[bytes], int, int] | None = None  # pieces, CRC-32, size
         # What the last complete refresh handed out: served while the next one renders.
@@ -338,7 +338,7 @@ class MetricsPage:
         if self._gzip_wanted:
             with self._lock:
                 if self._gz_chunks is None:
-                    segments, crc, size = self._gz_members()
+                    segments, crc, size = self._gz_segments()
                     self._gz_chunks = (_pieces(segments), crc, size)
                 self._gz_served = self._gz_chunks
 
@@ -362,7 +362,7 @@ class MetricsPage:
         tail = _gzip(rest) + _gzip_trailer(zlib.crc32(rest, crc), size + len(rest))
         return [GZIP_HEADER, *served, tail]
 
-    def _gz_members(self) -> tuple[list[bytes], int, int]:
+    def _gz_segments(self) -> tuple[list[bytes], int, int]:
         """Every family's header and blocks as deflate segments, with the CRC-32 and size of
         what they hold, in the order of the plain page (lock held)."""
         segments, crc, size = [], 0, 0

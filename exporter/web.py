@@ -48,7 +48,8 @@ class WebApp:
     ready: Callable[[], bool]
     reload: Callable[[], str | None]  # None on success, else the reason it failed
     status: StatusView | None = None
-    # The same body as concatenated gzip members (one gzip stream), if the page keeps one.
+    # The same body gzip-compressed (one gzip member of ready deflate segments), if the page
+    # keeps one.
     metrics_gzip: Callable[[], list[bytes]] | None = None
     metrics_path: str = "/metrics"  # --web.telemetry-path
 
