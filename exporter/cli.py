@@ -23,7 +23,7 @@ from exporter.clock import SystemClock
 from exporter.config import Config, ConfigError, ShardConfig, load_config, parse_config
 from exporter.logs import LEVELS, kv, setup_logging
 from exporter.memory import limit_malloc_arenas
-from exporter.web import WebApp, parse_listen_address, start_web
+from exporter.web import FIXED_PATHS, WebApp, parse_listen_address, start_web
 from exporter.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")
@@ -191,14 +191,11 @@ def with_flags(config: Config, args: argparse.Namespace) -> Config:
     return config.model_copy(update={"shard": shard})
 
 
-RESERVED_PATHS = ("/", "/api/v1/inverters", "/-/healthy", "/-/ready", "/-/reload")
-
-
 def check_telemetry_path(path: str) -> None:
     """--web.telemetry-path must be an absolute path that no other endpoint uses."""
     if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", path) or len(path) > 200:
         raise ConfigError(f"--web.telemetry-path {path!r}: expected a path such as /metrics")
-    if path in RESERVED_PATHS:
+    if path in FIXED_PATHS:
         raise ConfigError(f"--web.telemetry-path {path!r}: already used by another endpoint")
 
 

@@ -115,6 +115,10 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# The paths Site.route answers besides the telemetry path, which may be none of them.
+FIXED_PATHS = ("/", "/api/v1/inverters", "/api/v1/devices", "/-/healthy", "/-/ready", "/-/reload")
+
+
 class Site:
     """The WSGI application: basic auth, the routes, and the headers every response carries."""
 

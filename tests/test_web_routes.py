@@ -96,7 +96,9 @@ def test_status_requests_beyond_the_bound_get_503_and_scrapes_go_on(site: str) -
     assert requests.get(f"{site}/prom/metrics", timeout=5).ok
 
 
-@pytest.mark.parametrize("path", ["metrics", "/", "/-/ready", "/a b", "/" + "x" * 300])
+@pytest.mark.parametrize(
+    "path", ["metrics", "/", "/-/ready", "/api/v1/devices", "/a b", "/" + "x" * 300]
+)
 def test_a_bad_telemetry_path_is_refused(tmp_path: Path, path: str) -> None:
     result = run_cli("--demo", "--web.telemetry-path", path, "--config.check")
     assert result.returncode == 2
