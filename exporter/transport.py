@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import random
+import re
 import socket
 import threading
 import time
@@ -129,13 +130,23 @@ class Reply:
     url: str
 
 
+# A header's whole number: ASCII digits only (str.isdigit() also takes '²' and '٣', which
+# int() refuses), and few enough of them for int().
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,30}")
+
+
+def _whole_number(value: str) -> int | None:
+    value = value.strip()
+    return int(value) if _WHOLE_NUMBER.fullmatch(value) else None
+
+
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if (seconds := _whole_number(value)) is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, OverflowError):
@@ -307,9 +318,9 @@ def read_body(raw: Any, headers: Mapping[str, str], limit: int) -> bytes:
     BodyTooLarge beyond `limit` bytes (on the wire or decoded) and BadBody for a body that
     cannot be decoded. Timeouts surface from the socket as they happen."""
     decoder = _Decoder(_content_encoding(headers))
-    declared = headers.get("Content-Length", "")
-    if declared.strip().isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"declares {int(declared)} bytes")
+    declared = _whole_number(headers.get("Content-Length", ""))
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"declares {declared} bytes")
     parts: list[bytes] = []
     size = raw_size = 0
     while True:

@@ -141,6 +141,19 @@ def test_retry_after_http_date_is_honoured_and_capped() -> None:
 
 
 @responses.activate
+@pytest.mark.parametrize("header", ["Retry-After", "Content-Length"])
+def test_a_header_number_in_other_digits_is_an_answer_not_a_crash(header: str) -> None:
+    # '\xb2' is '²' (a digit to str.isdigit(), not to int()); then a good answer.
+    responses.post(TOKEN_URL, json=token_body(1))
+    responses.get(DATA_URL, status=503, headers={header: "\xb2"}, json={})
+    responses.get(DATA_URL, headers={header: "\xb2" * 5000}, json=OK)
+    api, clock, _ = client(max_wait=2)
+    points = api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+    assert points and data_calls() == 2
+    assert len(clock.sleeps) == 1 and 0 <= clock.sleeps[0] <= 2  # jittered: no usable wait
+
+
+@responses.activate
 def test_backoff_without_retry_after_is_jittered_and_bounded() -> None:
     responses.post(TOKEN_URL, json=token_body(1))
     for _ in range(5):

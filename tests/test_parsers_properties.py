@@ -24,7 +24,13 @@ from exporter.discovery import default_name, inventory_from, owner_of
 from exporter.readings import VALUE_FIELDS, InvalidData, parse_data_response
 from exporter.safeyaml import RefusedYaml, load_yaml
 from exporter.text import clean_text
-from exporter.transport import BadBody, BodyTooLarge, InvalidResponse, read_body
+from exporter.transport import (
+    BadBody,
+    BodyTooLarge,
+    InvalidResponse,
+    parse_retry_after,
+    read_body,
+)
 from tests.conftest import NOON, minimal_config
 
 # Any Unicode, lone surrogates included (what json.loads makes of "\udXXX" escapes).
@@ -215,6 +221,29 @@ def test_bodies_are_decoded_whole_within_the_limit_and_refused_beyond(
 def test_garbage_claiming_an_encoding_is_refused_not_crashed(data: bytes, encoding: str) -> None:
     with contextlib.suppress(BadBody):
         read_body(_Raw(data, []), {"Content-Encoding": encoding}, 10_000)
+
+
+# Header values as http.client gives them: bytes decoded as Latin-1 (so '²' is byte 0xB2).
+HEADER_TEXT = st.one_of(
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=60),
+    st.integers(min_value=0, max_value=10**40).map(str),
+    st.sampled_from(["\xb2", "\xb9", "1\xb2", "9" * 5000, " 12 ", "-1", "1e3", "0x10"]),
+)
+
+
+@given(HEADER_TEXT)
+def test_any_retry_after_is_a_wait_or_none(value: str) -> None:
+    wait = parse_retry_after(value, NOON)
+    assert wait is None or (math.isfinite(wait) and wait >= 0)
+
+
+@given(st.binary(max_size=200), HEADER_TEXT)
+def test_any_content_length_reads_the_body_or_refuses_it(body: bytes, declared: str) -> None:
+    try:
+        decoded = read_body(_Raw(body, []), {"Content-Length": declared}, 100)
+    except BodyTooLarge:
+        return
+    assert decoded == body
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
