@@ -293,6 +293,7 @@ def _san_set(sans: list[str]) -> frozenset[str]:
     return frozenset(_san_value("IP Address", s) for s in sans)
 
 
+BCRYPT_MAX_PASSWORD = 72
 # Checked for unknown users so that they cost as much bcrypt time as known ones.
 _DUMMY_HASH = bcrypt.hashpw(b"podero-exporter unknown user", bcrypt.gensalt(10))
 
@@ -315,7 +316,8 @@ class BasicAuth:
         with self._lock:
             if key in self._cache:
                 return True
-        ok = bcrypt.checkpw(password, hashed) and user in self._users
+        # bcrypt reads 72 bytes of a password (bcrypt 5 raises beyond, 4 and htpasswd cut).
+        ok = bcrypt.checkpw(password[:BCRYPT_MAX_PASSWORD], hashed) and user in self._users
         if ok:
             with self._lock:
                 self._cache.add(key)

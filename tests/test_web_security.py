@@ -150,7 +150,17 @@ def test_basic_auth_right_password(basic_server: str) -> None:
     assert r.headers["X-Frame-Options"] == "deny"
 
 
-@pytest.mark.parametrize("auth", [("alice", "wrong"), ("mallory", "wonderland"), None])
+@pytest.mark.parametrize(
+    "auth",
+    [
+        ("alice", "wrong"),
+        ("mallory", "wonderland"),
+        None,
+        ("alice", "x" * 73),
+        ("alice", "é" * 5000),
+    ],
+    ids=["wrong", "unknown", "none", "73-bytes", "10-kB"],
+)
 def test_basic_auth_refuses_with_401_and_challenge(
     basic_server: str, auth: tuple[str, str] | None
 ) -> None:
@@ -159,6 +169,11 @@ def test_basic_auth_refuses_with_401_and_challenge(
         assert r.status_code == 401
         assert r.headers["WWW-Authenticate"] == 'Basic realm="podero-exporter"'
         assert "podero_up" not in r.text
+    # Whatever was tried, the right password still gets in.
+    ok = requests.get(
+        f"http://127.0.0.1:{basic_server}/metrics", auth=("alice", "wonderland"), timeout=10
+    )
+    assert ok.status_code == 200
 
 
 def test_unknown_user_costs_a_bcrypt_check_too(monkeypatch: pytest.MonkeyPatch) -> None:
