@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from exporter.config import ConfigError
 from exporter.configerrors import format_validation_error
+from exporter.safeyaml import RefusedYaml, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +146,18 @@ class WebConfig(_Strict):
 
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and validate a web config file; ConfigError names the key and the reason."""
+    # The exporter config's loader: a repeated key (a second `basic_auth_users: {}`) or an
+    # alias bomb is refused, not silently taken.
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read web config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the web config is not UTF-8 text") from None
+    except RefusedYaml as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the YAML is nested too deeply") from None
     except yaml.YAMLError:
         raise ConfigError(f"{path}: YAML syntax error") from None
     try:

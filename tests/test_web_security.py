@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -310,6 +311,34 @@ def test_web_config_is_parsed_strictly(
     path = tmp_path / "web.yml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        load_web_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            f"basic_auth_users: {{alice: '{ALICE_HASH}'}}\nbasic_auth_users: {{}}\n",
+            "line 2: duplicate key 'basic_auth_users' (first at line 1)",
+        ),
+        ("basic_auth_users: " + "[" * 5000 + "]" * 5000 + "\n", "web.yml: "),
+        (b"basic_auth_users: {al\xffice: x}\n", "not UTF-8"),
+        ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"a{n}: &a{n} [{', '.join([f'*a{n - 1}' if n > 1 else '*a'] * 9)}]\n"
+            for n in range(1, 9)
+        ), "aliases expand"),
+    ],
+    ids=["repeated-key", "deep", "not-utf8", "alias-bomb"],
+)  # fmt: skip
+def test_a_hostile_web_config_file_is_a_config_error(
+    tmp_path: Path, text: str | bytes, message: str
+) -> None:
+    path = tmp_path / "web.yml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_web_config(path)
 
 
