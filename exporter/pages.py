@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -133,7 +134,8 @@ class PageJournal:
             try:
                 page = json.loads(line)
                 key = (str(page["inverter_id"]), int(page["day"]))
-            except (ValueError, KeyError, TypeError):
+                _page_points(page)  # a line that will not read back is not a finished page
+            except (ValueError, KeyError, TypeError, OverflowError):
                 break
             if not line.endswith(b"\n"):
                 break
@@ -171,8 +173,8 @@ class PageJournal:
         with self.path.open("rb") as reader:
             for _day, offset, length in pages:
                 reader.seek(offset)
-                for time_, values in json.loads(reader.read(length))["points"]:
-                    found[float(time_)] = DataPoint(float(time_), values)
+                for point in _page_points(json.loads(reader.read(length))):
+                    found[point.time] = point
         return [found[t] for t in sorted(found)]
 
     def _pages_of(self, device_id: str) -> list[tuple[tuple[str, int], tuple[int, int]]]:
@@ -184,3 +186,20 @@ class PageJournal:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _page_points(page: dict[str, Any]) -> list[DataPoint]:
+    """A journal line's points; ValueError (or KeyError, TypeError) if it is not what
+    `PageJournal.record` writes: finite times and values, named by strings."""
+    points = []
+    for time_, values in page["points"]:
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+            for k, v in values.items()
+        ):
+            raise ValueError("not a page's values")
+        numbers = [float(time_), *map(float, values.values())]
+        if not all(math.isfinite(n) for n in numbers):
+            raise ValueError("not finite")
+        points.append(DataPoint(float(time_), {k: float(v) for k, v in values.items()}))
+    return points

@@ -5,6 +5,7 @@ resume, label checks."""
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -541,6 +542,36 @@ def test_a_torn_journal_line_is_fetched_again(
     result = run(sim_config, clock, out)
     assert result.fetched == 1 and result.resumed == 9
     assert sim.api.stats()["responses"]["inverter_data"] == {"200": 1}
+    assert out.read_text() == complete
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '"day":Infinity,"points":[]',
+        '"day":DAY',
+        '"day":DAY,"points":[["noon",{"solar_production_w":1}]]',
+        '"day":DAY,"points":[[1,{"solar_production_w":"much"}]]',
+        '"day":DAY,"points":[[NaN,{}]]',
+        '"day":DAY,"points":{"a":1}',
+    ],
+    ids=["day-infinite", "no-points", "time-text", "value-text", "time-nan", "points-object"],
+)
+def test_a_malformed_journal_line_is_fetched_again(
+    sim: RunningSimulator, sim_config: Config, clock: FakeClock, tmp_path: Path, bad: str
+) -> None:
+    out = tmp_path / "out.om"
+    run(sim_config, clock, out)
+    complete = out.read_text()
+    journal = tmp_path / "out.om.pages"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    # A line that parses as JSON but is no page, in place of the last page (same device).
+    last = json.loads(lines[-1])
+    fields = f'"inverter_id":"{last["inverter_id"]}",' + bad.replace("DAY", str(last["day"]))
+    journal.write_bytes(b"".join(lines[:-1]) + ("{" + fields + "}\n").encode())
+    sim.api.reset_stats()
+    result = run(sim_config, clock, out)
+    assert result.fetched == 1 and result.resumed == 9
     assert out.read_text() == complete
 
 
