@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import re
 import signal
 import sys
 import threading
@@ -37,6 +36,8 @@ from exporter.config import (
     RESOLUTION_SECONDS,
     Config,
     ConfigError,
+    is_label_name,
+    is_unicode,
     load_config,
 )
 from exporter.discovery import FleetDiscovery, inventory_job
@@ -51,9 +52,11 @@ from exporter.transport import ApiError
 log = logging.getLogger(__name__)
 
 DAY = 86400
+# A longer range is a typo (0026 for 2026) more likely than a wish: its page list alone would
+# not fit in memory for a fleet.
+MAX_DAYS = 5 * 366
 # Resolutions whose buckets tile a UTC day, so that day pages never split a bucket.
 RESOLUTIONS = ("15MIN", "1HOUR", "1DAY")
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class UsageError(ValueError):
@@ -126,7 +129,7 @@ def parse_labels(values: Sequence[str], config: Config) -> tuple[tuple[str, str]
         name, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--label {item!r}: expected NAME=VALUE")
-        if not _LABEL_NAME.match(name) or name.startswith("__"):
+        if not is_label_name(name):
             raise UsageError(f"--label {name!r}: not a valid Prometheus label name")
         if name in taken:
             raise UsageError(f"--label {name!r}: the exporter sets this label on devices itself")
@@ -134,6 +137,8 @@ def parse_labels(values: Sequence[str], config: Config) -> tuple[tuple[str, str]
             raise UsageError(f"--label {name!r}: given twice")
         if not value:
             raise UsageError(f"--label {name!r}: empty value (Prometheus drops empty labels)")
+        if not is_unicode(value):
+            raise UsageError(f"--label {name!r}: the value is not valid UTF-8")
         labels[name] = value
     return tuple(labels.items())
 
@@ -166,6 +171,11 @@ class BackfillRange:
         if aligned.end <= aligned.start:
             raise UsageError(
                 f"--from/--to: {iso(start)} to {iso(end)} holds no whole {resolution} bucket"
+            )
+        if aligned.end - aligned.start > MAX_DAYS * DAY:
+            raise UsageError(
+                f"--from/--to: {iso(start)} to {iso(end)} is over {MAX_DAYS} days; "
+                "backfill at most five years in one run (a year at a time suits promtool)"
             )
         return aligned
 

@@ -323,7 +323,7 @@ class InverterConfig:
     @classmethod
     def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
         for key in labels:
-            if not _LABEL_NAME.match(key) or key.startswith("__"):
+            if not is_label_name(key):
                 raise ValueError(f"{key!r} is not a valid Prometheus label name")
             if key in RESERVED_LABELS:
                 raise ValueError(f"{key!r} is set by the exporter and cannot be a custom label")
@@ -489,7 +489,7 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
             if name not in env:
                 raise ConfigError(f"{path or '<root>'}: environment variable {name} is not set")
             value = env[name]
-            if not value.isascii() and not _is_unicode(value):
+            if not value.isascii() and not is_unicode(value):
                 raise ConfigError(
                     f"{path or '<root>'}: environment variable {name} is not valid UTF-8"
                 )
@@ -505,7 +505,12 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
     return node
 
 
-def _is_unicode(text: str) -> bool:
+def is_label_name(name: str) -> bool:
+    """A Prometheus label name a user may set (not one of the reserved `__` names)."""
+    return bool(_LABEL_NAME.match(name)) and not name.startswith("__")
+
+
+def is_unicode(text: str) -> bool:
     """No lone surrogates (what os.environ makes of bytes that are not UTF-8)."""
     try:
         text.encode("utf-8")

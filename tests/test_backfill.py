@@ -627,6 +627,7 @@ def test_discovered_devices_of_every_kind_are_backfilled(
         (["job"], "expected NAME=VALUE"),
         (["job=a", "job=b"], "given twice"),
         (["job="], "empty value"),
+        (["site2=\udcff"], "not valid UTF-8"),  # what argv makes of a byte that is not UTF-8
     ],
 )
 def test_bad_labels_are_refused(labels: list[str], reason: str) -> None:
@@ -669,6 +670,7 @@ def test_device_labels_cover_everything_the_collector_sets() -> None:
         (["--from", "yesterday", "--to", TO], "--from: 'yesterday' is not an ISO 8601"),
         (["--from", FROM, "--to", "2026-11-24T00:00:00Z"], "--to: .* is in the future"),
         (["--from", FROM, "--to", "2026-11-20T00:10:00Z"], "holds no whole 15MIN bucket"),
+        (["--from", "0026-11-20", "--to", TO], "is over 1830 days"),
     ],
 )
 def test_bad_ranges_are_refused(
