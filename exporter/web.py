@@ -86,8 +86,11 @@ class ServerLimits:
     # closed after this long; it also bounds each socket read and write.
     idle_timeout: float = 120.0
     # From a request's first byte (or the TLS handshake) to its last: slow senders
-    # (slowloris) lose their connection even if they trickle a byte at a time.
-    request_timeout: float = 15.0
+    # (slowloris) lose their connection even if they trickle a byte at a time. Well under a
+    # scrape timeout (10 s by default): however many slow senders keep every worker busy, a
+    # scrape waits for one for a few seconds at most. A request (no endpoint takes a body)
+    # is one packet for any real client.
+    request_timeout: float = 3.0
     threads: int = 16  # requests served at once; more wait their turn
     max_connections: int = 256  # open at once; then the longest idle one is closed
     max_body_bytes: int = 16 * 1024  # no endpoint takes a body; larger ones get 413

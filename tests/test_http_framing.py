@@ -5,6 +5,7 @@ connection floods."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import re
 import socket
@@ -300,6 +301,40 @@ def test_slow_clients_in_every_thread_make_scrapes_wait_not_fail() -> None:
         finally:
             for sock in slow:
                 sock.close()
+
+
+def _slow_sender(port: int, stop: threading.Event) -> None:
+    """Send the start of a request and never the rest; when cut off, start over."""
+    while not stop.is_set():
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+            sock.settimeout(1)
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    if not sock.recv(1024):
+                        break
+
+
+def test_slow_senders_on_every_worker_with_the_default_limits_leave_scrapes_served() -> None:
+    """More slow senders than workers, each starting over when cut off: with the default
+    limits every scrape still gets its page within Prometheus' default scrape timeout."""
+    limits = ServerLimits()
+    for served in serve(limits):
+        stop = threading.Event()
+        attackers = [
+            threading.Thread(target=_slow_sender, args=(served.port, stop))
+            for _ in range(limits.threads + 4)
+        ]
+        for t in attackers:
+            t.start()
+        try:
+            for _ in range(3):
+                r = requests.get(f"http://127.0.0.1:{served.port}/metrics", timeout=10)
+                assert r.status_code == 200 and r.content == BODY
+        finally:
+            stop.set()
+            for t in attackers:
+                t.join()
 
 
 # --- response headers ---------------------------------------------------------------------
