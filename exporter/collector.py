@@ -116,8 +116,8 @@ def target_samples(target: InverterTarget) -> Samples:
         *target.labels,
     )
     add(m.INFO, 1.0, info)
-    add(m.BATTERY_LOW_THRESHOLD, _converted(m.BATTERY_LOW_THRESHOLD, target.battery_low_percent))
-    add(m.GRID_EXPORT_HIGH_THRESHOLD, target.grid_export_high_watts)
+    for family in m.THRESHOLDS_BY_KIND[target.kind]:
+        add(family, _converted(family, getattr(target, family.field or "")))
     if inventory is not None:
         add(m.AUTHENTICATED, _bool(inventory.is_authenticated))
         add(m.ACTION_NEEDED, _bool(inventory.action_needed))
@@ -173,7 +173,7 @@ def device_target_samples(target: InverterTarget) -> Samples:
     inventory = target.inventory
     described = _described(inventory, ("manufacturer", "model", "lifecycle_state"))
     add(m.DEVICE_INFO, 1.0, (*with_kind, ("org_id", target.org_id), *described, *target.labels))
-    for family in m.DEVICE_THRESHOLDS.get(target.kind, ()):
+    for family in m.THRESHOLDS_BY_KIND.get(target.kind, ()):
         add(family, _converted(family, getattr(target, family.field or "")), ids)
     if inventory is None:
         return samples

@@ -256,10 +256,15 @@ class Thresholds:
         hours, minutes = self.vehicle_charged_by.split(":")
         return int(hours) * 3600 + int(minutes) * 60
 
-    def over(self, defaults: Thresholds) -> Thresholds:
-        """These thresholds, with unset keys taken from `defaults`."""
+    def over(self, defaults: Thresholds, kind: str | None = None) -> Thresholds:
+        """These thresholds, with unset keys taken from `defaults`; given a `kind`, only
+        that kind's (the defaults name every kind's)."""
         return Thresholds(
-            **{key: _first(getattr(self, key), getattr(defaults, key)) for key in THRESHOLD_KINDS}
+            **{
+                key: _first(getattr(self, key), getattr(defaults, key))
+                for key, applies_to in THRESHOLD_KINDS.items()
+                if kind is None or applies_to == kind
+            }
         )
 
     def set_keys(self) -> list[str]:

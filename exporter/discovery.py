@@ -192,7 +192,6 @@ class FleetDiscovery:
         self._observer = observer
         self._lock = threading.Lock()
         self._rounds: dict[str, _OrgRound] = {}
-        self._rounds_done = 0
         self.last_success: float | None = None
         self.round_done = threading.Event()  # set when a first complete round has ended
 
@@ -204,10 +203,6 @@ class FleetDiscovery:
                 self._rounds[org] = _OrgRound(started=time.perf_counter())
         for org in orgs:
             submit(partial(self._list_users, org, submit))
-
-    def refresh(self) -> None:
-        """One whole round, in the calling thread."""
-        self.start_round(run_now)
 
     def _deleted_param(self) -> dict[str, str]:
         return {"include_deleted": "true" if self._config.include_deleted else "false"}

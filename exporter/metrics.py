@@ -461,8 +461,9 @@ DEVICE_FAMILIES: tuple[Family, ...] = (
     EV_CHARGED_THRESHOLD,
     EV_CHARGED_BY,
 )
-# The configured thresholds of each kind besides inverters (the field is the target's).
-DEVICE_THRESHOLDS: dict[str, tuple[Family, ...]] = {
+# The configured thresholds of each kind (the field is the target's).
+THRESHOLDS_BY_KIND: dict[str, tuple[Family, ...]] = {
+    "inverter": (BATTERY_LOW_THRESHOLD, GRID_EXPORT_HIGH_THRESHOLD),
     "heat_pump": (HOT_WATER_LOW_THRESHOLD,),
     "electric_vehicle": (EV_CHARGED_THRESHOLD, EV_CHARGED_BY),
 }

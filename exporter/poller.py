@@ -20,7 +20,7 @@ from exporter.clock import Clock, Stopped
 from exporter.config import PollConfig
 from exporter.energy import EnergyTotals, add_completed_buckets
 from exporter.logs import kv
-from exporter.readings import MEASURED_BY_KIND, DataPoint, latest_reading
+from exporter.readings import DataPoint, latest_reading
 from exporter.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
 from exporter.store import ReadingStore
 from exporter.targets import InverterTarget
@@ -79,31 +79,22 @@ class Poller:
         self._wake = threading.Event()
         self._closed = False
         self.after_poll: Callable[[], None] = lambda: None  # called after every poll
-        self.set_targets(targets)
-
-    def set_targets(self, targets: Iterable[InverterTarget]) -> None:
-        """Poll exactly these inverters from now on."""
-        targets = list(targets)
-        with self._lock:
-            wanted = {t.inverter_id for t in targets}
-            removed = [i for i in self._targets if i not in wanted]
-        self.apply_targets(targets, removed)
+        self.apply_targets(list(targets), [])
 
     def apply_targets(self, changed: list[InverterTarget], removed: list[str]) -> None:
         """New inverters are due at once; changed ones keep their schedules; removed ones go."""
         now = self._clock.time()
+        # A wallbox (inventory only) is never polled: as good as removed here.
+        gone = [*removed, *(t.inverter_id for t in changed if not t.polled)]
         with self._lock:
-            for inverter_id in removed:
+            for inverter_id in gone:
                 self._targets.pop(inverter_id, None)
                 self._schedules.pop(inverter_id, None)
                 self._unpolled.discard(inverter_id)
             for target in changed:
-                inverter_id = target.inverter_id
-                if not target.polled:  # a wallbox: inventory only, never polled
-                    self._targets.pop(inverter_id, None)
-                    self._schedules.pop(inverter_id, None)
-                    self._unpolled.discard(inverter_id)
+                if not target.polled:
                     continue
+                inverter_id = target.inverter_id
                 self._targets[inverter_id] = target
                 if inverter_id not in self._schedules:
                     offset = phase_offset(inverter_id, self._poll.interval_seconds)
@@ -176,7 +167,7 @@ class Poller:
             log.exception("poll crashed", extra=kv(**target.log_fields()))
         else:
             ok = True
-            reading = latest_reading(points, now, MEASURED_BY_KIND[target.kind])
+            reading = latest_reading(points, now, target.kind)
             newest = reading.time if reading else None
         done = self._clock.time()
         # Energy totals are an inverter's (its power flows); other kinds have none yet.

@@ -157,16 +157,14 @@ def parse_data_response(
     return points
 
 
-def latest_reading(
-    points: list[DataPoint], now: float, measured: tuple[str, ...] = MEASURED_FIELDS
-) -> DataPoint | None:
-    """The newest point at or before `now` that has at least one measured value (default:
-    an inverter's measured fields)."""
+def latest_reading(points: list[DataPoint], now: float, kind: str = "inverter") -> DataPoint | None:
+    """The newest point at or before `now` that has at least one value a device of `kind`
+    measured."""
     newest: DataPoint | None = None
     for point in points:
         if (
             point.time <= now
-            and any(field in point.values for field in measured)
+            and point.has_measurement(kind)
             and (newest is None or point.time > newest.time)
         ):
             newest = point

@@ -102,8 +102,8 @@ class ReadingStore:
             keep = old.reading
             if reading is not None and (keep is None or reading.time >= keep.time):
                 keep = reading
-            self._states[inverter_id] = InverterState(
-                target=old.target,
+            self._states[inverter_id] = replace(
+                old,
                 reading=keep,
                 polled=True,
                 up=True,
@@ -129,13 +129,11 @@ class ReadingStore:
             old = self._states.get(inverter_id)
             if old is None or (kind is not None and old.target.kind != kind):
                 return
-            self._states[inverter_id] = InverterState(
-                target=old.target,
-                reading=old.reading,
+            self._states[inverter_id] = replace(
+                old,
                 polled=True,
                 up=False,
                 last_poll=now,
-                last_success=old.last_success,
                 last_error=error,
                 next_poll=next_poll,
                 energy=old.energy or energy,

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Protocol
 
-from exporter.config import EV, HEAT_PUMP, INVERTER, Config, InverterConfig
+from exporter.config import INVERTER, Config, InverterConfig
 from exporter.logs import kv
+from exporter.readings import MEASURED_BY_KIND
 
 # The kinds with a data series the poller reads (wallboxes have none: inventory only).
-POLLED_KINDS = frozenset({INVERTER, HEAT_PUMP, EV})
-_T = TypeVar("_T")
+POLLED_KINDS = frozenset(MEASURED_BY_KIND)
 # One listing: an organization's user (a home) and a kind of device.
 Listing = tuple[str, str, str]
 log = logging.getLogger(__name__)
@@ -100,26 +100,20 @@ class InverterTarget:
 
     @classmethod
     def from_config(cls, inverter: InverterConfig, config: Config) -> InverterTarget:
-        # Only the thresholds of the device's kind: the defaults name every kind's.
-        thresholds = inverter.thresholds.over(config.thresholds)
-        kind = inverter.kind
+        thresholds = inverter.thresholds.over(config.thresholds, inverter.kind)
         return cls(
             inverter_id=inverter.inverter_id,
             org_id=inverter.org_id,
             user_id=inverter.user_id,
             name=inverter.display_name,
             labels=tuple(sorted(inverter.labels.items())),
-            battery_low_percent=_if(kind == INVERTER, thresholds.battery_low_percent),
-            grid_export_high_watts=_if(kind == INVERTER, thresholds.grid_export_high_watts),
-            hot_water_low_celsius=_if(kind == HEAT_PUMP, thresholds.hot_water_low_celsius),
-            vehicle_charged_percent=_if(kind == EV, thresholds.vehicle_charged_percent),
-            vehicle_charged_by_seconds=_if(kind == EV, thresholds.vehicle_charged_by_seconds),
-            kind=kind,
+            battery_low_percent=thresholds.battery_low_percent,
+            grid_export_high_watts=thresholds.grid_export_high_watts,
+            hot_water_low_celsius=thresholds.hot_water_low_celsius,
+            vehicle_charged_percent=thresholds.vehicle_charged_percent,
+            vehicle_charged_by_seconds=thresholds.vehicle_charged_by_seconds,
+            kind=inverter.kind,
         )
-
-
-def _if(applies: bool, value: _T) -> _T | None:
-    return value if applies else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +205,6 @@ class TargetSet:
         """The users of an organization whose devices are known from a listing."""
         with self._lock:
             return {user for org, user, _ in self._listed if org == org_id}
-
-    def listed_kinds(self, org_id: str, user_id: str) -> set[str]:
-        """The kinds of device a home's listings found."""
-        with self._lock:
-            return {k for org, user, k in self._listed if (org, user) == (org_id, user_id)}
 
     def set_config(self, config: Config) -> None:
         """A new config: everything is re-resolved (only real differences reach followers);

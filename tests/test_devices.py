@@ -60,12 +60,8 @@ def expected_point(sim: RunningSimulator, device: SimDevice, now: float) -> Data
         device.id,
         {"from_datetime": _iso(now - 6 * 3600), "to_datetime": _iso(now)},
     )
-    fields = {
-        "heat_pump": ("inlet_temp_act", "hot_water_temp"),
-        "electric_vehicle": ("battery_level",),
-    }[device.kind]
     kind_fields = tuple(k for k in body["data"][0] if k != "time")
-    point = latest_reading(parse_data_response(body, now, kind_fields), now, fields)
+    point = latest_reading(parse_data_response(body, now, kind_fields), now, device.kind)
     assert point is not None
     return point
 

@@ -32,7 +32,7 @@ from exporter.app import Exporter
 from exporter.client import iso
 from exporter.config import ConfigError, parse_config
 from exporter.discovery import MAX_ACTIONS
-from exporter.readings import FIELDS_BY_KIND, MEASURED_BY_KIND, latest_reading, parse_data_response
+from exporter.readings import FIELDS_BY_KIND, latest_reading, parse_data_response
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.api import SimulatedApi as Api
 from exporter.sim.devices import SimDevice
@@ -129,7 +129,7 @@ def expected(sim: RunningSimulator, device: SimDevice) -> dict[str, float]:
     query = {"from_datetime": iso(NOON - 6 * 3600), "to_datetime": iso(NOON)}
     body = Api.device_data(sim.api, device.org_id, device.user_id, device.kind, device.id, query)
     points = parse_data_response(body, NOON, FIELDS_BY_KIND[device.kind])
-    point = latest_reading(points, NOON, MEASURED_BY_KIND[device.kind])
+    point = latest_reading(points, NOON, device.kind)
     assert point is not None
     return dict(point.values)
 
