@@ -71,7 +71,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _read_secret_file(path: str, key: str) -> SecretStr:
+def _read_secret_file(path: str) -> SecretStr:
     """The secret in a file: at most MAX_SECRET_FILE_BYTES of UTF-8, without a byte order
     mark or surrounding whitespace (editors and `echo` add them; the API never wants them)."""
     try:
@@ -126,17 +126,19 @@ class AuthConfig(_Strict):
                 raise ValueError("password or password_file is required for grant_type password")
         return self
 
+    @property
+    def secret_file_key(self) -> str:
+        """The key naming the file of this grant's secret."""
+        return "client_secret_file" if self.grant_type == "client_credentials" else "password_file"
+
     def secret(self) -> SecretStr:
         """The client secret (client credentials) or password (password grant), files read."""
-        if self.grant_type == "client_credentials":
-            value, file_key = self.client_secret, "client_secret_file"
-        else:
-            value, file_key = self.password, "password_file"
+        value = self.client_secret if self.grant_type == "client_credentials" else self.password
         if value is not None:
             return value
-        path = getattr(self, file_key)
+        path = getattr(self, self.secret_file_key)
         assert path is not None  # guaranteed by _credentials_complete
-        return _read_secret_file(path, file_key)
+        return _read_secret_file(path)
 
 
 class RetryConfig(_Strict):
@@ -546,17 +548,13 @@ def parse_config(text: str, env: Mapping[str, str], source: str = "config") -> C
     expanded = expand_env(raw, env)
     try:
         config = Config.model_validate(expanded)
-        config.podero.auth.secret()  # read secret files now, so a bad path fails the check
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    auth = config.podero.auth
+    try:
+        auth.secret()  # read secret files now, so a bad path fails the check
     except ValueError as exc:
-        key = (
-            "podero.auth.client_secret_file"
-            if expanded["podero"]["auth"].get("grant_type", "client_credentials")
-            == "client_credentials"
-            else "podero.auth.password_file"
-        )
-        raise ConfigError(f"{key}: {exc}") from None
+        raise ConfigError(f"podero.auth.{auth.secret_file_key}: {exc}") from None
     return config
 
 
