@@ -32,9 +32,9 @@ import yaml
 
 from benchmarks.harness import machine, reset_sim_stats, sim_stats
 from exporter import backfill
-from exporter.client import iso
-from exporter.clock import SystemClock
-from exporter.config import Config, parse_config
+from exporter.api.client import iso
+from exporter.base.clock import SystemClock
+from exporter.config.model import Config, parse_config
 from exporter.sim import demo_config, spawn
 from exporter.sim.fleet import SimFleet
 

@@ -23,8 +23,8 @@ import yaml
 
 from benchmarks.harness import machine, reset_sim_stats, sim_stats, verdict
 from exporter.app import Exporter
-from exporter.clock import SystemClock
-from exporter.config import Config, parse_config
+from exporter.base.clock import SystemClock
+from exporter.config.model import Config, parse_config
 from exporter.sim import demo_config, spawn
 
 FIRST_DATA_GOAL = 5.0

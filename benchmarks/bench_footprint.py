@@ -17,7 +17,7 @@ import time
 
 from benchmarks.harness import LockstepClock, exporter_config, machine, rss_mb, verdict
 from exporter.app import Exporter
-from exporter.memory import limit_malloc_arenas, release_free_memory
+from exporter.base.memory import limit_malloc_arenas, release_free_memory
 from exporter.sim import spawn
 from tests.fakes import poll_due
 

@@ -32,11 +32,11 @@ from typing import Any
 import yaml
 
 from benchmarks.harness import machine, verdict
-from exporter.auth import TokenProvider
-from exporter.client import PoderoClient
-from exporter.config import AuthConfig
+from exporter.api.auth import TokenProvider
+from exporter.api.client import PoderoClient
+from exporter.api.transport import ApiError, RetryPolicy, Transport, new_session
+from exporter.config.model import AuthConfig
 from exporter.sim import SimFleet, spawn
-from exporter.transport import ApiError, RetryPolicy, Transport, new_session
 from tests.fakes import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,7 +163,7 @@ def trickle_in_process(deadline: float) -> float:
 # the body's size and the process's peak RSS in MB.
 _JSON_PROBE = """
 import resource, sys
-from exporter.transport import InvalidResponse, Reply, decode_json
+from exporter.api.transport import InvalidResponse, Reply, decode_json
 imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 item = b'{"a":{"b":{"c":{}}}}'
 body = b"[" + (item + b",") * (int(sys.argv[1]) - 1) + item + b"]"

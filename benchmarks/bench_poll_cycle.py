@@ -13,7 +13,7 @@ import argparse
 
 from benchmarks.harness import exporter_config, machine, reset_sim_stats, sim_stats, verdict
 from exporter.app import Exporter
-from exporter.clock import SystemClock
+from exporter.base.clock import SystemClock
 from exporter.sim import spawn
 
 

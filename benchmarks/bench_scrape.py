@@ -29,9 +29,9 @@ from benchmarks.harness import (
     wait_for_steady_state,
 )
 from exporter.app import Exporter
-from exporter.clock import SystemClock
+from exporter.base.clock import SystemClock
+from exporter.serve.web import WebApp, start_web
 from exporter.sim import spawn
-from exporter.web import WebApp, start_web
 from tests.reference import InverterCollector
 
 

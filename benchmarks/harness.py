@@ -13,7 +13,7 @@ from typing import Any
 import requests
 import yaml
 
-from exporter.config import Config, parse_config
+from exporter.config.model import Config, parse_config
 from exporter.sim import demo_config
 from tests.fakes import FakeClock
 

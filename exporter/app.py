@@ -8,21 +8,21 @@ import sys
 import threading
 from collections.abc import Callable
 
-from exporter.auth import TokenProvider
-from exporter.budget import RequestBudget
-from exporter.client import PoderoClient
-from exporter.clock import Clock, Stopped
-from exporter.config import Config, ConfigError
-from exporter.discovery import FleetDiscovery, Submit, inventory_job, run_now
-from exporter.exposition import MetricsPage
-from exporter.logs import kv
-from exporter.memory import release_free_memory
+from exporter.api.auth import TokenProvider
+from exporter.api.budget import RequestBudget
+from exporter.api.client import PoderoClient
+from exporter.api.discovery import FleetDiscovery, Submit, inventory_job, run_now
+from exporter.api.transport import RetryPolicy, Transport, new_session
+from exporter.base.clock import Clock, Stopped
+from exporter.base.logs import kv
+from exporter.base.memory import release_free_memory
+from exporter.config.model import Config, ConfigError
 from exporter.poller import CycleResult, Poller
-from exporter.status import Header, StatusView
-from exporter.store import ReadingStore
-from exporter.targets import TargetSet
-from exporter.telemetry import Telemetry
-from exporter.transport import RetryPolicy, Transport, new_session
+from exporter.render.exposition import MetricsPage
+from exporter.render.status import Header, StatusView
+from exporter.render.telemetry import Telemetry
+from exporter.state.store import ReadingStore
+from exporter.state.targets import TargetSet
 
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001

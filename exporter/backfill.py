@@ -27,10 +27,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from exporter.api.client import PoderoClient, iso
+from exporter.api.discovery import FleetDiscovery, inventory_job
+from exporter.api.pages import JournalMismatch, PageFetcher, PageJournal
+from exporter.api.transport import ApiError
 from exporter.app import build_client
-from exporter.client import PoderoClient, iso
-from exporter.clock import Clock, Stopped, SystemClock
-from exporter.config import (
+from exporter.base.clock import Clock, Stopped, SystemClock
+from exporter.base.logs import LEVELS, kv, setup_logging
+from exporter.config.model import (
     INVERTER,
     OTHER_KINDS,
     RESOLUTION_SECONDS,
@@ -40,14 +44,10 @@ from exporter.config import (
     is_unicode,
     load_config,
 )
-from exporter.discovery import FleetDiscovery, inventory_job
-from exporter.logs import LEVELS, kv, setup_logging
-from exporter.openmetrics import DEVICE_LABELS, write_history
-from exporter.pages import JournalMismatch, PageFetcher, PageJournal
-from exporter.readings import DataPoint
-from exporter.targets import InverterTarget, TargetSet
-from exporter.telemetry import Telemetry
-from exporter.transport import ApiError
+from exporter.render.openmetrics import DEVICE_LABELS, write_history
+from exporter.render.telemetry import Telemetry
+from exporter.state.readings import DataPoint
+from exporter.state.targets import InverterTarget, TargetSet
 
 log = logging.getLogger(__name__)
 

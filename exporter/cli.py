@@ -19,12 +19,12 @@ from pydantic import ValidationError
 
 from exporter import __version__
 from exporter.app import Exporter
-from exporter.clock import SystemClock
-from exporter.config import Config, ConfigError, ShardConfig, load_config, parse_config
-from exporter.logs import LEVELS, kv, setup_logging
-from exporter.memory import limit_malloc_arenas
-from exporter.web import FIXED_PATHS, WebApp, parse_listen_address, start_web
-from exporter.webconfig import describe, load_web_config
+from exporter.base.clock import SystemClock
+from exporter.base.logs import LEVELS, kv, setup_logging
+from exporter.base.memory import limit_malloc_arenas
+from exporter.config.model import Config, ConfigError, ShardConfig, load_config, parse_config
+from exporter.serve.web import FIXED_PATHS, WebApp, parse_listen_address, start_web
+from exporter.serve.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")
 DEMO_INVERTERS = 3

@@ -15,16 +15,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from exporter.client import PoderoClient
-from exporter.clock import Clock, Stopped
-from exporter.config import PollConfig
-from exporter.energy import EnergyTotals, add_completed_buckets
-from exporter.logs import kv
-from exporter.readings import DataPoint, latest_reading
-from exporter.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
-from exporter.store import ReadingStore
-from exporter.targets import InverterTarget
-from exporter.transport import ApiError
+from exporter.api.client import PoderoClient
+from exporter.api.transport import ApiError
+from exporter.base.clock import Clock, Stopped
+from exporter.base.logs import kv
+from exporter.config.model import PollConfig
+from exporter.state.energy import EnergyTotals, add_completed_buckets
+from exporter.state.readings import DataPoint, latest_reading
+from exporter.state.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
+from exporter.state.store import ReadingStore
+from exporter.state.targets import InverterTarget
 
 log = logging.getLogger(__name__)
 Job = Callable[[], None]

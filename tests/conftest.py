@@ -14,7 +14,7 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from exporter.config import Config, parse_config
+from exporter.config.model import Config, parse_config
 from exporter.sim import (
     Faults,
     RunningSimulator,

@@ -7,8 +7,8 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
-from exporter.clock import Clock
-from exporter.config import Config
+from exporter.base.clock import Clock
+from exporter.config.model import Config
 
 
 def metric_names(expr: str) -> set[str]:

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from exporter.clock import Clock
-from exporter.collector import Sample, current_samples
-from exporter.exposition import HEADERS, lines_of
-from exporter.metrics import DEVICE_FAMILIES, INVERTER_FAMILIES, Family
-from exporter.store import InverterState, ReadingStore
+from exporter.base.clock import Clock
+from exporter.kinds.table import DEVICE_FAMILIES, INVERTER_FAMILIES, Family
+from exporter.render.collector import Sample, current_samples
+from exporter.render.exposition import HEADERS, lines_of
+from exporter.state.store import InverterState, ReadingStore
 
 
 class InverterCollector(Collector):

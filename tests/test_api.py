@@ -12,12 +12,10 @@ import pytest
 import requests
 import responses
 
-from exporter.auth import TokenProvider
-from exporter.budget import RequestBudget
-from exporter.client import PoderoClient
-from exporter.config import AuthConfig
-from exporter.readings import DataPoint
-from exporter.transport import (
+from exporter.api.auth import TokenProvider
+from exporter.api.budget import RequestBudget
+from exporter.api.client import PoderoClient
+from exporter.api.transport import (
     ApiError,
     InvalidResponse,
     RetryPolicy,
@@ -25,6 +23,8 @@ from exporter.transport import (
     new_session,
     parse_retry_after,
 )
+from exporter.config.model import AuthConfig
+from exporter.state.readings import DataPoint
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 from tests.test_auth import BASE, DATA_URL, TOKEN_URL, Recorder, token_body

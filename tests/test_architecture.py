@@ -35,16 +35,16 @@ def test_the_layer_contracts_hold() -> None:
 def test_the_layer_contracts_fail_on_a_violation(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "exporter", tmp_path / "exporter")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    transport = tmp_path / "exporter" / "transport.py"
+    transport = tmp_path / "exporter" / "api" / "transport.py"
     # The transport reaching up to the HTTP server: two contracts must catch it.
-    transport.write_text(transport.read_text() + "\nimport exporter.web  # noqa\n")
+    transport.write_text(transport.read_text() + "\nimport exporter.serve.web  # noqa\n")
     result = lint_imports(tmp_path)
     assert result.returncode != 0
-    assert "One-way layers: config at the bottom, the command line at the top BROKEN" in (
+    assert "One-way layers: the ground at the bottom, the command line at the top BROKEN" in (
         result.stdout
     )
     assert "The API side knows nothing of Prometheus or of serving BROKEN" in result.stdout
-    assert "exporter.transport -> exporter.web" in result.stdout
+    assert "exporter.api.transport -> exporter.serve.web" in result.stdout
 
 
 def _cycles(graph: grimp.ImportGraph, modules: set[str]) -> list[list[str]]:

@@ -14,10 +14,10 @@ import pytest
 import responses
 from responses import matchers
 
-from exporter.auth import TokenProvider
-from exporter.client import PoderoClient
-from exporter.config import AuthConfig
-from exporter.transport import ApiError, RetryPolicy, Transport, new_session
+from exporter.api.auth import TokenProvider
+from exporter.api.client import PoderoClient
+from exporter.api.transport import ApiError, RetryPolicy, Transport, new_session
+from exporter.config.model import AuthConfig
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 

@@ -18,7 +18,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from exporter import backfill, cli
-from exporter import metrics as m
+from exporter.api.pages import JournalMismatch
 from exporter.app import Exporter
 from exporter.backfill import (
     BackfillResult,
@@ -27,16 +27,16 @@ from exporter.backfill import (
     UsageError,
     parse_labels,
 )
-from exporter.collector import polled_samples, target_samples
-from exporter.config import Config
-from exporter.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES, in_history
-from exporter.pages import JournalMismatch
-from exporter.readings import MEASURED_BY_KIND, DataPoint
+from exporter.config.model import Config
+from exporter.kinds import table as m
+from exporter.render.collector import polled_samples, target_samples
+from exporter.render.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES, in_history
 from exporter.sim import RunningSimulator, demo_config
 from exporter.sim.api import ApiError as SimApiError
 from exporter.sim.fleet import MEASURED
-from exporter.store import InverterState
-from exporter.targets import Inventory, InverterTarget
+from exporter.state.readings import MEASURED_BY_KIND, DataPoint
+from exporter.state.store import InverterState
+from exporter.state.targets import Inventory, InverterTarget
 from tests.conftest import INV_A, minimal_config, run_cli, to_config
 from tests.fakes import FakeClock
 

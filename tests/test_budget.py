@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from exporter.budget import RequestBudget
+from exporter.api.budget import RequestBudget
 from tests.fakes import FakeClock
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from exporter import __version__
 from exporter.app import Exporter
-from exporter.config import Config
-from exporter.logs import JsonFormatter, LogfmtFormatter, setup_logging
+from exporter.base.logs import JsonFormatter, LogfmtFormatter, setup_logging
+from exporter.config.model import Config
+from exporter.render.telemetry import build_revision
+from exporter.serve.web import parse_listen_address
 from exporter.sim import RunningSimulator
-from exporter.telemetry import build_revision
-from exporter.web import parse_listen_address
 from tests.conftest import run_cli
 from tests.fakes import FakeClock
 

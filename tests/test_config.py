@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.config import Config, ConfigError, load_config, parse_config, shard_of
-from exporter.safeyaml import RefusedYaml, load_yaml
+from exporter.base.safeyaml import RefusedYaml, load_yaml
+from exporter.config.model import Config, ConfigError, load_config, parse_config, shard_of
 from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -574,7 +574,7 @@ def test_shard_from_the_environment_and_flags_win(tmp_path: Path) -> None:
 
 
 def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
-    from exporter.targets import TargetSet
+    from exporter.state.targets import TargetSet
 
     raw = minimal_config()
     raw["inverters"] = [

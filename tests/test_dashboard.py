@@ -18,8 +18,8 @@ from grafana_foundation_sdk.models.dashboard import Dashboard
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter
-from exporter.clock import Clock
-from exporter.config import Config
+from exporter.base.clock import Clock
+from exporter.config.model import Config
 from exporter.sim import RunningSimulator, demo_config
 from tests.conftest import to_config
 from tests.metric_names import exposed_names, metric_names, with_thresholds

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import exporter
-from exporter.config import ConfigError, parse_config
+from exporter.config.model import ConfigError, parse_config
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from exporter.app import Exporter
-from exporter.config import parse_config
+from exporter.config.model import parse_config
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from tests.conftest import NOON, to_config
 from tests.fakes import FakeClock

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.collector import current_samples
-from exporter.readings import DataPoint, latest_reading, parse_data_response
+from exporter.render.collector import current_samples
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.devices import SimDevice
-from exporter.store import InverterState
-from exporter.targets import Inventory, InverterTarget
+from exporter.state.readings import DataPoint, latest_reading, parse_data_response
+from exporter.state.store import InverterState
+from exporter.state.targets import Inventory, InverterTarget
 from tests.conftest import NOON, require_tool, to_config
 from tests.fakes import FakeClock
 from tests.test_discovery import by_id, discovery_config
@@ -67,7 +67,7 @@ def expected_point(sim: RunningSimulator, device: SimDevice, now: float) -> Data
 
 
 def _iso(epoch: float) -> str:
-    from exporter.client import iso
+    from exporter.api.client import iso
 
     return iso(epoch)
 
@@ -238,7 +238,7 @@ def test_a_configured_heat_pump_is_polled_and_described(
 
 
 def test_an_unknown_kind_is_refused_naming_the_field() -> None:
-    from exporter.config import ConfigError, parse_config
+    from exporter.config.model import ConfigError, parse_config
 
     text = """
 podero: {base_url: "http://127.0.0.1:1", auth: {client_id: a, client_secret: b}}
@@ -278,7 +278,7 @@ def test_null_values_are_absent_and_stale_readings_hidden() -> None:
 
 
 def test_a_boolean_field_that_is_not_a_boolean_is_invalid_data() -> None:
-    from exporter.readings import InvalidData
+    from exporter.state.readings import InvalidData
 
     body = {"data": [{"time": "2026-11-23T12:00:00Z", "is_plugged_in": 1}]}
     with pytest.raises(InvalidData, match="is_plugged_in 1 is not a boolean"):
@@ -401,6 +401,6 @@ def test_a_failed_listing_of_one_kind_keeps_that_kind_and_a_failed_poll_drops_up
     ],
 )
 def test_kinds_worth_a_listing(counts: dict[str, Any], listed: list[str]) -> None:
-    from exporter.discovery import kinds_to_list
+    from exporter.api.discovery import kinds_to_list
 
     assert kinds_to_list({"id": "u", **counts}) == listed

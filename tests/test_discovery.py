@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+from exporter.api.discovery import default_name
 from exporter.app import Exporter
-from exporter.config import Config
-from exporter.discovery import default_name
+from exporter.config.model import Config
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
-from exporter.targets import TargetSet
+from exporter.state.targets import TargetSet
 from tests.conftest import to_config
 from tests.fakes import FakeClock
 from tests.test_exposition import samples_of

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from exporter.app import Exporter
-from exporter.energy import POWER_FIELDS, EnergyTotals, add_completed_buckets
-from exporter.readings import DataPoint
+from exporter.state.energy import POWER_FIELDS, EnergyTotals, add_completed_buckets
+from exporter.state.readings import DataPoint
 from tests.conftest import INV_A, INV_B, minimal_config, to_config
 from tests.fakes import FakeClock
 from tests.test_poller import BASE, data_url

@@ -10,13 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import exposition
-from exporter.collector import Sample, current_samples, is_fresh
-from exporter.exposition import MetricsPage
-from exporter.metrics import INVERTER_FAMILIES as FAMILIES
-from exporter.readings import DataPoint
-from exporter.store import InverterState, ReadingStore
-from exporter.targets import InverterTarget
+from exporter.kinds.table import INVERTER_FAMILIES as FAMILIES
+from exporter.render import exposition
+from exporter.render.collector import Sample, current_samples, is_fresh
+from exporter.render.exposition import MetricsPage
+from exporter.state.readings import DataPoint
+from exporter.state.store import InverterState, ReadingStore
+from exporter.state.targets import InverterTarget
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 from tests.reference import InverterCollector, render_inverters

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import INVERTER_FAMILIES
+from exporter.kinds.table import INVERTER_FAMILIES
 from tests.golden import GOLDEN, render_golden
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.readings import latest_reading, parse_data_response
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.api import HOSTILE_LISTING
 from exporter.sim.fleet import iso
+from exporter.state.readings import latest_reading, parse_data_response
 from tests.conftest import NOON, to_config
 from tests.fakes import FakeClock
 from tests.test_exposition import samples_of
@@ -252,7 +252,7 @@ def test_absurd_token_lifetimes_cost_few_token_requests_and_keep_the_status_page
     )
     try:
         exporter = Exporter(to_config(config(sim)), clock)
-        with caplog.at_level(logging.WARNING, logger="exporter.auth"):
+        with caplog.at_level(logging.WARNING, logger="exporter.api.auth"):
             for _ in range(3):  # three cycles a minute apart: 90 polls
                 assert exporter.poller.poll_all().succeeded == 30
                 clock.advance(60)

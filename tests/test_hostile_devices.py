@@ -28,16 +28,16 @@ import requests
 import yaml
 
 from exporter import backfill
+from exporter.api.client import iso
+from exporter.api.discovery import MAX_ACTIONS
 from exporter.app import Exporter
-from exporter.client import iso
-from exporter.config import ConfigError, parse_config
-from exporter.discovery import MAX_ACTIONS
-from exporter.readings import FIELDS_BY_KIND, latest_reading, parse_data_response
+from exporter.config.model import ConfigError, parse_config
+from exporter.render.status import MAX_CONCURRENT
+from exporter.serve.web import WebApp, start_web
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.api import SimulatedApi as Api
 from exporter.sim.devices import SimDevice
-from exporter.status import MAX_CONCURRENT
-from exporter.web import WebApp, start_web
+from exporter.state.readings import FIELDS_BY_KIND, latest_reading, parse_data_response
 from tests.conftest import NOON, minimal_config, require_tool, to_config
 from tests.fakes import FakeClock
 from tests.test_discovery import discovery_config

@@ -10,13 +10,13 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.discovery import default_name, inventory_from, owner_of
-from exporter.exposition import MetricsPage
-from exporter.readings import DataPoint
-from exporter.status import Header, StatusView
-from exporter.store import ReadingStore
-from exporter.targets import Inventory, InverterTarget
-from exporter.text import clean_text
+from exporter.api.discovery import default_name, inventory_from, owner_of
+from exporter.base.text import clean_text
+from exporter.render.exposition import MetricsPage
+from exporter.render.status import Header, StatusView
+from exporter.state.readings import DataPoint
+from exporter.state.store import ReadingStore
+from exporter.state.targets import Inventory, InverterTarget
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 from tests.test_exposition import samples_of
@@ -105,7 +105,7 @@ def test_a_device_that_cannot_be_rendered_is_left_out_and_counted(
     # A name that bypassed the boundary (a lone surrogate cannot be encoded as UTF-8): the
     # old renderer failed /metrics for every inverter.
     page = page_with((1, "roof"), (2, "bad\udc80name"), (3, "barn"))
-    with caplog.at_level(logging.WARNING, logger="exporter.exposition"):
+    with caplog.at_level(logging.WARNING, logger="exporter.render.exposition"):
         text = page.render().decode("utf-8")
         page.render()
     solar = {

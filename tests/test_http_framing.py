@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 import pytest
 import requests
 
-from exporter.clock import SystemClock
-from exporter.status import Header, StatusView
-from exporter.store import ReadingStore
-from exporter.web import ExporterHTTPServer, ServerLimits, WebApp, start_web
+from exporter.base.clock import SystemClock
+from exporter.render.status import Header, StatusView
+from exporter.serve.web import ExporterHTTPServer, ServerLimits, WebApp, start_web
+from exporter.state.store import ReadingStore
 from tests.e2e.processes import wait_for
 
 BODY = b"podero_up 1\n"

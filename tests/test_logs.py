@@ -9,7 +9,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.logs import JsonFormatter, LogfmtFormatter, kv
+from exporter.base.logs import JsonFormatter, LogfmtFormatter, kv
 
 HOSTILE = 'inv\r\nts=forged level=error msg=\x1b[31mred\x1b[0m \udc80 \u2028 "q" \\ end'
 

@@ -18,19 +18,19 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.auth import MAX_LIFETIME, MIN_LIFETIME, token_from_response, token_lifetime
-from exporter.config import Config, ConfigError, parse_config
-from exporter.discovery import default_name, inventory_from, owner_of
-from exporter.readings import VALUE_FIELDS, InvalidData, parse_data_response
-from exporter.safeyaml import RefusedYaml, load_yaml
-from exporter.text import clean_text
-from exporter.transport import (
+from exporter.api.auth import MAX_LIFETIME, MIN_LIFETIME, token_from_response, token_lifetime
+from exporter.api.discovery import default_name, inventory_from, owner_of
+from exporter.api.transport import (
     BadBody,
     BodyTooLarge,
     InvalidResponse,
     parse_retry_after,
     read_body,
 )
+from exporter.base.safeyaml import RefusedYaml, load_yaml
+from exporter.base.text import clean_text
+from exporter.config.model import Config, ConfigError, parse_config
+from exporter.state.readings import VALUE_FIELDS, InvalidData, parse_data_response
 from tests.conftest import NOON, minimal_config
 
 # Any Unicode, lone surrogates included (what json.loads makes of "\udXXX" escapes).

@@ -11,8 +11,8 @@ import pytest
 import responses
 
 from exporter.app import Exporter
-from exporter.config import Config
-from exporter.logs import LogfmtFormatter
+from exporter.base.logs import LogfmtFormatter
+from exporter.config.model import Config
 from exporter.sim import Faults, RunningSimulator
 from tests.conftest import INV_A, INV_B, NOON, ORG, USER, VALUE_METRICS, minimal_config, to_config
 from tests.e2e.processes import wait_for

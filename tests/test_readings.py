@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from exporter.readings import (
+from exporter.state.readings import (
     DataPoint,
     InvalidData,
     latest_reading,

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
-from exporter.config import Config
+from exporter.config.model import Config
 from exporter.sim import RunningSimulator
-from exporter.store import InverterState
+from exporter.state.store import InverterState
 from tests.conftest import to_config
 from tests.fakes import FakeClock, poll_due
 

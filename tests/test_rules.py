@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.clock import Clock
-from exporter.config import Config
+from exporter.base.clock import Clock
+from exporter.config.model import Config
 from tests.conftest import require_tool
 from tests.metric_names import exposed_names, metric_names, with_thresholds
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from exporter.schedule import (
+from exporter.state.schedule import (
     PollSchedule,
     after_poll,
     aligned_after,

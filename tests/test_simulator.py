@@ -11,8 +11,8 @@ import pytest
 import requests
 import yaml
 
-from exporter.readings import latest_reading, parse_data_response
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
+from exporter.state.readings import latest_reading, parse_data_response
 from tests.fakes import FakeClock
 
 SPEC = yaml.safe_load((Path(__file__).parent / "fixtures/inverter-data.openapi.yaml").read_text())

@@ -9,12 +9,12 @@ import threading
 
 import pytest
 
-from exporter import metrics as m
-from exporter import status
-from exporter.readings import DataPoint
-from exporter.status import MAX_CONCURRENT, VALUES, BadQuery, Busy, Header, Query, StatusView
-from exporter.store import ReadingStore
-from exporter.targets import Inventory, InverterTarget
+from exporter.kinds import table as m
+from exporter.render import status
+from exporter.render.status import MAX_CONCURRENT, VALUES, BadQuery, Busy, Header, Query, StatusView
+from exporter.state.readings import DataPoint
+from exporter.state.store import ReadingStore
+from exporter.state.targets import Inventory, InverterTarget
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from exporter.targets import DiscoveredInverter, Inventory, TargetSet
+from exporter.state.targets import DiscoveredInverter, Inventory, TargetSet
 from tests.conftest import to_config
 
 ORG = "00000000-0000-4000-8000-000000000001"
@@ -35,7 +35,7 @@ def test_the_first_home_to_list_a_device_keeps_it_until_it_stops_listing_it(
 ) -> None:
     targets = _targets()
     targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
-    with caplog.at_level(logging.WARNING, logger="exporter.targets"):
+    with caplog.at_level(logging.WARNING, logger="exporter.state.targets"):
         targets.set_home(ORG, HOME_B, [_device(HOME_B, "wallbox", "b-box")], "wallbox")
     assert _only(targets) == (HOME_A, "heat_pump", "a-pump")
     assert [r.getMessage() for r in caplog.records] == [
@@ -65,9 +65,9 @@ def test_a_device_that_moved_homes_follows_its_new_listing() -> None:
 def test_a_device_that_changes_kind_starts_without_the_old_kinds_data() -> None:
     from dataclasses import replace
 
-    from exporter.readings import DataPoint
-    from exporter.store import ReadingStore
-    from exporter.targets import InverterTarget
+    from exporter.state.readings import DataPoint
+    from exporter.state.store import ReadingStore
+    from exporter.state.targets import InverterTarget
 
     pump = InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
     store = ReadingStore([pump])
@@ -83,9 +83,9 @@ def test_a_device_that_changes_kind_starts_without_the_old_kinds_data() -> None:
 
 
 def test_a_poll_in_flight_when_the_kind_changes_leaves_the_new_kind_empty() -> None:
-    from exporter.readings import DataPoint
-    from exporter.store import ReadingStore
-    from exporter.targets import InverterTarget
+    from exporter.state.readings import DataPoint
+    from exporter.state.store import ReadingStore
+    from exporter.state.targets import InverterTarget
 
     pump = InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
     store = ReadingStore([pump])

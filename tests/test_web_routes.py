@@ -12,9 +12,9 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from exporter.exposition import MetricsPage
-from exporter.status import Busy
-from exporter.web import WebApp, accepts_gzip, start_web
+from exporter.render.exposition import MetricsPage
+from exporter.render.status import Busy
+from exporter.serve.web import WebApp, accepts_gzip, start_web
 from tests.conftest import NOON, run_cli
 from tests.fakes import FakeClock
 from tests.test_exposition import random_store

@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from exporter.config import ConfigError
-from exporter.web import ExporterHTTPServer, WebApp, start_web
-from exporter.webconfig import BasicAuth, ServerTLS, TLSServerConfig, load_web_config
+from exporter.config.model import ConfigError
+from exporter.serve.web import ExporterHTTPServer, WebApp, start_web
+from exporter.serve.webconfig import BasicAuth, ServerTLS, TLSServerConfig, load_web_config
 from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,7 +185,7 @@ def test_unknown_user_costs_a_bcrypt_check_too(monkeypatch: pytest.MonkeyPatch) 
         checked.append(hashed)
         return real(password, hashed)
 
-    monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", counting)
+    monkeypatch.setattr("exporter.serve.webconfig.bcrypt.checkpw", counting)
     auth = BasicAuth({"alice": ALICE_HASH})
     assert not auth.allows("Basic " + base64.b64encode(b"mallory:x").decode())
     assert not auth.allows("Basic " + base64.b64encode(b"alice:x").decode())
@@ -197,7 +197,9 @@ def test_successful_logins_are_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     auth = BasicAuth({"alice": ALICE_HASH})
     header = "Basic " + base64.b64encode(b"alice:wonderland").decode()
     assert auth.allows(header)
-    monkeypatch.setattr("exporter.webconfig.bcrypt.checkpw", lambda *_: pytest.fail("no cache"))
+    monkeypatch.setattr(
+        "exporter.serve.webconfig.bcrypt.checkpw", lambda *_: pytest.fail("no cache")
+    )
     assert auth.allows(header)
 
 

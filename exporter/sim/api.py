@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from exporter.clock import Clock, SystemClock
+from exporter.base.clock import Clock, SystemClock
 from exporter.sim.devices import (
     COUNTS,
     DEVICE_FORECAST,

@@ -16,7 +16,7 @@ import pytest
 import requests
 import yaml
 
-from exporter.client import iso
+from exporter.api.client import iso
 from exporter.sim import demo_config, spawn
 from tests.conftest import require_tool
 from tests.e2e.processes import prometheus_server

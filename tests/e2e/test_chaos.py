@@ -14,7 +14,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.metrics import READING_FAMILIES
+from exporter.kinds.table import READING_FAMILIES
 from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config
 from exporter.sim import start_simulator as start_sim
 from tests.e2e.processes import exporter_process, wait_for

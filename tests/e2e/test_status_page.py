@@ -21,10 +21,10 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from exporter.app import Exporter
-from exporter.clock import SystemClock
+from exporter.base.clock import SystemClock
+from exporter.render.status import KINDS, VALUE_KEYS
+from exporter.serve.web import WebApp, start_web
 from exporter.sim import RunningSimulator, SimFleet, SimulatedApi, start_simulator
-from exporter.status import KINDS, VALUE_KEYS
-from exporter.web import WebApp, start_web
 from tests.conftest import require_tool, to_config
 
 pytestmark = pytest.mark.e2e

@@ -6,9 +6,9 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from exporter.energy import EnergyTotals
-from exporter.readings import DataPoint
-from exporter.targets import InverterTarget
+from exporter.state.energy import EnergyTotals
+from exporter.state.readings import DataPoint
+from exporter.state.targets import InverterTarget
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,9 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from exporter.config import ConfigError
-from exporter.configerrors import format_validation_error
-from exporter.safeyaml import RefusedYaml, load_yaml
+from exporter.base.safeyaml import RefusedYaml, load_yaml
+from exporter.config.errors import format_validation_error
+from exporter.config.model import ConfigError
 
 log = logging.getLogger(__name__)
 

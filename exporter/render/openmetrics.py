@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from exporter import metrics as m
-from exporter.collector import (
+from exporter.kinds import table as m
+from exporter.kinds.table import Family, Source
+from exporter.render.collector import (
     Labels,
     Samples,
     escape,
@@ -40,11 +41,10 @@ from exporter.collector import (
     polled_samples,
     target_samples,
 )
-from exporter.energy import EnergyTotals, add_completed_buckets
-from exporter.metrics import Family, Source
-from exporter.readings import DataPoint
-from exporter.store import InverterState
-from exporter.targets import InverterTarget
+from exporter.state.energy import EnergyTotals, add_completed_buckets
+from exporter.state.readings import DataPoint
+from exporter.state.store import InverterState
+from exporter.state.targets import InverterTarget
 
 # Today's state of a device's manufacturer link and of its optimisation (authenticated, open
 # actions, connection and monitoring status, smart optimisation on, its score) says nothing

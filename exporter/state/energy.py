@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.readings import DataPoint
+from exporter.state.readings import DataPoint
 
 POWER_FIELDS = (
     "solar_production_w",

@@ -12,12 +12,12 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from exporter.client import PoderoClient, iso
-from exporter.config import RESOLUTION_SECONDS
-from exporter.logs import kv
-from exporter.readings import DataPoint
-from exporter.targets import InverterTarget
-from exporter.transport import ApiError
+from exporter.api.client import PoderoClient, iso
+from exporter.api.transport import ApiError
+from exporter.base.logs import kv
+from exporter.config.model import RESOLUTION_SECONDS
+from exporter.state.readings import DataPoint
+from exporter.state.targets import InverterTarget
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
-from exporter.configerrors import format_validation_error, join
-from exporter.safeyaml import RefusedYaml, load_yaml
+from exporter.base.safeyaml import RefusedYaml, load_yaml
+from exporter.config.errors import format_validation_error, join
 
 # The API's aggregation buckets. Only 15MIN is accepted (`PollConfig._complete_buckets`): the
 # others are listed so that the refusal can say why.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from exporter.clock import Clock
+from exporter.base.clock import Clock
 
 # Requests are spaced slightly wider than 1/N so that scheduling jitter between leaving the
 # budget and reaching the server cannot squeeze N+1 requests into one second at the server.

@@ -115,7 +115,7 @@ NEXT_POLL = Family(
     Source.POLL,
 )
 
-# --- energy: counters summed from completed buckets (exporter/energy.py) -----------------------
+# --- energy: counters summed from completed buckets (exporter/state/energy.py) ------------
 _ENERGY_HELP = (
     " Each completed data bucket adds its mean power times its duration, once; null values "
     "add nothing; starts at 0 when the exporter starts (a restart is a counter reset, which "

@@ -9,16 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from exporter.auth import TokenProvider
-from exporter.logs import kv
-from exporter.readings import (
+from exporter.api.auth import TokenProvider
+from exporter.api.transport import ApiError, InvalidResponse, Reply, Transport, decode_json
+from exporter.base.logs import kv
+from exporter.base.text import clean_text
+from exporter.state.readings import (
     FIELDS_BY_KIND,
     DataPoint,
     InvalidData,
     parse_data_response,
 )
-from exporter.text import clean_text
-from exporter.transport import ApiError, InvalidResponse, Reply, Transport, decode_json
 
 log = logging.getLogger(__name__)
 

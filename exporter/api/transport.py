@@ -40,14 +40,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from exporter.budget import RequestBudget
-from exporter.clock import Clock
-from exporter.config import (
+from exporter.api.budget import RequestBudget
+from exporter.base.clock import Clock
+from exporter.base.logs import kv
+from exporter.base.text import clean_text
+from exporter.config.model import (
     DEFAULT_CALL_TIMEOUT_SECONDS,
     DEFAULT_MAX_RESPONSE_BYTES,
 )
-from exporter.logs import kv
-from exporter.text import clean_text
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from exporter.client import PoderoClient
-from exporter.clock import Clock
-from exporter.config import INVERTER, OTHER_KINDS, DiscoveryConfig, ShardConfig
-from exporter.logs import kv
-from exporter.targets import DiscoveredInverter, Inventory, InverterTarget, TargetSet
-from exporter.text import DEFAULT_LIMIT, clean_text
-from exporter.transport import ApiError, InvalidResponse
+from exporter.api.client import PoderoClient
+from exporter.api.transport import ApiError, InvalidResponse
+from exporter.base.clock import Clock
+from exporter.base.logs import kv
+from exporter.base.text import DEFAULT_LIMIT, clean_text
+from exporter.config.model import INVERTER, OTHER_KINDS, DiscoveryConfig, ShardConfig
+from exporter.state.targets import DiscoveredInverter, Inventory, InverterTarget, TargetSet
 
 log = logging.getLogger(__name__)
 

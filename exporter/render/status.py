@@ -20,12 +20,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from exporter import __version__
-from exporter import metrics as m
-from exporter.clock import Clock
-from exporter.collector import fresh_at
-from exporter.config import INVERTER, OTHER_KINDS
-from exporter.store import InverterState, ReadingStore
-from exporter.targets import Inventory, InverterTarget, authenticated
+from exporter.base.clock import Clock
+from exporter.config.model import INVERTER, OTHER_KINDS
+from exporter.kinds import table as m
+from exporter.render.collector import fresh_at
+from exporter.state.store import InverterState, ReadingStore
+from exporter.state.targets import Inventory, InverterTarget, authenticated
 
 PAGE_SIZE = 100
 MAX_LIMIT = 1000

@@ -33,9 +33,9 @@ import cheroot.wsgi
 from cheroot.makefile import StreamReader, StreamWriter
 
 from exporter import __version__
-from exporter.exposition import CONTENT_TYPE
-from exporter.status import SCRIPT, STYLE, BadQuery, Busy, StatusView
-from exporter.webconfig import BasicAuth, ServerTLS, WebConfig
+from exporter.render.exposition import CONTENT_TYPE
+from exporter.render.status import SCRIPT, STYLE, BadQuery, Busy, StatusView
+from exporter.serve.webconfig import BasicAuth, ServerTLS, WebConfig
 
 log = logging.getLogger(__name__)
 

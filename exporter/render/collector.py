@@ -16,10 +16,10 @@ from functools import lru_cache
 
 from prometheus_client.utils import floatToGoString
 
-from exporter import metrics as m
-from exporter.metrics import Family, Source
-from exporter.store import InverterState
-from exporter.targets import Inventory, InverterTarget, authenticated
+from exporter.kinds import table as m
+from exporter.kinds.table import Family, Source
+from exporter.state.store import InverterState
+from exporter.state.targets import Inventory, InverterTarget, authenticated
 
 Labels = tuple[tuple[str, str], ...]
 Sample = tuple[Labels, float]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from exporter.text import clean_text
+from exporter.base.text import clean_text
 
 # Values the device measures; a point counts as a reading only if one of them is present.
 MEASURED_FIELDS = (

@@ -12,9 +12,9 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from exporter.config import INVERTER, Config, InverterConfig
-from exporter.logs import kv
-from exporter.readings import MEASURED_BY_KIND
+from exporter.base.logs import kv
+from exporter.config.model import INVERTER, Config, InverterConfig
+from exporter.state.readings import MEASURED_BY_KIND
 
 # The kinds with a data series the poller reads (wallboxes have none: inventory only).
 POLLED_KINDS = frozenset(MEASURED_BY_KIND)

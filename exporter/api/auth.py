@@ -14,11 +14,11 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exporter.clock import Clock
-from exporter.config import AuthConfig
-from exporter.logs import kv
-from exporter.text import clean_text
-from exporter.transport import ApiError, InvalidResponse, Transport, decode_json
+from exporter.api.transport import ApiError, InvalidResponse, Transport, decode_json
+from exporter.base.clock import Clock
+from exporter.base.logs import kv
+from exporter.base.text import clean_text
+from exporter.config.model import AuthConfig
 
 log = logging.getLogger(__name__)
 

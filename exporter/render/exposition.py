@@ -19,8 +19,12 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.clock import Clock
-from exporter.collector import (
+from exporter.base.clock import Clock
+from exporter.base.logs import kv
+from exporter.base.memory import release_free_memory
+from exporter.base.text import clean_text
+from exporter.kinds.table import DEVICE_FAMILIES, INVERTER_FAMILIES, RENDER_ERRORS, Family, Source
+from exporter.render.collector import (
     Samples,
     float_text,
     is_fresh,
@@ -29,12 +33,8 @@ from exporter.collector import (
     target_samples,
     visible,
 )
-from exporter.logs import kv
-from exporter.memory import release_free_memory
-from exporter.metrics import DEVICE_FAMILIES, INVERTER_FAMILIES, RENDER_ERRORS, Family, Source
-from exporter.store import InverterState, ReadingStore
-from exporter.targets import InverterTarget
-from exporter.text import clean_text
+from exporter.state.store import InverterState, ReadingStore
+from exporter.state.targets import InverterTarget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

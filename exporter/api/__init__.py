@@ -1,0 +1,1 @@
+"""The Podero API side: transport, budget, tokens, endpoints, discovery and history pages."""

@@ -1,0 +1,1 @@
+"""The ground every layer stands on: time, logs, memory, untrusted text, YAML; no imports up."""

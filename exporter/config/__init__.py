@@ -1,0 +1,1 @@
+"""The YAML config as one validated model, and its error messages."""

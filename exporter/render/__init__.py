@@ -1,0 +1,1 @@
+"""Rendering the store for Prometheus and people: samples, /metrics, OpenMetrics, status page."""

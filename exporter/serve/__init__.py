@@ -1,0 +1,1 @@
+"""Serving over HTTP: the web server, its endpoints, TLS and basic auth."""
