@@ -581,3 +581,12 @@ SELF_FAMILIES: tuple[Family, ...] = (
     TIMEZONE_OFFSET,
     RENDER_ERRORS,
 )
+
+
+def by_name(name: str) -> Family:
+    """The family of this exposition name (KeyError for a name the exporter does not serve):
+    dashboards, rules and tests spell names through this, so a renamed family fails loudly."""
+    for family in (*INVERTER_FAMILIES, *DEVICE_FAMILIES, *SELF_FAMILIES):
+        if family.name == name:
+            return family
+    raise KeyError(name)
