@@ -52,7 +52,7 @@ def simulate(inverters: int, hours: float, skip_until_due: bool) -> dict[str, An
         while now < end:
             for state in exporter.store.snapshot():
                 reading = state.reading
-                inverter_id = state.target.inverter_id
+                inverter_id = state.target.device_id
                 if reading is None or seen.get(inverter_id) == reading.time:
                     continue
                 if inverter_id in seen:  # a point that appeared while we were watching

@@ -35,8 +35,6 @@ from exporter.app import build_client
 from exporter.base.clock import Clock, Stopped, SystemClock
 from exporter.base.logs import LEVELS, kv, setup_logging
 from exporter.config.model import (
-    INVERTER,
-    OTHER_KINDS,
     RESOLUTION_SECONDS,
     Config,
     ConfigError,
@@ -44,10 +42,12 @@ from exporter.config.model import (
     is_unicode,
     load_config,
 )
-from exporter.render.openmetrics import DEVICE_LABELS, write_history
+from exporter.kinds import registry
+from exporter.kinds.table import device_labels
+from exporter.render.openmetrics import write_history
 from exporter.render.telemetry import Telemetry
 from exporter.state.readings import DataPoint
-from exporter.state.targets import InverterTarget, TargetSet
+from exporter.state.targets import DeviceTarget, TargetSet
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def parse_instant(flag: str, text: str) -> float:
 def parse_labels(values: Sequence[str], config: Config) -> tuple[tuple[str, str], ...]:
     """`NAME=VALUE` pairs, refusing invalid names, repeats, and names the devices' own
     samples carry (ids, inventory, state sets, configured labels)."""
-    taken = set(DEVICE_LABELS)
+    taken = set(device_labels())
     for inverter in config.inverters:
         taken.update(inverter.labels)
     labels: dict[str, str] = {}
@@ -246,7 +246,7 @@ class BackfillResult:
         return self.fetched + self.resumed == self.pages
 
     def summary(self, output: Path) -> str:
-        order = {kind: i for i, kind in enumerate((INVERTER, *OTHER_KINDS))}
+        order = {kind: i for i, kind in enumerate(registry.names())}
         kinds = ", ".join(
             f"{self.kinds[kind]} {_plural(kind, self.kinds[kind])}"
             for kind in sorted(self.kinds, key=lambda kind: (order.get(kind, len(order)), kind))
@@ -337,7 +337,7 @@ def run(
         # Pages for the devices with a data series; a wallbox is described from its target.
         polled = [t for t in targets.current() if t.polled]
         pages = [(target, day, start, end) for day, start, end in span.pages() for target in polled]
-        missing = [p for p in pages if (p[0].inverter_id, p[1]) not in journal.done]
+        missing = [p for p in pages if (p[0].device_id, p[1]) not in journal.done]
         fetcher = PageFetcher(client, span.resolution)
         progress = Progress(stderr or sys.stderr, len(missing))
         fetch_started = time.monotonic()
@@ -347,7 +347,7 @@ def run(
             inventory = [
                 pool.submit(inventory_job(client, t, targets)) for t in targets.configured_only()
             ]
-            in_flight: dict[Future[list[DataPoint]], tuple[InverterTarget, int]] = {}
+            in_flight: dict[Future[list[DataPoint]], tuple[DeviceTarget, int]] = {}
             queue = iter(missing)
             try:
                 while True:
@@ -403,7 +403,7 @@ def run(
         write_started = time.monotonic()
         stats = write_history(
             output,
-            ((t, journal.points(t.inverter_id) if t.polled else []) for t in targets.current()),
+            ((t, journal.points(t.device_id) if t.polled else []) for t in targets.current()),
             extra_labels=labels,
             bucket_seconds=span.bucket_seconds,
             since=span.start,
@@ -422,7 +422,7 @@ def run(
 
 
 def _record(
-    journal: PageJournal, future: Future[list[DataPoint]], target: InverterTarget, day: int
+    journal: PageJournal, future: Future[list[DataPoint]], target: DeviceTarget, day: int
 ) -> bool:
     """Journal a finished page; False (and a warning) if it failed."""
     try:
@@ -437,7 +437,7 @@ def _record(
             ),
         )
         return False
-    journal.record(target.inverter_id, day, points)
+    journal.record(target.device_id, day, points)
     return True
 
 

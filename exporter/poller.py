@@ -20,11 +20,12 @@ from exporter.api.transport import ApiError
 from exporter.base.clock import Clock, Stopped
 from exporter.base.logs import kv
 from exporter.config.model import PollConfig
+from exporter.kinds import registry
 from exporter.state.energy import EnergyTotals, add_completed_buckets
 from exporter.state.readings import DataPoint, latest_reading
 from exporter.state.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
 from exporter.state.store import ReadingStore
-from exporter.state.targets import InverterTarget
+from exporter.state.targets import DeviceTarget
 
 log = logging.getLogger(__name__)
 Job = Callable[[], None]
@@ -55,7 +56,7 @@ class Poller:
         clock: Clock,
         poll: PollConfig,
         *,
-        targets: Iterable[InverterTarget],
+        targets: Iterable[DeviceTarget],
         max_concurrency: int,
         observer: PollObserver,
     ) -> None:
@@ -67,7 +68,7 @@ class Poller:
         self._concurrency = max_concurrency
         self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="poll")
         self._lock = threading.Lock()
-        self._targets: dict[str, InverterTarget] = {}
+        self._targets: dict[str, DeviceTarget] = {}
         self._schedules: dict[str, PollSchedule] = {}
         self._queue: list[tuple[float, str]] = []
         self._jobs: deque[Job] = deque()
@@ -81,27 +82,27 @@ class Poller:
         self.after_poll: Callable[[], None] = lambda: None  # called after every poll
         self.apply_targets(list(targets), [])
 
-    def apply_targets(self, changed: list[InverterTarget], removed: list[str]) -> None:
+    def apply_targets(self, changed: list[DeviceTarget], removed: list[str]) -> None:
         """New inverters are due at once; changed ones keep their schedules; removed ones go."""
         now = self._clock.time()
         # A wallbox (inventory only) is never polled: as good as removed here.
-        gone = [*removed, *(t.inverter_id for t in changed if not t.polled)]
+        gone = [*removed, *(t.device_id for t in changed if not t.polled)]
         with self._lock:
-            for inverter_id in gone:
-                self._targets.pop(inverter_id, None)
-                self._schedules.pop(inverter_id, None)
-                self._unpolled.discard(inverter_id)
+            for device_id in gone:
+                self._targets.pop(device_id, None)
+                self._schedules.pop(device_id, None)
+                self._unpolled.discard(device_id)
             for target in changed:
                 if not target.polled:
                     continue
-                inverter_id = target.inverter_id
-                self._targets[inverter_id] = target
-                if inverter_id not in self._schedules:
-                    offset = phase_offset(inverter_id, self._poll.interval_seconds)
-                    self._schedules[inverter_id] = PollSchedule(offset=offset, next_poll=now)
-                    self._unpolled.add(inverter_id)
-                    self._unpolled_due.append(inverter_id)
-                    self._enqueue(now, inverter_id)
+                device_id = target.device_id
+                self._targets[device_id] = target
+                if device_id not in self._schedules:
+                    offset = phase_offset(device_id, self._poll.interval_seconds)
+                    self._schedules[device_id] = PollSchedule(offset=offset, next_poll=now)
+                    self._unpolled.add(device_id)
+                    self._unpolled_due.append(device_id)
+                    self._enqueue(now, device_id)
         self._wake.set()
 
     def submit(self, job: Job) -> None:
@@ -126,9 +127,9 @@ class Poller:
             old, self._poll = self._poll, poll
             if poll.interval_seconds != old.interval_seconds:
                 interval = poll.interval_seconds
-                for inverter_id, schedule in self._schedules.items():
-                    offset = phase_offset(inverter_id, interval)
-                    self._schedules[inverter_id] = replace(
+                for device_id, schedule in self._schedules.items():
+                    offset = phase_offset(device_id, interval)
+                    self._schedules[device_id] = replace(
                         schedule,
                         offset=offset,
                         next_poll=aligned_at_or_after(schedule.next_poll, interval, offset),
@@ -141,7 +142,7 @@ class Poller:
                 retired.shutdown(wait=False)
         self._wake.set()
 
-    def poll_one(self, target: InverterTarget) -> bool:
+    def poll_one(self, target: DeviceTarget) -> bool:
         """Poll one inverter now and record the result; True if the API answered usefully."""
         started = time.perf_counter()
         now = self._clock.time()
@@ -171,9 +172,11 @@ class Poller:
             newest = reading.time if reading else None
         done = self._clock.time()
         # Energy totals are an inverter's (its power flows); other kinds have none yet.
-        energy = self._energy_after(target, now, points) if target.is_inverter else None
+        energy = (
+            self._energy_after(target, now, points) if registry.get(target.kind).energy else None
+        )
         with self._lock:
-            schedule = self._schedules.get(target.inverter_id)
+            schedule = self._schedules.get(target.device_id)
             if schedule is not None:
                 schedule = after_poll(
                     schedule,
@@ -184,39 +187,39 @@ class Poller:
                     resolution=self._poll.resolution_seconds,
                     skip_until_due=self._poll.skip_until_due,
                 )
-                self._schedules[target.inverter_id] = schedule
-                self._enqueue(schedule.next_poll, target.inverter_id)
+                self._schedules[target.device_id] = schedule
+                self._enqueue(schedule.next_poll, target.device_id)
         next_poll = schedule.next_poll if schedule else None
         kind = target.kind
         if ok:
-            self._store.record_success(target.inverter_id, reading, done, next_poll, energy, kind)
+            self._store.record_success(target.device_id, reading, done, next_poll, energy, kind)
         else:
-            self._store.record_failure(target.inverter_id, error, done, next_poll, energy, kind)
+            self._store.record_failure(target.device_id, error, done, next_poll, energy, kind)
         with self._lock:
-            self._unpolled.discard(target.inverter_id)
+            self._unpolled.discard(target.device_id)
         self._observer.poll_done(time.perf_counter() - started, ok)
         self.after_poll()
         return ok
 
-    def _fetch(self, target: InverterTarget, now: float) -> list[DataPoint]:
+    def _fetch(self, target: DeviceTarget, now: float) -> list[DataPoint]:
         """The device's data points of the lookback window, from its kind's data endpoint."""
         start, resolution = now - self._poll.lookback_seconds, self._poll.resolution
         return self._client.device_data(
             target.kind,
             target.org_id,
             target.user_id,
-            target.inverter_id,
+            target.device_id,
             start=start,
             end=now,
             resolution=resolution,
         )
 
     def _energy_after(
-        self, target: InverterTarget, now: float, points: list[DataPoint]
+        self, target: DeviceTarget, now: float, points: list[DataPoint]
     ) -> EnergyTotals:
         """The inverter's energy totals with the buckets of this poll; they start (at zero)
         with its first poll. (One inverter is never polled twice at once.)"""
-        state = self._store.get(target.inverter_id)
+        state = self._store.get(target.device_id)
         totals = state.energy if state is not None and state.energy is not None else None
         if totals is None:
             totals = EnergyTotals(since=now)
@@ -228,10 +231,10 @@ class Poller:
             horizon=self._poll.lookback_seconds,
         )
 
-    def _enqueue(self, when: float, inverter_id: str) -> None:
+    def _enqueue(self, when: float, device_id: str) -> None:
         """Queue a poll (lock held). Entries superseded by a newer schedule are skipped when
         popped; if polls outside the loop (poll_all) pile them up, the queue is rebuilt."""
-        heapq.heappush(self._queue, (when, inverter_id))
+        heapq.heappush(self._queue, (when, device_id))
         if len(self._queue) > 2 * len(self._schedules) + 1024:
             self._queue = [(s.next_poll, i) for i, s in self._schedules.items()]
             heapq.heapify(self._queue)
@@ -242,7 +245,7 @@ class Poller:
             targets = list(self._targets.values())
         return self.poll_many(targets)
 
-    def poll_many(self, targets: list[InverterTarget]) -> CycleResult:
+    def poll_many(self, targets: list[DeviceTarget]) -> CycleResult:
         """Poll these inverters now, concurrently, and wait for all of them."""
         started = time.perf_counter()
         succeeded = 0
@@ -290,16 +293,16 @@ class Poller:
                 self._running += 1
             self._executor.submit(self._work, item)
 
-    def _next_item(self, now: float) -> InverterTarget | Job | None:
+    def _next_item(self, now: float) -> DeviceTarget | Job | None:
         """The most urgent work (lock held): an inverter's first poll before anything (it is
         what a listing was for); then due polls and jobs take turns, so that neither a poll
         storm (a new bucket everywhere at once) stalls discovery nor a listing round of
         10,000 homes delays fresh data by more than half."""
         while self._unpolled_due:
-            inverter_id = self._unpolled_due.popleft()
-            if inverter_id in self._unpolled and inverter_id not in self._in_flight:
-                self._in_flight.add(inverter_id)
-                return self._targets[inverter_id]
+            device_id = self._unpolled_due.popleft()
+            if device_id in self._unpolled and device_id not in self._in_flight:
+                self._in_flight.add(device_id)
+                return self._targets[device_id]
         self._jobs_turn = not self._jobs_turn
         if self._jobs_turn and self._jobs:
             return self._jobs.popleft()
@@ -308,20 +311,20 @@ class Poller:
             return poll
         return self._jobs.popleft() if self._jobs else None
 
-    def _next_due_poll(self, now: float) -> InverterTarget | None:
+    def _next_due_poll(self, now: float) -> DeviceTarget | None:
         while self._queue and self._queue[0][0] <= now:
-            when, inverter_id = heapq.heappop(self._queue)
-            schedule = self._schedules.get(inverter_id)
+            when, device_id = heapq.heappop(self._queue)
+            schedule = self._schedules.get(device_id)
             # Skip heap entries left behind by a reschedule or a removed inverter.
-            if schedule is None or schedule.next_poll != when or inverter_id in self._in_flight:
+            if schedule is None or schedule.next_poll != when or device_id in self._in_flight:
                 continue
-            self._in_flight.add(inverter_id)
-            return self._targets[inverter_id]
+            self._in_flight.add(device_id)
+            return self._targets[device_id]
         return None
 
-    def _work(self, item: InverterTarget | Job) -> None:
+    def _work(self, item: DeviceTarget | Job) -> None:
         try:
-            if isinstance(item, InverterTarget):
+            if isinstance(item, DeviceTarget):
                 self.poll_one(item)
             else:
                 item()
@@ -332,8 +335,8 @@ class Poller:
         finally:
             with self._lock:
                 self._running -= 1
-                if isinstance(item, InverterTarget):
-                    self._in_flight.discard(item.inverter_id)
+                if isinstance(item, DeviceTarget):
+                    self._in_flight.discard(item.device_id)
             self._wake.set()
 
     def close(self) -> None:

@@ -34,4 +34,4 @@ def poll_due(poller: Poller, now: float) -> CycleResult:
     finally:
         with poller._lock:
             for target in due:
-                poller._in_flight.discard(target.inverter_id)
+                poller._in_flight.discard(target.device_id)

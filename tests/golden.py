@@ -35,7 +35,7 @@ def render_golden() -> str:
         line + "\n"
         for line in text.splitlines()
         if not line.startswith(
-            ("podero_inverter_next_poll_timestamp_seconds{", "podero_inverter_last_success")
+            ("podero_device_next_poll_timestamp_seconds{", "podero_inverter_last_success")
         )
     )
 

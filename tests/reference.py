@@ -9,10 +9,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter.base.clock import Clock
-from exporter.kinds.table import DEVICE_FAMILIES, INVERTER_FAMILIES, Family
+from exporter.kinds.family import Family
+from exporter.kinds.table import device_families
 from exporter.render.collector import Sample, current_samples
-from exporter.render.exposition import HEADERS, lines_of
-from exporter.state.store import InverterState, ReadingStore
+from exporter.render.exposition import ALWAYS_SERVED, header, lines_of
+from exporter.state.store import DeviceState, ReadingStore
 
 
 class InverterCollector(Collector):
@@ -26,14 +27,14 @@ class InverterCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self._clock.time()
         max_age = self._max_age()
-        families = (*INVERTER_FAMILIES, *DEVICE_FAMILIES)
+        families = device_families()
         by_family: dict[Family, list[Sample]] = {family: [] for family in families}
         for state in self._store.snapshot():
             for family, samples in current_samples(state, now, max_age).items():
                 by_family[family].extend(samples)
         for family in families:
-            if family in DEVICE_FAMILIES and not by_family[family]:
-                continue  # the other kinds' families are served once they have samples
+            if family not in ALWAYS_SERVED and not by_family[family]:
+                continue  # a kind's own families are served once they have samples
             metric: GaugeMetricFamily | CounterMetricFamily
             if family.type == "counter":
                 metric = CounterMetricFamily(family.name, family.help, labels=None)
@@ -44,15 +45,14 @@ class InverterCollector(Collector):
             yield metric
 
 
-def render_inverters(states: list[InverterState], now: float, max_age: float) -> bytes:
+def render_inverters(states: list[DeviceState], now: float, max_age: float) -> bytes:
     """The per-inverter families as text, rendered whole (no blocks, no caching)."""
-    families = (*INVERTER_FAMILIES, *DEVICE_FAMILIES)
-    per_family: dict[Family, list[bytes]] = {f: [HEADERS[f]] for f in families}
+    per_family: dict[Family, list[bytes]] = {f: [header(f)] for f in device_families()}
     for state in states:
         for family, text in lines_of(current_samples(state, now, max_age)).items():
             per_family[family].append(text)
     return b"".join(
         b"".join(parts)
         for family, parts in per_family.items()
-        if family in INVERTER_FAMILIES or len(parts) > 1
+        if family in ALWAYS_SERVED or len(parts) > 1
     )

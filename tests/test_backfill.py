@@ -28,15 +28,18 @@ from exporter.backfill import (
     parse_labels,
 )
 from exporter.config.model import Config
-from exporter.kinds import table as m
+from exporter.kinds import common, electric_vehicle, heat_pump, registry, table
+from exporter.kinds import inverter as inverter_kind
+from exporter.kinds.family import Family, Source
+from exporter.kinds.table import device_labels
 from exporter.render.collector import polled_samples, target_samples
-from exporter.render.openmetrics import DEVICE_LABELS, HISTORY_FAMILIES, in_history
+from exporter.render.openmetrics import history_families, in_history
 from exporter.sim import RunningSimulator, demo_config
 from exporter.sim.api import ApiError as SimApiError
 from exporter.sim.fleet import MEASURED
-from exporter.state.readings import MEASURED_BY_KIND, DataPoint
-from exporter.state.store import InverterState
-from exporter.state.targets import Inventory, InverterTarget
+from exporter.state.readings import DataPoint
+from exporter.state.store import DeviceState
+from exporter.state.targets import DeviceTarget, Inventory
 from tests.conftest import INV_A, minimal_config, run_cli, to_config
 from tests.fakes import FakeClock
 
@@ -131,7 +134,7 @@ def of_inverter(series: Series, name: str, inverter_id: str) -> list[tuple[float
     return next(
         points
         for (n, labels), points in series.items()
-        if n == name and ("inverter_id", inverter_id) in labels
+        if n == name and ("device_id", inverter_id) in labels
     )
 
 
@@ -143,14 +146,14 @@ def test_every_bucket_holds_the_values_the_simulator_serves(
     text = (tmp_path / "out.om").read_text()
     assert text.endswith("\n# EOF\n")
     series = series_of(text)
-    readings = [f for f in m.READING_FAMILIES if f.field is not None]
+    readings = [f for f in inverter_kind.INVERTER.readings if f.field is not None]
     checked = 0
     for inverter in sim.describe()["inverters"]:
         ident = inverter["inverter_id"]
         mine = {
             name: points
             for (name, labels), points in series.items()
-            if ("inverter_id", ident) in labels
+            if ("device_id", ident) in labels
         }
         points = served(sim, inverter, FROM, TO)
         assert len(points) == 192
@@ -166,17 +169,19 @@ def test_every_bucket_holds_the_values_the_simulator_serves(
             assert mine[family.name] == expected  # the same float arithmetic, exactly
             checked += len(expected)
         stamps = [epoch(p["time"]) for p in points]
-        assert mine[m.DATA_TIMESTAMP.name] == [(t, t) for t in stamps]
+        assert mine[common.DATA_TIMESTAMP.name] == [(t, t) for t in stamps]
     # The fifth simulated inverter has no battery: its battery series are absent, not 0.
     no_battery = sim.describe()["inverters"][4]["inverter_id"]
     assert not [
-        k for k in series if k[0] == m.BATTERY_CHARGE.name and ("inverter_id", no_battery) in k[1]
+        k
+        for k in series
+        if k[0] == inverter_kind.BATTERY_CHARGE.name and ("device_id", no_battery) in k[1]
     ]
     assert checked > 5 * 192 * 6
     # Units: the ratio is the API's percent / 100.
     first = sim.describe()["inverters"][0]
     percent = served(sim, first, FROM, TO)[40]["battery_charge_level_percent"]
-    ratio = dict(of_inverter(series, m.BATTERY_CHARGE.name, first["inverter_id"]))
+    ratio = dict(of_inverter(series, inverter_kind.BATTERY_CHARGE.name, first["inverter_id"]))
     assert ratio[epoch(FROM) + 40 * BUCKET] == pytest.approx(percent / 100)
 
 
@@ -199,14 +204,14 @@ def test_every_bucket_of_heat_pumps_and_evs_holds_the_values_the_simulator_serve
             points = served_device(sim, device, FROM, TO)
             assert len(points) == 192
             stamps = [epoch(p["time"]) for p in points]
-            for family in m.DEVICE_READINGS[kind]:  # every row of the kind's table
+            for family in registry.get(kind).readings:  # every row of the kind's table
                 assert family.field is not None
                 expected = [
                     (t, family.convert(float(p[family.field])))  # True -> 1.0, False -> 0.0
                     for t, p in zip(stamps, points, strict=True)
                 ]
                 assert mine[family.name] == expected, family.name
-            assert mine[m.DEVICE_DATA_TIMESTAMP.name] == [(t, t) for t in stamps]
+            assert mine[common.DATA_TIMESTAMP.name] == [(t, t) for t in stamps]
     # Units: the EV's battery level is the API's percent / 100; its flags are 0 or 1.
     ev = devices_of(sim, "electric_vehicle")[0]
     mine = {name: dict(points) for (name, _), points in of_device(series, ev["device_id"]).items()}
@@ -214,11 +219,17 @@ def test_every_bucket_of_heat_pumps_and_evs_holds_the_values_the_simulator_serve
     for index in (10, 90, 150):
         at = epoch(raw[index]["time"])
         percent = raw[index]["battery_level"]
-        assert 0 < percent <= 100 and mine[m.EV_BATTERY_LEVEL.name][at] == pytest.approx(
-            percent / 100
+        assert 0 < percent <= 100 and mine[electric_vehicle.BATTERY_LEVEL.name][
+            at
+        ] == pytest.approx(percent / 100)
+        assert mine[electric_vehicle.CHARGING.name][at] == (
+            1.0 if raw[index]["is_charging"] else 0.0
         )
-        assert mine[m.EV_CHARGING.name][at] == (1.0 if raw[index]["is_charging"] else 0.0)
-    for flag in (m.EV_CHARGING, m.EV_PLUGGED_IN, m.EV_AT_OPTIMIZED_LOCATION):
+    for flag in (
+        electric_vehicle.CHARGING,
+        electric_vehicle.PLUGGED_IN,
+        electric_vehicle.AT_OPTIMIZED_LOCATION,
+    ):
         assert set(mine[flag.name].values()) == {0.0, 1.0}  # both states occur in two days
     # Energy counters are the inverters' alone.
     assert not [k for k in series if "_energy_" in k[0] and dict(k[1]).get("device_id")]
@@ -230,11 +241,11 @@ def test_a_wallbox_is_described_at_every_bucket(
     run(fleet_config, clock, tmp_path / "out.om")
     series = series_of((tmp_path / "out.om").read_text())
     stamps = [epoch(FROM) + k * BUCKET for k in range(192)]
-    descriptive = {f.name for f in HISTORY_FAMILIES if f.source is m.Source.TARGET}
+    descriptive = {f.name for f in history_families() if f.source is Source.TARGET}
     for wallbox in devices_of(sim, "wallbox"):
         mine = of_device(series, wallbox["device_id"])
         assert {name for name, _ in mine} <= descriptive
-        (info,) = [key for key in mine if key[0] == m.DEVICE_INFO.name]
+        (info,) = [key for key in mine if key[0] == common.INFO.name]
         simulated = sim.api.fleet.devices_by_id[wallbox["device_id"]]
         assert ("kind", "wallbox") in info[1]
         assert ("manufacturer", simulated.manufacturer) in info[1]
@@ -258,7 +269,7 @@ def test_nulls_of_heat_pumps_and_evs_are_left_out(
             if kind == "heat_pump" and epoch(point["time"]) in hot_water_gaps:
                 point["hot_water_temp"] = None
             if kind == "electric_vehicle" and epoch(point["time"]) == offline:
-                point.update(dict.fromkeys(MEASURED_BY_KIND["electric_vehicle"]))
+                point.update(dict.fromkeys(registry.get("electric_vehicle").measured_names))
         return body
 
     sim.api.device_data = answer  # type: ignore[method-assign]
@@ -268,9 +279,9 @@ def test_nulls_of_heat_pumps_and_evs_are_left_out(
         mine = {
             name: dict(points) for (name, _), points in of_device(series, pump["device_id"]).items()
         }
-        assert hot_water_gaps.isdisjoint(mine[m.HEAT_PUMP_HOT_WATER_TEMPERATURE.name])
-        assert len(mine[m.HEAT_PUMP_HOT_WATER_TEMPERATURE.name]) == 192 - 3
-        assert hot_water_gaps <= set(mine[m.HEAT_PUMP_INLET_TEMPERATURE.name])
+        assert hot_water_gaps.isdisjoint(mine[heat_pump.HOT_WATER_TEMPERATURE.name])
+        assert len(mine[heat_pump.HOT_WATER_TEMPERATURE.name]) == 192 - 3
+        assert hot_water_gaps <= set(mine[heat_pump.INLET_TEMPERATURE.name])
     for ev in devices_of(sim, "electric_vehicle"):
         mine = of_device(series, ev["device_id"])
         for (name, _), points in mine.items():  # the price alone is no history either
@@ -308,31 +319,36 @@ def test_labels_equal_the_live_exporters(
     left_out = {
         f.name
         for f in (
-            *(m.UP, m.NEXT_POLL, m.LAST_SUCCESS, m.DEVICE_UP),
-            *(m.AUTHENTICATED, m.ACTION_NEEDED, m.CONNECTION_STATUS, m.MONITORING_STATUS),
-            *(m.DEVICE_AUTHENTICATED, m.DEVICE_ACTION_NEEDED),
-            *(m.DEVICE_SMART_OPTIMIZATION, m.DEVICE_OPTIMIZATION_SCORE),
+            *(common.UP, common.NEXT_POLL, common.LAST_SUCCESS, common.UP),
+            *(
+                common.AUTHENTICATED,
+                common.ACTION_NEEDED,
+                inverter_kind.CONNECTION_STATUS,
+                inverter_kind.MONITORING_STATUS,
+            ),
+            *(common.AUTHENTICATED, common.ACTION_NEEDED),
+            *(common.SMART_OPTIMIZATION, common.OPTIMIZATION_SCORE),
         )
     }
     assert set(live) - set(history) == left_out
-    assert {f.name for f in HISTORY_FAMILIES} & set(live) == set(history)
-    kinds = {dict(labels).get("kind") for labels in history[m.DEVICE_INFO.name]}
+    assert {f.name for f in history_families()} & set(live) == set(history)
+    kinds = {dict(labels).get("kind") for labels in history[common.INFO.name]}
     assert kinds == {"heat_pump", "electric_vehicle", "wallbox"}
 
 
 def test_history_takes_every_family_of_the_table_but_the_live_ones() -> None:
     # Derived from the table, so that rows added for a kind (thresholds, say) come along.
-    for family in (*m.INVERTER_FAMILIES, *m.DEVICE_FAMILIES):
-        live_only = family.source is m.Source.POLL and family.field != "time"
-        assert in_history(family) == (family in HISTORY_FAMILIES)
-        if family.source in (m.Source.READING, m.Source.ENERGY):
+    for family in table.device_families():
+        live_only = family.source is Source.POLL and family.field != "time"
+        assert in_history(family) == (family in history_families())
+        if family.source in (Source.READING, Source.ENERGY):
             assert in_history(family)
         if live_only:
             assert not in_history(family)
-    for readings in m.DEVICE_READINGS.values():
-        assert set(readings) <= set(HISTORY_FAMILIES)
-    assert m.DEVICE_DATA_TIMESTAMP in HISTORY_FAMILIES and m.DEVICE_INFO in HISTORY_FAMILIES
-    added = m.Family("podero_heat_pump_x_threshold_celsius", "t", m.Source.TARGET)
+    for readings in (k.readings for k in registry.kinds()):
+        assert set(readings) <= set(history_families())
+    assert common.DATA_TIMESTAMP in history_families() and common.INFO in history_families()
+    added = Family("podero_heat_pump_x_threshold_celsius", "t", Source.TARGET)
     assert in_history(added)  # a new description row of any kind
 
 
@@ -344,10 +360,10 @@ def test_energy_counters_add_each_completed_bucket_from_the_range_start(
     inverter = sim.describe()["inverters"][0]
     points = served(sim, inverter, FROM, TO)
     for name, field, sign in (
-        (m.SOLAR_ENERGY.name, "solar_production_w", 1),
-        (m.GRID_EXPORT_ENERGY.name, "export_power_to_grid_w", 1),
-        (m.GRID_IMPORT_ENERGY.name, "export_power_to_grid_w", -1),
-        (m.BATTERY_CHARGE_ENERGY.name, "battery_charge_discharge_power_w", -1),
+        (inverter_kind.SOLAR_ENERGY.name, "solar_production_w", 1),
+        (inverter_kind.GRID_EXPORT_ENERGY.name, "export_power_to_grid_w", 1),
+        (inverter_kind.GRID_IMPORT_ENERGY.name, "export_power_to_grid_w", -1),
+        (inverter_kind.BATTERY_CHARGE_ENERGY.name, "battery_charge_discharge_power_w", -1),
     ):
         total, expected = 0.0, []
         for p in points:
@@ -608,7 +624,7 @@ def test_discovered_devices_of_every_kind_are_backfilled(
     assert stats["heat_pump_data"] == stats["electric_vehicle_data"] == {"200": 4}
     assert "heat_pump" not in stats and "wallbox" not in stats
     series = series_of((tmp_path / "out.om").read_text())
-    infos = [dict(labels) for name, labels in series if name == m.DEVICE_INFO.name]
+    infos = [dict(labels) for name, labels in series if name == common.INFO.name]
     assert sorted(i["kind"] for i in infos) == sorted(d["kind"] for d in info["devices"])
     assert all(i["manufacturer"] and i["name"].startswith("cust-") for i in infos)
 
@@ -616,7 +632,7 @@ def test_discovered_devices_of_every_kind_are_backfilled(
 @pytest.mark.parametrize(
     ("labels", "reason"),
     [
-        (["inverter_id=x"], "sets this label"),
+        (["device_id=x"], "sets this label"),
         (["name=x"], "sets this label"),
         (["status=x"], "sets this label"),
         (["manufacturer=x"], "sets this label"),
@@ -656,11 +672,11 @@ def test_device_labels_cover_everything_the_collector_sets() -> None:
     )
     names: set[str] = set()
     for kind in ("inverter", "heat_pump", "electric_vehicle", "wallbox"):
-        target = InverterTarget(INV_A, "o", "u", "n", inventory=inventory, kind=kind)
-        state = InverterState(target, reading=DataPoint(0.0, {"price": 1.0}), polled=True)
+        target = DeviceTarget(INV_A, "o", "u", "n", inventory=inventory, kind=kind)
+        state = DeviceState(target, reading=DataPoint(0.0, {"price": 1.0}), polled=True)
         for samples in (*target_samples(target).values(), *polled_samples(state).values()):
             names.update(key for labels, _ in samples for key, _ in labels)
-    assert names == DEVICE_LABELS
+    assert names == device_labels()
 
 
 @pytest.mark.parametrize(
@@ -741,7 +757,7 @@ def test_progress_is_drawn_on_a_terminal_only() -> None:
 def test_measured_fields_of_the_simulator_are_all_exported() -> None:
     # The exact-value test above compares every reading family; it must cover every field
     # the simulator measures.
-    assert set(MEASURED) <= {f.field for f in m.READING_FAMILIES}
+    assert set(MEASURED) <= {f.field for f in inverter_kind.INVERTER.readings}
 
 
 def test_the_subcommand_writes_the_file_and_says_so(
@@ -799,7 +815,7 @@ def test_hostile_names_and_label_values_are_escaped(
     assert len(series) > 10
     for _name, labels in series:
         assert dict(labels)["name"] == hostile and dict(labels)["instance"] == 'x"\\y'
-    info = next(labels for name, labels in series if name == m.INFO.name)
+    info = next(labels for name, labels in series if name == common.INFO.name)
     assert dict(info)["site"] == 'a"b\\c'
 
 

@@ -180,7 +180,7 @@ BROKEN: list[tuple[str, Any, str]] = [
     (
         "reserved-label",
         _with("inverters.0.labels", {"name": "x"}),
-        "inverters[0].labels: 'name' is set by the exporter and cannot be a custom label",
+        "inverters[0].labels: 'name' is set by the exporter on podero_device_info and cannot be a custom label",
     ),
     (
         "bad-label-name",
@@ -468,7 +468,7 @@ def test_uuids_are_normalised() -> None:
     raw = minimal_config()
     raw["inverters"][0]["inverter_id"] = INV_A.upper()
     config = parse_config(yaml.safe_dump(raw), {})
-    assert config.inverters[0].inverter_id == INV_A
+    assert config.inverters[0].device_id == INV_A
 
 
 def test_example_config_passes_check_with_its_env_vars(tmp_path: Path) -> None:
@@ -590,7 +590,7 @@ def test_sharded_replicas_export_disjoint_covering_inverters() -> None:
     for index in range(4):
         raw["shard"] = {"count": 4, "index": index}
         for t in TargetSet(parse_config(yaml.safe_dump(raw), {})).current():
-            seen.append(t.inverter_id)
+            seen.append(t.device_id)
             homes.setdefault(t.user_id, set()).add(index)
     assert sorted(seen) == sorted(i["inverter_id"] for i in raw["inverters"])
     assert all(len(shards) == 1 for shards in homes.values())  # a home is never split

@@ -16,8 +16,8 @@ from exporter.render.collector import current_samples
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.devices import SimDevice
 from exporter.state.readings import DataPoint, latest_reading, parse_data_response
-from exporter.state.store import InverterState
-from exporter.state.targets import Inventory, InverterTarget
+from exporter.state.store import DeviceState
+from exporter.state.targets import DeviceTarget, Inventory
 from tests.conftest import NOON, require_tool, to_config
 from tests.fakes import FakeClock
 from tests.test_discovery import by_id, discovery_config
@@ -105,8 +105,8 @@ def test_heat_pumps_and_evs_export_the_api_values_in_base_units(
         **{d.id: ("electric_vehicle", 1.0) for d in evs},
     }
     # Inverter series keep their names and labels; no inverter is a device.
-    assert len(series_of(text, "podero_inverter_up")) == HOMES
-    assert not any("device_id" in dict(labels) for labels in series_of(text, "podero_inverter_up"))
+    assert len(series_of(text, "podero_device_up")) == HOMES
+    assert not any("device_id" in dict(labels) for labels in series_of(text, "podero_device_up"))
 
 
 def series_of(text: str, name: str) -> list[tuple[tuple[str, str], ...]]:
@@ -253,8 +253,8 @@ inverters:
 
 
 def test_null_values_are_absent_and_stale_readings_hidden() -> None:
-    target = InverterTarget(
-        inverter_id="00000000-0000-4000-8000-000000000003",
+    target = DeviceTarget(
+        device_id="00000000-0000-4000-8000-000000000003",
         org_id="o",
         user_id="u",
         name="car",
@@ -267,7 +267,7 @@ def test_null_values_are_absent_and_stale_readings_hidden() -> None:
     }
     fields = ("battery_level", "is_charging", "is_plugged_in", "price")
     point = parse_data_response(body, None, fields)[0]
-    state = InverterState(target, reading=point, polled=True, up=True)
+    state = DeviceState(target, reading=point, polled=True, up=True)
     names = {f.name: s for f, s in current_samples(state, point.time + 60, 3600).items()}
     assert names["podero_electric_vehicle_battery_level_ratio"][0][1] == 0.5
     assert "podero_electric_vehicle_charging" not in names
@@ -356,8 +356,8 @@ def test_the_status_page_shows_each_kind_and_wallboxes_are_no_problem(
     boxes = json.loads(view.json({"kind": "wallbox"}, devices=True))["devices"]
     assert {r["status"] for r in boxes} == {"inventory only"}
     problems = json.loads(view.json({"problems": "1", "limit": "1000"}, devices=True))
-    flagged = {r["inverter_id"] for r in problems["devices"]}
-    assert flagged.isdisjoint(r["inverter_id"] for r in boxes)
+    flagged = {r["device_id"] for r in problems["devices"]}
+    assert flagged.isdisjoint(r["device_id"] for r in boxes)
     needing = {d.id for d in home_sim.api.fleet.devices if d.actions}
     assert needing <= flagged  # an open action is a problem
     html = view.html({}).decode()

@@ -50,7 +50,7 @@ def exporter_for(raw: dict[str, Any], clock: FakeClock) -> Exporter:
 def by_id(exporter: Exporter, kind: str = "inverter") -> dict[str, Any]:
     """The exporter's targets of one kind (default: inverters), by id."""
     return {
-        s.target.inverter_id: s.target for s in exporter.store.snapshot() if s.target.kind == kind
+        s.target.device_id: s.target for s in exporter.store.snapshot() if s.target.kind == kind
     }
 
 
@@ -74,7 +74,7 @@ def test_discovers_every_live_inverter_of_several_orgs(
     text = exporter.page.render().decode()
     for org in fleet.org_ids:
         count = sum(1 for i in fleet.inverters if i.org_id == org and not i.deleted)
-        assert f'podero_discovery_inverters{{org_id="{org}"}} {float(count)}' in text
+        assert f'podero_discovery_devices{{org_id="{org}"}} {float(count)}' in text
         assert f'podero_discovery_last_success_timestamp_seconds{{org_id="{org}"}}' in text
     assert "podero_discovery_duration_seconds " in text
     exporter.stop()
@@ -86,19 +86,19 @@ def test_inventory_metrics_describe_each_device(
     exporter = exporter_for(discovery_config(fleet_sim), clock)
     fleet = {i.id: i for i in fleet_sim.api.fleet.inverters}
     auth = {
-        dict(k)["inverter_id"]: v
-        for k, v in series(exporter, "podero_inverter_authenticated").items()
+        dict(k)["device_id"]: v
+        for k, v in series(exporter, "podero_device_authenticated").items()
     }
     action = {
-        dict(k)["inverter_id"]: v
-        for k, v in series(exporter, "podero_inverter_action_needed").items()
+        dict(k)["device_id"]: v
+        for k, v in series(exporter, "podero_device_action_needed").items()
     }
     joules = {
-        dict(k)["inverter_id"]: v
+        dict(k)["device_id"]: v
         for k, v in series(exporter, "podero_inverter_battery_capacity_joules").items()
     }
     rating = {
-        dict(k)["inverter_id"]: v
+        dict(k)["device_id"]: v
         for k, v in series(exporter, "podero_inverter_solar_power_rating_watts").items()
     }
     assert 0.0 in auth.values() and 1.0 in action.values()  # the fleet is varied
@@ -113,10 +113,10 @@ def test_inventory_metrics_describe_each_device(
             assert inverter_id not in joules
     states = series(exporter, "podero_inverter_connection_status")
     one = next(iter(auth))
-    mine = {dict(k)["status"]: v for k, v in states.items() if dict(k)["inverter_id"] == one}
+    mine = {dict(k)["status"]: v for k, v in states.items() if dict(k)["device_id"] == one}
     assert sum(mine.values()) == 1.0 and set(mine) >= {"connected", "disconnected"}
     info = next(
-        dict(k) for k in series(exporter, "podero_inverter_info") if dict(k)["inverter_id"] == one
+        dict(k) for k in series(exporter, "podero_device_info") if dict(k)["device_id"] == one
     )
     assert info["manufacturer"] == fleet[one].manufacturer
     assert info["model"] == fleet[one].model and info["price_zone"] == fleet[one].price_zone
@@ -145,7 +145,7 @@ def test_static_entry_wins_for_name_labels_and_thresholds(
     assert target.battery_low_percent == 40
     assert target.inventory is not None and target.inventory.model == chosen.model
     assert len(by_id(exporter)) == sum(1 for i in fleet_sim.api.fleet.inverters if not i.deleted)
-    others = [t for t in by_id(exporter).values() if t.inverter_id != chosen.id]
+    others = [t for t in by_id(exporter).values() if t.device_id != chosen.id]
     assert all(t.battery_low_percent == 20 for t in others)  # defaults for discovered ones
     exporter.stop()
 
@@ -226,7 +226,7 @@ def test_static_only_inverters_get_inventory_from_the_detail_endpoint(
     fleet = {i.id: i for i in sim.api.fleet.inverters}
     for target in by_id(exporter).values():
         assert target.inventory is not None
-        assert target.inventory.manufacturer == fleet[target.inverter_id].manufacturer
+        assert target.inventory.manufacturer == fleet[target.device_id].manufacturer
     # A failed refresh keeps what was known.
     sim.api.faults = Faults(failing_endpoints=("inverter",))
     exporter.refresh_inventory()
@@ -245,6 +245,6 @@ def test_shards_split_the_discovered_fleet(fleet_sim: RunningSimulator, clock: F
 
 
 def test_merge_without_discovery_is_the_configured_list(sim_config: Config) -> None:
-    assert [t.inverter_id for t in TargetSet(sim_config).current()] == [
-        i.inverter_id for i in sim_config.inverters
+    assert [t.device_id for t in TargetSet(sim_config).current()] == [
+        i.device_id for i in sim_config.inverters
     ]

@@ -10,13 +10,13 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.kinds.table import INVERTER_FAMILIES as FAMILIES
+from exporter.kinds.table import device_families
 from exporter.render import exposition
 from exporter.render.collector import Sample, current_samples, is_fresh
 from exporter.render.exposition import MetricsPage
 from exporter.state.readings import DataPoint
-from exporter.state.store import InverterState, ReadingStore
-from exporter.state.targets import InverterTarget
+from exporter.state.store import DeviceState, ReadingStore
+from exporter.state.targets import DeviceTarget
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 from tests.reference import InverterCollector, render_inverters
@@ -33,14 +33,14 @@ VALUES = {
 }
 
 
-def by_name(state: InverterState, now: float, max_age: float) -> dict[str, list[Sample]]:
+def by_name(state: DeviceState, now: float, max_age: float) -> dict[str, list[Sample]]:
     """`current_samples` keyed by metric name."""
     return {f.name: s for f, s in current_samples(state, now, max_age).items()}
 
 
-def target(i: int, **kw: object) -> InverterTarget:
-    return InverterTarget(
-        inverter_id=f"{i:08x}-0000-4000-8000-000000000000",
+def target(i: int, **kw: object) -> DeviceTarget:
+    return DeviceTarget(
+        device_id=f"{i:08x}-0000-4000-8000-000000000000",
         org_id="o",
         user_id="u",
         name=f"inv-{i}",
@@ -57,7 +57,7 @@ def samples_of(text: str) -> set[tuple[str, tuple[tuple[str, str], ...], float]]
 
 
 def test_fresh_reading_exports_every_value_with_base_units() -> None:
-    state = InverterState(
+    state = DeviceState(
         target(1),
         reading=DataPoint(NOON - 600, VALUES),
         polled=True,
@@ -67,12 +67,12 @@ def test_fresh_reading_exports_every_value_with_base_units() -> None:
     samples = by_name(state, NOON, 3600)
     assert samples["podero_inverter_battery_charge_ratio"][0][1] == 0.64
     assert samples["podero_inverter_grid_export_watts"][0][1] == -120.0
-    assert samples["podero_inverter_data_timestamp_seconds"][0][1] == NOON - 600
-    assert samples["podero_inverter_up"][0][1] == 1.0
+    assert samples["podero_device_data_timestamp_seconds"][0][1] == NOON - 600
+    assert samples["podero_device_up"][0][1] == 1.0
 
 
 def test_stale_reading_keeps_up_info_and_timestamp_but_no_values() -> None:
-    state = InverterState(
+    state = DeviceState(
         target(1),
         reading=DataPoint(NOON - 3601, VALUES),
         polled=True,
@@ -82,20 +82,20 @@ def test_stale_reading_keeps_up_info_and_timestamp_but_no_values() -> None:
     assert not is_fresh(state, NOON, 3600)
     names = set(by_name(state, NOON, 3600))
     assert names == {
-        "podero_inverter_data_timestamp_seconds",
-        "podero_inverter_up",
-        "podero_inverter_last_success_timestamp_seconds",
-        "podero_inverter_info",
+        "podero_device_data_timestamp_seconds",
+        "podero_device_up",
+        "podero_device_last_success_timestamp_seconds",
+        "podero_device_info",
     }
 
 
 def test_never_polled_inverter_has_info_only() -> None:
-    assert set(by_name(InverterState(target(1)), NOON, 3600)) == {"podero_inverter_info"}
+    assert set(by_name(DeviceState(target(1)), NOON, 3600)) == {"podero_device_info"}
 
 
 def test_thresholds_only_where_configured() -> None:
-    with_threshold = InverterState(target(1, battery_low_percent=30))
-    without = InverterState(target(2))
+    with_threshold = DeviceState(target(1, thresholds=(("battery_low_percent", 30.0),)))
+    without = DeviceState(target(2))
     assert (
         by_name(with_threshold, NOON, 3600)["podero_inverter_battery_low_threshold_ratio"][0][1]
         == 0.3
@@ -109,7 +109,7 @@ def random_store(n: int, seed: int) -> ReadingStore:
         target(
             i,
             labels=(("site", f's"\\{i}\n'),) if i % 3 == 0 else (),
-            grid_export_high_watts=7000.0 if i % 2 else None,
+            thresholds=(("grid_export_high_watts", 7000.0),) if i % 2 else (),
         )
         for i in range(n)
     ]
@@ -122,9 +122,9 @@ def random_store(n: int, seed: int) -> ReadingStore:
         age = rng.choice([60, 600, 4000])
         reading = DataPoint(NOON - age, values) if values else None
         if roll < 0.2:
-            store.record_failure(t.inverter_id, "HTTP 503", NOON - 10, NOON + 50)
+            store.record_failure(t.device_id, "HTTP 503", NOON - 10, NOON + 50)
         else:
-            store.record_success(t.inverter_id, reading, NOON - 10, NOON + 50)
+            store.record_success(t.device_id, reading, NOON - 10, NOON + 50)
     return store
 
 
@@ -142,7 +142,8 @@ def test_fast_rendering_equals_the_reference_rendering() -> None:
     ref_families = [(f.name, f.documentation) for f in text_string_to_metric_families(reference)]
     # (The parser names a counter family without its _total suffix.)
     table = [
-        (f.name.removesuffix("_total") if f.type == "counter" else f.name, f.help) for f in FAMILIES
+        (f.name.removesuffix("_total") if f.type == "counter" else f.name, f.help)
+        for f in device_families()
     ]
     assert fast_families == ref_families == table
 
@@ -151,7 +152,7 @@ def test_page_is_cached_until_the_store_changes_or_data_turns_stale() -> None:
     clock = FakeClock(NOON)
     store = ReadingStore([target(1)])
     page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
-    store.record_success(target(1).inverter_id, DataPoint(NOON - 3500, VALUES), NOON, None)
+    store.record_success(target(1).device_id, DataPoint(NOON - 3500, VALUES), NOON, None)
     first = b"".join(page.refresh())
     assert b"podero_inverter_solar_production_watts{" in first
     chunks = page.refresh()
@@ -159,10 +160,10 @@ def test_page_is_cached_until_the_store_changes_or_data_turns_stale() -> None:
     clock.advance(101)  # the reading is now older than max_data_age_seconds
     stale = b"".join(page.refresh())
     assert b"podero_inverter_solar_production_watts{" not in stale
-    assert b"podero_inverter_data_timestamp_seconds{" in stale
-    store.record_failure(target(1).inverter_id, "HTTP 500", clock.time(), None)
+    assert b"podero_device_data_timestamp_seconds{" in stale
+    store.record_failure(target(1).device_id, "HTTP 500", clock.time(), None)
     assert (
-        b'podero_inverter_up{inverter_id="00000001-0000-4000-8000-000000000000",name="inv-1"} 0.0'
+        b'podero_device_up{device_id="00000001-0000-4000-8000-000000000000",name="inv-1"} 0.0'
         in b"".join(page.refresh())
     )
 
@@ -183,10 +184,10 @@ def test_incremental_page_equals_a_full_render_through_changes_and_time() -> Non
     for step in range(40):
         for t in rng.sample(targets, 15):
             if rng.random() < 0.3:
-                store.record_failure(t.inverter_id, "HTTP 502", clock.time(), None)
+                store.record_failure(t.device_id, "HTTP 502", clock.time(), None)
             else:
                 reading = DataPoint(clock.time() - rng.choice([0, 600, 3000]), dict(VALUES))
-                store.record_success(t.inverter_id, reading, clock.time(), None)
+                store.record_success(t.device_id, reading, clock.time(), None)
         if step == 20:
             store.set_targets(targets[:200])
         if step in (10, 25, 30):  # a growing fleet: new inverters, one renamed
@@ -215,7 +216,7 @@ def test_gzip_members_are_compressed_once_per_change_of_their_block(
     first = len(calls)
     page.gzip_chunks()
     assert len(calls) == first + 1  # only the small telemetry part, not one block again
-    one = store.snapshot()[0].target.inverter_id
+    one = store.snapshot()[0].target.device_id
     store.record_failure(one, "HTTP 500", NOON, None)
     before = len(calls)
     page.update()  # the refresher's step: the changed block is compressed again, once
@@ -230,7 +231,7 @@ def test_scrapes_serve_the_last_update_and_never_render() -> None:
     page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
     page.update()
     served = page.chunks()
-    one = store.snapshot()[0].target.inverter_id
+    one = store.snapshot()[0].target.device_id
     store.record_failure(one, "HTTP 500", NOON, None)
     assert page.chunks()[:-2] == served[:-2]  # the change waits for the next update
     page.update()

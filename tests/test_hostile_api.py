@@ -69,7 +69,7 @@ def page(exporter: Exporter) -> str:
 def exported(exporter: Exporter, name: str) -> dict[str, float]:
     """Samples of a family by inverter_id."""
     return {
-        dict(labels)["inverter_id"]: value
+        dict(labels)["device_id"]: value
         for n, labels, value in samples_of(page(exporter))
         if n == name
     }
@@ -92,14 +92,14 @@ def true_solar(sim: RunningSimulator, inverter_id: str, now: float) -> float:
 def assert_healthy_correct(
     exporter: Exporter, sim: RunningSimulator, healthy: list[str], now: float
 ) -> None:
-    up, solar = exported(exporter, "podero_inverter_up"), exported(exporter, SOLAR)
+    up, solar = exported(exporter, "podero_device_up"), exported(exporter, SOLAR)
     for inverter_id in healthy:
         assert up[inverter_id] == 1.0, inverter_id
         assert solar[inverter_id] == true_solar(sim, inverter_id, now), inverter_id
 
 
 def errors(exporter: Exporter) -> dict[str, str]:
-    return {s.target.inverter_id: s.last_error or "" for s in exporter.store.snapshot()}
+    return {s.target.device_id: s.last_error or "" for s in exporter.store.snapshot()}
 
 
 # --- time: trickling answers ----------------------------------------------------------------
@@ -203,12 +203,12 @@ def test_hostile_strings_in_listings_break_no_output(
     polled_devices = sum(d.kind != "wallbox" and not d.deleted for d in fleet.api.fleet.devices)
     assert (result.succeeded, result.failed) == (FLEET - 1 + polled_devices, 1)
     text = page(exporter)  # valid UTF-8, every inverter in it
-    assert set(exported(exporter, "podero_inverter_info")) == set(every)
+    assert set(exported(exporter, "podero_device_info")) == set(every)
     assert_healthy_correct(exporter, fleet, every[2:], NOON)
     info = {
-        dict(labels)["inverter_id"]: dict(labels)
+        dict(labels)["device_id"]: dict(labels)
         for n, labels, _ in samples_of(text)
-        if n == "podero_inverter_info"
+        if n == "podero_device_info"
     }
     hostile = info[every[0]]
     assert hostile["manufacturer"] == "EvilCorp[31m"  # NUL, ESC and the override are gone
@@ -224,7 +224,7 @@ def test_hostile_strings_in_listings_break_no_output(
     assert "&lt;script&gt;" in html and "<script>alert" not in html
     rows = json.loads(status.json({}))["inverters"]
     assert len(rows) == FLEET
-    error = next(r["last_error"] for r in rows if r["inverter_id"] == every[1])
+    error = next(r["last_error"] for r in rows if r["device_id"] == every[1])
     assert error.startswith("HTTP 400: No data\ufffd[2J!!!") and len(error) <= 300
     assert HOSTILE_LISTING["price_zone"] not in html
     exporter.stop()

@@ -37,7 +37,7 @@ from exporter.serve.web import WebApp, start_web
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.api import SimulatedApi as Api
 from exporter.sim.devices import SimDevice
-from exporter.state.readings import FIELDS_BY_KIND, latest_reading, parse_data_response
+from exporter.state.readings import fields_of, latest_reading, parse_data_response
 from tests.conftest import NOON, minimal_config, require_tool, to_config
 from tests.fakes import FakeClock
 from tests.test_discovery import discovery_config
@@ -128,7 +128,7 @@ def expected(sim: RunningSimulator, device: SimDevice) -> dict[str, float]:
     """The newest measured values of a device as the untampered simulator serves them."""
     query = {"from_datetime": iso(NOON - 6 * 3600), "to_datetime": iso(NOON)}
     body = Api.device_data(sim.api, device.org_id, device.user_id, device.kind, device.id, query)
-    points = parse_data_response(body, NOON, FIELDS_BY_KIND[device.kind])
+    points = parse_data_response(body, NOON, fields_of(device.kind))
     point = latest_reading(points, NOON, device.kind)
     assert point is not None
     return dict(point.values)
@@ -150,8 +150,8 @@ def assert_others_correct(
             assert up[ev.id][1] == 1.0, ev.id
             ratio = expected(sim, ev)["battery_level"] / 100
             assert level[ev.id][1] == pytest.approx(ratio), ev.id
-    inverter_up = series(text, "podero_inverter_up", "inverter_id")
-    solar = series(text, "podero_inverter_solar_production_watts", "inverter_id")
+    inverter_up = series(text, "podero_device_up", "device_id")
+    solar = series(text, "podero_inverter_solar_production_watts", "device_id")
     for inv in sim.api.fleet.inverters:
         if inv.id not in spared and not inv.deleted:
             assert inverter_up[inv.id][1] == 1.0, inv.id
@@ -306,9 +306,7 @@ def test_absurd_device_data_costs_only_that_device(
         for n, labels, _ in samples_of(text)
         if dict(labels).get("device_id") == victim.id and n.startswith(f"podero_{kind}_")
     ]
-    error = next(
-        s.last_error for s in exporter.store.snapshot() if s.target.inverter_id == victim.id
-    )
+    error = next(s.last_error for s in exporter.store.snapshot() if s.target.device_id == victim.id)
     assert error is not None and reason in error and len(error) <= 300, error
     invalid = series(text, "podero_api_invalid_responses_total", "endpoint")
     assert invalid[f"{kind}_data"][1] == 1.0
@@ -533,7 +531,7 @@ def test_a_device_listed_twice_in_one_listing_is_one_device(
     exporter = polled(homes, clock)
     text = page_of(exporter)
     exporter.stop()
-    assert sum(t.inverter_id == ev.id for t in exporter.targets.current()) == 1
+    assert sum(t.device_id == ev.id for t in exporter.targets.current()) == 1
     assert homes.api.stats()["responses"]["electric_vehicle_data"] == {"200": 4}  # four EVs
     assert_others_correct(exporter, homes, text, set())
     promtool_accepts(text)  # no duplicate series

@@ -16,7 +16,7 @@ from exporter.render.exposition import MetricsPage
 from exporter.render.status import Header, StatusView
 from exporter.state.readings import DataPoint
 from exporter.state.store import ReadingStore
-from exporter.state.targets import Inventory, InverterTarget
+from exporter.state.targets import DeviceTarget, Inventory
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 from tests.test_exposition import samples_of
@@ -80,10 +80,8 @@ def test_owner_and_default_name_are_clean_and_stable() -> None:
     assert default_name("a\ud800b", "\x00\x00abcdefgh") == "a\ufffdb-abcdef"
 
 
-def target(i: int, name: str, inventory: Inventory | None = None) -> InverterTarget:
-    return InverterTarget(
-        f"{i:08x}-0000-4000-8000-000000000000", "o", "u", name, inventory=inventory
-    )
+def target(i: int, name: str, inventory: Inventory | None = None) -> DeviceTarget:
+    return DeviceTarget(f"{i:08x}-0000-4000-8000-000000000000", "o", "u", name, inventory=inventory)
 
 
 def page_with(*states: tuple[int, str]) -> MetricsPage:
@@ -136,7 +134,7 @@ def test_inventory_that_bypassed_the_boundary_fails_only_its_device() -> None:
     )
     page = MetricsPage(store, FakeClock(NOON), lambda: 3600.0, CollectorRegistry())
     text = page.render().decode("utf-8")
-    info = [labels for name, labels, _ in samples_of(text) if name == "podero_inverter_info"]
+    info = [labels for name, labels, _ in samples_of(text) if name == "podero_device_info"]
     assert [dict(labels)["name"] for labels in info] == ["roof"]
     assert page.guard.errors == 1
 
@@ -146,12 +144,12 @@ def test_the_home_view_shows_a_hostile_owner_and_name_as_text() -> None:
     user = "6f1c0000-0000-4000-8000-00000000000a"
     inventory = Inventory(manufacturer=evil, model=evil, owner=evil)
     devices = [
-        InverterTarget(f"{i:08x}-0000-4000-8000-000000000000", "o", user, evil + kind,
+        DeviceTarget(f"{i:08x}-0000-4000-8000-000000000000", "o", user, evil + kind,
                        inventory=inventory, kind=kind)
         for i, kind in enumerate(("inverter", "heat_pump", "electric_vehicle", "wallbox"))
     ]  # fmt: skip
     store = ReadingStore(devices)
-    store.record_failure(devices[1].inverter_id, evil, NOON, None)
+    store.record_failure(devices[1].device_id, evil, NOON, None)
     header = Header(started=NOON, token_expiry=None, last_inventory=None, discovery=False)
     view = StatusView(store, FakeClock(NOON), lambda: 3600.0, lambda: header)
     page = view.html({"user_id": user, "q": evil}).decode()

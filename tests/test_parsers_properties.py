@@ -30,8 +30,10 @@ from exporter.api.transport import (
 from exporter.base.safeyaml import RefusedYaml, load_yaml
 from exporter.base.text import clean_text
 from exporter.config.model import Config, ConfigError, parse_config
-from exporter.state.readings import VALUE_FIELDS, InvalidData, parse_data_response
+from exporter.state.readings import InvalidData, field_names, parse_data_response
 from tests.conftest import NOON, minimal_config
+
+VALUE_FIELDS = field_names("inverter")
 
 # Any Unicode, lone surrogates included (what json.loads makes of "\udXXX" escapes).
 ANY_CHAR = st.characters(exclude_categories=())

@@ -37,9 +37,9 @@ def test_one_cycle_exports_every_metric_for_every_inverter(
     for metric in VALUE_METRICS:
         expected = names if "battery" not in metric else with_battery
         assert set(series(exporter, metric)) >= expected, metric
-    assert set(series(exporter, "podero_inverter_up").values()) == {1.0}
+    assert set(series(exporter, "podero_device_up").values()) == {1.0}
     assert set(series(exporter, "podero_inverter_battery_charge_ratio")) == with_battery
-    ages = [NOON - t for t in series(exporter, "podero_inverter_data_timestamp_seconds").values()]
+    ages = [NOON - t for t in series(exporter, "podero_device_data_timestamp_seconds").values()]
     assert all(0 <= age <= 1800 for age in ages)
     exporter.stop()
 
@@ -53,7 +53,7 @@ def test_one_failing_inverter_does_not_affect_the_others(
     exporter = Exporter(to_config(raw), clock)
     result = exporter.poller.poll_all()
     assert (result.succeeded, result.failed) == (4, 1)
-    up = series(exporter, "podero_inverter_up")
+    up = series(exporter, "podero_device_up")
     assert up.pop("barn-linz") == 0.0
     assert set(up.values()) == {1.0}
     assert "barn-linz" not in series(exporter, "podero_inverter_solar_production_watts")
@@ -70,14 +70,14 @@ def test_api_outage_keeps_last_values_until_they_are_stale(
     sim.api.faults = Faults(error_5xx=1.0)
     clock.advance(600)
     exporter.poller.poll_all()
-    assert set(series(exporter, "podero_inverter_up").values()) == {0.0}
+    assert set(series(exporter, "podero_device_up").values()) == {0.0}
     assert series(exporter, "podero_inverter_solar_production_watts") == before
     clock.advance(3600)
     assert series(exporter, "podero_inverter_solar_production_watts") == {}
-    assert len(series(exporter, "podero_inverter_data_timestamp_seconds")) == 5
+    assert len(series(exporter, "podero_device_data_timestamp_seconds")) == 5
     sim.api.faults = Faults()
     exporter.poller.poll_all()
-    assert set(series(exporter, "podero_inverter_up").values()) == {1.0}
+    assert set(series(exporter, "podero_device_up").values()) == {1.0}
     assert len(series(exporter, "podero_inverter_solar_production_watts")) == 5
     exporter.stop()
 
@@ -88,7 +88,7 @@ def test_poll_due_follows_the_schedule(sim_config: Config, clock: FakeClock) -> 
     assert (
         poll_due(exporter.poller, exporter.clock.time()).succeeded == 0
     )  # nothing is due right after a poll
-    nexts = series(exporter, "podero_inverter_next_poll_timestamp_seconds")
+    nexts = series(exporter, "podero_device_next_poll_timestamp_seconds")
     assert all(v > NOON for v in nexts.values())
     clock.set(max(nexts.values()))
     assert poll_due(exporter.poller, exporter.clock.time()).succeeded == 5
@@ -106,7 +106,7 @@ def test_reload_adds_and_removes_inverters_and_keeps_the_token(
     raw["inverters"] = raw["inverters"][:2]
     assert exporter.reload(lambda: to_config(raw)) is None
     exporter.poller.poll_all()
-    assert set(series(exporter, "podero_inverter_up")) == {"rooftop-vienna", "garage-graz"}
+    assert set(series(exporter, "podero_device_up")) == {"rooftop-vienna", "garage-graz"}
     assert sim.api.stats()["responses"]["token"]["200"] == tokens_before
     assert exporter.reload(lambda: to_config({"podero": {}})) is not None
     assert len(exporter.store) == 2  # the old config keeps running
@@ -178,7 +178,7 @@ def test_broken_response_is_counted_logged_once_and_isolated(
     with caplog.at_level(logging.WARNING):
         clock.advance(60)
         exporter.poller.poll_all()
-    up = series(exporter, "podero_inverter_up")
+    up = series(exporter, "podero_device_up")
     assert up == {"a": 0.0, "b": 1.0}
     assert series(exporter, "podero_inverter_solar_production_watts") == before
     text = exporter.page.render().decode()
@@ -186,7 +186,7 @@ def test_broken_response_is_counted_logged_once_and_isolated(
     warnings = [LogfmtFormatter().format(r) for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1
     assert 'msg="poll failed"' in warnings[0]  # a constant message; identifiers are fields
-    assert " name=a " in warnings[0] and f"inverter_id={INV_A}" in warnings[0]
+    assert " name=a " in warnings[0] and f"device_id={INV_A}" in warnings[0]
     assert reason in warnings[0]
     exporter.stop()
 

@@ -10,7 +10,7 @@ import pytest
 from exporter.app import Exporter
 from exporter.config.model import Config
 from exporter.sim import RunningSimulator
-from exporter.state.store import InverterState
+from exporter.state.store import DeviceState
 from tests.conftest import to_config
 from tests.fakes import FakeClock, poll_due
 
@@ -32,8 +32,8 @@ def learned(exporter: Exporter, clock: FakeClock) -> None:
         poll_due(exporter.poller, clock.time())
 
 
-def readings(exporter: Exporter) -> dict[str, InverterState]:
-    return {s.target.inverter_id: s for s in exporter.store.snapshot()}
+def readings(exporter: Exporter) -> dict[str, DeviceState]:
+    return {s.target.device_id: s for s in exporter.store.snapshot()}
 
 
 @pytest.mark.parametrize(

@@ -138,23 +138,23 @@ def test_first_polls_go_first_then_due_polls_and_jobs_take_turns(
     ]
     exporter = Exporter(to_config(raw), clock)
     poller = exporter.poller
-    known = [t.inverter_id for t in exporter.targets.current()]
+    known = [t.device_id for t in exporter.targets.current()]
     poller.poll_all()  # every known inverter has been polled once
     clock.advance(3 * 3600)  # and is due again
     jobs = [lambda: None for _ in range(3)]
     for job in jobs:
         poller.submit(job)
     newcomer = next(
-        t for t in exporter.targets.current() if t.inverter_id == known[0]
+        t for t in exporter.targets.current() if t.device_id == known[0]
     )  # a copy stands in for a newly listed inverter
     newcomer_id = "ffffffff-0000-4000-8000-000000000000"
-    poller.apply_targets([replace(newcomer, inverter_id=newcomer_id)], [])
+    poller.apply_targets([replace(newcomer, device_id=newcomer_id)], [])
     order = []
     for _ in range(8):
         item = poller._next_item(clock.time())
         if item is None:
             break
-        order.append("job" if callable(item) and item in jobs else item.inverter_id)  # type: ignore[union-attr]
+        order.append("job" if callable(item) and item in jobs else item.device_id)  # type: ignore[union-attr]
     assert order[0] == newcomer_id  # its first poll before anything else
     kinds = ["job" if o == "job" else "poll" for o in order[1:]]
     assert kinds[:6] == ["job", "poll", "job", "poll", "job", "poll"]

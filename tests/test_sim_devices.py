@@ -19,7 +19,7 @@ def test_the_inverters_of_a_seed_do_not_change_with_the_devices() -> None:
     fleet = SimFleet(seed=7, inverters=5)
     # The golden file was written before the devices existed: the same inverter ids.
     golden = GOLDEN.read_text()
-    assert all(f'inverter_id="{i.id}"' in golden for i in fleet.inverters)
+    assert all(f'device_id="{i.id}"' in golden for i in fleet.inverters)
     assert fleet.devices and {d.id for d in fleet.devices}.isdisjoint(fleet.by_id)
 
 

@@ -9,21 +9,21 @@ import threading
 
 import pytest
 
-from exporter.kinds import table as m
+from exporter.kinds import registry
 from exporter.render import status
-from exporter.render.status import MAX_CONCURRENT, VALUES, BadQuery, Busy, Header, Query, StatusView
+from exporter.render.status import MAX_CONCURRENT, BadQuery, Busy, Header, Query, StatusView
 from exporter.state.readings import DataPoint
 from exporter.state.store import ReadingStore
-from exporter.state.targets import Inventory, InverterTarget
+from exporter.state.targets import DeviceTarget, Inventory
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 
 HEADER = Header(started=NOON, token_expiry=None, last_inventory=None, discovery=False)
 
 
-def target(i: int, **kw: object) -> InverterTarget:
-    return InverterTarget(
-        inverter_id=f"{i:08x}-0000-4000-8000-000000000000",
+def target(i: int, **kw: object) -> DeviceTarget:
+    return DeviceTarget(
+        device_id=f"{i:08x}-0000-4000-8000-000000000000",
         org_id="o",
         user_id=f"user-{i}",
         name=f"inv-{i:04d}",
@@ -35,10 +35,10 @@ def view_of(n: int, clock: FakeClock) -> tuple[StatusView, ReadingStore]:
     store = ReadingStore([target(i) for i in range(n)])
     for i in range(n):
         if i % 10 == 3:
-            store.record_failure(target(i).inverter_id, "HTTP 503", NOON, None)
+            store.record_failure(target(i).device_id, "HTTP 503", NOON, None)
         elif i % 10 != 7:  # every tenth stays without data
             point = DataPoint(NOON - 60 * (i % 50), {"solar_production_w": float(i)})
-            store.record_success(target(i).inverter_id, point, NOON, NOON + 60)
+            store.record_success(target(i).device_id, point, NOON, NOON + 60)
     return StatusView(store, clock, lambda: 3600.0, lambda: HEADER), store
 
 
@@ -63,7 +63,7 @@ def test_pages_are_windows_of_one_order() -> None:
 def test_only_problems() -> None:
     view, _ = view_of(100, FakeClock(NOON))
     problems = page(view, problems="1", limit="1000")
-    ids = {int(r["inverter_id"][:8], 16) for r in problems["inverters"]}
+    ids = {int(r["device_id"][:8], 16) for r in problems["inverters"]}
     assert ids == {i for i in range(100) if i % 10 in (3, 7)}
     assert problems["total"] == 20
 
@@ -84,10 +84,10 @@ def test_sorting_by_age_and_by_a_value_follows_what_the_rows_show() -> None:
 
 def test_the_snapshot_follows_changes_without_rebuilding() -> None:
     view, store = view_of(50, FakeClock(NOON))
-    before = {r["inverter_id"]: r for r in view.snapshot()}
-    changed = target(5).inverter_id
+    before = {r["device_id"]: r for r in view.snapshot()}
+    changed = target(5).device_id
     store.record_failure(changed, "HTTP 500", NOON + 1, None)
-    after = {r["inverter_id"]: r for r in view.snapshot()}
+    after = {r["device_id"]: r for r in view.snapshot()}
     assert after[changed]["status"] == "failed" and after[changed]["last_error"] == "HTTP 500"
     assert all(after[i] is before[i] for i in before if i != changed)  # untouched rows reused
     store.apply_targets([target(999, inventory=Inventory(model="X"))], [])
@@ -123,7 +123,7 @@ def test_concurrent_requests_all_get_whole_pages() -> None:
 
     def writer() -> None:
         for k in range(200):
-            store.record_failure(target(k % 300).inverter_id, "x", NOON, None)
+            store.record_failure(target(k % 300).device_id, "x", NOON, None)
 
     threads = [threading.Thread(target=reader) for _ in range(4)] + [
         threading.Thread(target=writer)
@@ -157,9 +157,9 @@ ORG = "0a000000-0000-4000-8000-000000000000"
 
 def device(
     n: int, kind: str, user_id: str = HOME, owner: str | None = "cust-00042"
-) -> InverterTarget:
-    return InverterTarget(
-        inverter_id=f"{n:08x}-0000-4000-8000-0000000000{n:02x}",
+) -> DeviceTarget:
+    return DeviceTarget(
+        device_id=f"{n:08x}-0000-4000-8000-0000000000{n:02x}",
         org_id=ORG,
         user_id=user_id,
         name=f"dev-{n}-{kind}",
@@ -188,10 +188,10 @@ def home_view(clock: FakeClock) -> tuple[StatusView, ReadingStore]:
     ]
     store = ReadingStore(targets)
     for t in targets:
-        n = int(t.inverter_id[:8], 16)
+        n = int(t.device_id[:8], 16)
         values = READ.get(n, {"solar_production_w": 5.0, "hot_water_temp": 40.0})
         if t.kind != "wallbox":
-            store.record_success(t.inverter_id, DataPoint(NOON - 300, values), NOON, NOON + 60)
+            store.record_success(t.device_id, DataPoint(NOON - 300, values), NOON, NOON + 60)
     return StatusView(store, clock, lambda: 3600.0, lambda: HEADER), store
 
 
@@ -230,7 +230,7 @@ def test_each_kind_shows_its_own_values_exactly() -> None:
     view, _ = home_view(FakeClock(NOON))
     rows = {r["kind"]: r for r in devices(view, user_id=HOME)["devices"]}
     shown = {
-        kind: {k: row[k] for k in status.VALUE_KEYS if row[k] is not None}
+        kind: {k: row[k] for k in status.value_keys() if row[k] is not None}
         for kind, row in rows.items()
     }
     assert shown == {
@@ -247,12 +247,10 @@ def test_each_kind_shows_its_own_values_exactly() -> None:
 
 
 def test_the_values_come_from_each_kinds_reading_families() -> None:
-    for kind, pairs in VALUES.items():
-        readings = m.READING_FAMILIES if kind == "inverter" else m.DEVICE_READINGS.get(kind, ())
-        assert all(family in readings for _, family in pairs), kind
-    assert set(VALUES) == set(status.KINDS)
-    shown = {key for key, _, _ in status.COLUMNS}
-    assert set(status.VALUE_KEYS) - shown == {"charging"}  # shown with plugged_in
+    for kind in registry.kinds():
+        assert all(c.family in kind.readings for c in kind.columns), kind.name
+    shown = {key for key, _, _ in status.columns()}
+    assert set(status.value_keys()) - shown == {"charging"}  # shown with plugged_in
 
 
 @pytest.mark.parametrize(
@@ -279,7 +277,7 @@ def test_stale_values_are_not_shown_as_current() -> None:
     view, _ = home_view(clock)
     clock.advance(3600 - 300 + 1)  # the home's data is now older than max_data_age
     rows = devices(view, user_id=HOME)["devices"]
-    assert all(r[k] is None for r in rows for k in status.VALUE_KEYS)
+    assert all(r[k] is None for r in rows for k in status.value_keys())
     assert not any(r["data_fresh"] for r in rows)
     assert [r["data_age_seconds"] for r in rows if r["kind"] != "wallbox"] == [3601.0] * 3
     page = view.html({"user_id": HOME}).decode()
@@ -327,7 +325,7 @@ def test_the_home_view_finishes_only_its_page_and_keeps_the_bound(
     original = status.finished_row
 
     def counting(row: dict, now: float, max_age: float) -> dict:  # type: ignore[type-arg]
-        finished.append(row["inverter_id"])
+        finished.append(row["device_id"])
         return original(row, now, max_age)
 
     monkeypatch.setattr(status, "finished_row", counting)

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from exporter.state.targets import DiscoveredInverter, Inventory, TargetSet
+from exporter.state.targets import DiscoveredDevice, Inventory, TargetSet
 from tests.conftest import to_config
 
 ORG = "00000000-0000-4000-8000-000000000001"
@@ -21,8 +21,8 @@ def _targets() -> TargetSet:
     return TargetSet(to_config({"podero": podero, "discovery": {"org_ids": [ORG]}}))
 
 
-def _device(user: str, kind: str, name: str) -> DiscoveredInverter:
-    return DiscoveredInverter(ORG, user, DEVICE, name, Inventory(), kind=kind)
+def _device(user: str, kind: str, name: str) -> DiscoveredDevice:
+    return DiscoveredDevice(ORG, user, DEVICE, name, Inventory(), kind=kind)
 
 
 def _only(targets: TargetSet) -> tuple[str, str, str]:
@@ -67,9 +67,9 @@ def test_a_device_that_changes_kind_starts_without_the_old_kinds_data() -> None:
 
     from exporter.state.readings import DataPoint
     from exporter.state.store import ReadingStore
-    from exporter.state.targets import InverterTarget
+    from exporter.state.targets import DeviceTarget
 
-    pump = InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
+    pump = DeviceTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
     store = ReadingStore([pump])
     reading = DataPoint(time=1000.0, values={"hot_water_temp": 50.0, "price": 90.0})
     store.record_success(DEVICE, reading, now=1100.0, next_poll=2000.0)
@@ -85,11 +85,11 @@ def test_a_device_that_changes_kind_starts_without_the_old_kinds_data() -> None:
 def test_a_poll_in_flight_when_the_kind_changes_leaves_the_new_kind_empty() -> None:
     from exporter.state.readings import DataPoint
     from exporter.state.store import ReadingStore
-    from exporter.state.targets import InverterTarget
+    from exporter.state.targets import DeviceTarget
 
-    pump = InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
+    pump = DeviceTarget(DEVICE, ORG, HOME_A, "cellar", kind="heat_pump")
     store = ReadingStore([pump])
-    store.apply_targets([InverterTarget(DEVICE, ORG, HOME_A, "cellar", kind="wallbox")], [])
+    store.apply_targets([DeviceTarget(DEVICE, ORG, HOME_A, "cellar", kind="wallbox")], [])
     reading = DataPoint(time=1000.0, values={"hot_water_temp": 50.0})
     store.record_success(DEVICE, reading, now=1100.0, next_poll=None, kind="heat_pump")
     store.record_failure(DEVICE, "late", now=1100.0, next_poll=None, kind="heat_pump")
@@ -105,7 +105,7 @@ def test_an_organization_no_longer_discovered_takes_its_devices_along() -> None:
     podero = {"base_url": "http://127.0.0.1:9", "auth": auth}
     targets = TargetSet(to_config({"podero": podero, "discovery": {"org_ids": [ORG, other]}}))
     targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
-    assert targets.discovered_count(ORG) == 0 and len(targets) == 1
+    assert targets.discovered_count(ORG)["inverter"] == 0 and len(targets) == 1
     targets.set_config(to_config({"podero": podero, "discovery": {"org_ids": [other]}}))
     assert targets.current() == [] and targets.listed_homes(ORG) == set()
     # A listing of the dropped organization still in flight during the reload changes nothing.
@@ -115,11 +115,11 @@ def test_an_organization_no_longer_discovered_takes_its_devices_along() -> None:
     configured = {"org_id": ORG, "user_id": HOME_A, "inverter_id": HOME_B}
     targets.set_config(to_config({"podero": podero, "inverters": [configured]}))
     targets.set_home(other, HOME_B, [_device(HOME_B, "wallbox", "b-box")], "wallbox")
-    assert [t.inverter_id for t in targets.current()] == [HOME_B]  # the configured one only
+    assert [t.device_id for t in targets.current()] == [HOME_B]  # the configured one only
 
 
 def test_an_inverter_listed_by_two_homes_is_counted_once() -> None:
     targets = _targets()
     targets.set_home(ORG, HOME_A, [_device(HOME_A, "inverter", "roof")] * 2)
     targets.set_home(ORG, HOME_B, [_device(HOME_B, "inverter", "roof-b")])
-    assert targets.discovered_count(ORG) == 1
+    assert targets.discovered_count(ORG)["inverter"] == 1

@@ -13,22 +13,13 @@ from exporter.api.auth import TokenProvider
 from exporter.api.transport import ApiError, InvalidResponse, Reply, Transport, decode_json
 from exporter.base.logs import kv
 from exporter.base.text import clean_text
-from exporter.state.readings import (
-    FIELDS_BY_KIND,
-    DataPoint,
-    InvalidData,
-    parse_data_response,
-)
+from exporter.kinds import registry
+from exporter.kinds.kind import Field, InvalidData
+from exporter.state.readings import DataPoint, parse_data_response
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/partners/v2.0"
-# The data series of the device kinds that have one, besides inverters.
-DATA_PATHS = {
-    "inverter": "inverters",
-    "heat_pump": "heat-pumps",
-    "electric_vehicle": "electric-vehicles",
-}
 
 
 def iso(epoch: float) -> str:
@@ -95,7 +86,7 @@ class PoderoClient:
         self,
         org_id: str,
         user_id: str,
-        inverter_id: str,
+        device_id: str,
         *,
         start: float,
         end: float,
@@ -104,7 +95,7 @@ class PoderoClient:
         """The points of one inverter in [start, end] (none after `end`: points still to come
         are dropped unread), sorted by time. One deadline covers the whole call."""
         return self.device_data(
-            "inverter", org_id, user_id, inverter_id, start=start, end=end, resolution=resolution
+            "inverter", org_id, user_id, device_id, start=start, end=end, resolution=resolution
         )
 
     def device_data(
@@ -118,17 +109,19 @@ class PoderoClient:
         end: float,
         resolution: str,
     ) -> list[DataPoint]:
-        """The points of a device of `kind` ("inverter", "heat_pump", "electric_vehicle":
-        the kinds with a data endpoint) in [start, end], sorted by time."""
-        segment = DATA_PATHS[kind]
-        path = f"/org/{_segment(org_id)}/users/{_segment(user_id)}/{segment}/{_segment(device_id)}"
-        return self._data(f"{kind}_data", path, FIELDS_BY_KIND[kind], start, end, resolution)
+        """The points of a device of `kind` (one with a data series) in [start, end], sorted
+        by time."""
+        found = registry.get(kind)
+        path = (
+            f"/org/{_segment(org_id)}/users/{_segment(user_id)}/{found.path}/{_segment(device_id)}"
+        )
+        return self._data(found.data_endpoint, path, found.fields, start, end, resolution)
 
     def _data(
         self,
         endpoint: str,
         path: str,
-        fields: tuple[str, ...],
+        fields: tuple[Field, ...],
         start: float,
         end: float,
         resolution: str,

@@ -23,42 +23,31 @@ from exporter.api.transport import ApiError, InvalidResponse
 from exporter.base.clock import Clock
 from exporter.base.logs import kv
 from exporter.base.text import DEFAULT_LIMIT, clean_text
-from exporter.config.model import INVERTER, OTHER_KINDS, DiscoveryConfig, ShardConfig
-from exporter.state.targets import DiscoveredInverter, Inventory, InverterTarget, TargetSet
+from exporter.config.model import INVERTER, DiscoveryConfig, ShardConfig
+from exporter.kinds import registry
+from exporter.kinds.kind import Kind
+from exporter.state.targets import DeviceTarget, DiscoveredDevice, Inventory, TargetSet
 
 log = logging.getLogger(__name__)
-
-# Each kind's path below a user, its listing's endpoint name, and the users listing's count.
-PATHS = {
-    INVERTER: "inverters",
-    "heat_pump": "heat-pumps",
-    "electric_vehicle": "electric-vehicles",
-    "wallbox": "wallboxes",
-}
-LISTINGS = {
-    INVERTER: "inverters",
-    "heat_pump": "heat_pumps",
-    "electric_vehicle": "electric_vehicles",
-    "wallbox": "wallboxes",
-}
-COUNTS = {k: f"num_{v}" for k, v in LISTINGS.items()}
 
 
 def kinds_to_list(user: dict[str, Any]) -> list[str]:
     """The kinds of device worth a listing call for this user: all but those whose
     `num_*` count in the users listing is 0 (an older response without counts: all)."""
 
-    def none_of(kind: str) -> bool:
-        count = user.get(COUNTS[kind])
+    def none_of(kind: Kind) -> bool:
+        count = user.get(kind.count_key)
         return type(count) is int and count == 0  # (a bool False is no count)
 
-    return [kind for kind in (INVERTER, *OTHER_KINDS) if not none_of(kind)]
+    return [kind.name for kind in registry.kinds() if not none_of(kind)]
 
 
 class DiscoveryObserver(Protocol):
     """Receives the outcome of each organization's listing round."""
 
-    def discovery_org_done(self, org_id: str, inverters: int, ok: bool, seconds: float) -> None: ...
+    def discovery_org_done(
+        self, org_id: str, devices: dict[str, int], ok: bool, seconds: float
+    ) -> None: ...
 
 
 def _text(value: Any, limit: int = DEFAULT_LIMIT) -> str | None:
@@ -226,12 +215,12 @@ class FleetDiscovery:
             raise
         mine = [u for u in users if self._shard.owns(str(u["id"]))]
         for user_id in self._targets.listed_homes(org) - {str(u["id"]) for u in mine}:
-            for kind in PATHS:
+            for kind in registry.names():
                 self._targets.set_home(org, user_id, [], kind)
         listings: list[tuple[dict[str, Any], str]] = []
         for user in mine:
             wanted = kinds_to_list(user)
-            for kind in PATHS:
+            for kind in registry.names():
                 if kind not in wanted:  # none now: the devices listed before are gone
                     self._targets.set_home(org, str(user["id"]), [], kind)
             listings.extend((user, kind) for kind in wanted)
@@ -244,12 +233,14 @@ class FleetDiscovery:
 
     def _list_home(self, org: str, user: dict[str, Any], kind: str = INVERTER) -> None:
         user_id = str(user["id"])
-        endpoint = LISTINGS[kind]
+        endpoint = registry.get(kind).listing
         ok = True
         try:
             items = _listed(
                 self._client.get_json(
-                    endpoint, f"/org/{org}/users/{user_id}/{PATHS[kind]}", self._deleted_param()
+                    endpoint,
+                    f"/org/{org}/users/{user_id}/{registry.get(kind).path}",
+                    self._deleted_param(),
                 ),
                 endpoint,
             )
@@ -265,10 +256,10 @@ class FleetDiscovery:
         else:
             owner = owner_of(user)
             found = [
-                DiscoveredInverter(
+                DiscoveredDevice(
                     org_id=org,
                     user_id=user_id,
-                    inverter_id=str(item["id"]),
+                    device_id=str(item["id"]),
                     name=default_name(
                         owner if kind == INVERTER else _kind_name(owner, kind), str(item["id"])
                     ),
@@ -287,9 +278,9 @@ class FleetDiscovery:
         if last:
             self._finish(org, ok=not state.failed)
 
-    def _wanted(self, d: DiscoveredInverter) -> bool:
+    def _wanted(self, d: DiscoveredDevice) -> bool:
         config = self._config
-        if d.inverter_id in config.exclude_inverter_ids:
+        if d.device_id in config.exclude_inverter_ids:
             return False
         if d.deleted and not config.include_deleted:
             return False
@@ -320,21 +311,21 @@ class _OrgRound:
     failed: bool = False
 
 
-def inventory_job(client: PoderoClient, target: InverterTarget, targets: TargetSet) -> Job:
+def inventory_job(client: PoderoClient, target: DeviceTarget, targets: TargetSet) -> Job:
     """A job: the detail call for a configured inverter that discovery does not list."""
 
     def job() -> None:
         try:
             body = client.get_json(
                 target.kind,
-                f"/org/{target.org_id}/users/{target.user_id}/{PATHS[target.kind]}/"
-                f"{target.inverter_id}",
+                f"/org/{target.org_id}/users/{target.user_id}/{registry.get(target.kind).path}/"
+                f"{target.device_id}",
             )
         except ApiError as exc:  # the inventory known before stays
             log.warning(
                 "inventory detail failed",
                 extra=kv(
-                    inverter_id=target.inverter_id,
+                    inverter_id=target.device_id,
                     name=target.name,
                     user_id=target.user_id,
                     reason=exc.reason,
@@ -342,6 +333,6 @@ def inventory_job(client: PoderoClient, target: InverterTarget, targets: TargetS
             )
             return
         if isinstance(body, dict):
-            targets.add_inventory({target.inverter_id: inventory_from(body)})
+            targets.add_inventory({target.device_id: inventory_from(body)})
 
     return job

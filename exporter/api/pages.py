@@ -17,7 +17,7 @@ from exporter.api.transport import ApiError
 from exporter.base.logs import kv
 from exporter.config.model import RESOLUTION_SECONDS
 from exporter.state.readings import DataPoint
-from exporter.state.targets import InverterTarget
+from exporter.state.targets import DeviceTarget
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class PageFetcher:
         self._max_span: dict[str, float] = {}
         self.requests = 0
 
-    def fetch(self, target: InverterTarget, start: float, end: float) -> list[DataPoint]:
+    def fetch(self, target: DeviceTarget, start: float, end: float) -> list[DataPoint]:
         """The measured points with start <= time < end (the API's bounds are not documented
         as exclusive, so the end bucket is cut here)."""
         points: list[DataPoint] = []
@@ -55,7 +55,7 @@ class PageFetcher:
         return [p for p in points if start <= p.time < end and p.has_measurement(target.kind)]
 
     def _fetch_range(
-        self, target: InverterTarget, start: float, end: float
+        self, target: DeviceTarget, start: float, end: float
     ) -> tuple[list[DataPoint], bool]:
         """The points of [start, end), and whether the API accepted the range at once."""
         with self._lock:
@@ -65,7 +65,7 @@ class PageFetcher:
                 target.kind,
                 target.org_id,
                 target.user_id,
-                target.inverter_id,
+                target.device_id,
                 start=start,
                 end=end,
                 resolution=self._resolution,

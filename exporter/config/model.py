@@ -28,6 +28,7 @@ from pydantic.dataclasses import dataclass
 
 from exporter.base.safeyaml import RefusedYaml, load_yaml
 from exporter.config.errors import format_validation_error, join
+from exporter.kinds import registry, table
 
 # The API's aggregation buckets. Only 15MIN is accepted (`PollConfig._complete_buckets`): the
 # others are listed so that the refusal can say why.
@@ -42,16 +43,10 @@ DEFAULT_TOKEN_PATHS = {
     "client_credentials": "/oauth2/token/",
     "password": "/api/partners/v2.0/auth/token",
 }
-# Labels the exporter sets itself; a user label of the same name would clash.
-RESERVED_LABELS = frozenset(
-    {"inverter_id", "device_id", "kind", "name", "org_id", "user_id", "job", "instance"}
-)
-# The kinds of device a home may have; `inverters:` entries name theirs with `kind:`.
-DeviceKind = Literal["inverter", "heat_pump", "electric_vehicle", "wallbox"]
+# The kinds of device a home may have (the registry's); `inverters:` entries name theirs
+# with `kind:`.
 INVERTER = "inverter"
-HEAT_PUMP = "heat_pump"
 EV = "electric_vehicle"
-OTHER_KINDS: tuple[DeviceKind, ...] = ("heat_pump", "electric_vehicle", "wallbox")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A response body larger than this (decoded) is abandoned: a day of 15-minute points is a
@@ -258,30 +253,34 @@ class Thresholds:
         hours, minutes = self.vehicle_charged_by.split(":")
         return int(hours) * 3600 + int(minutes) * 60
 
+    def value(self, key: str) -> float | None:
+        """A threshold as its metric family publishes it (a time of day in seconds)."""
+        if key == "vehicle_charged_by":
+            return self.vehicle_charged_by_seconds
+        value: float | None = getattr(self, key)
+        return value
+
     def over(self, defaults: Thresholds, kind: str | None = None) -> Thresholds:
         """These thresholds, with unset keys taken from `defaults`; given a `kind`, only
         that kind's (the defaults name every kind's)."""
         return Thresholds(
             **{
                 key: _first(getattr(self, key), getattr(defaults, key))
-                for key, applies_to in THRESHOLD_KINDS.items()
+                for key, applies_to in threshold_kinds().items()
                 if kind is None or applies_to == kind
             }
         )
 
     def set_keys(self) -> list[str]:
         """The keys given a value."""
-        return [key for key in THRESHOLD_KINDS if getattr(self, key) is not None]
+        return [key for key in threshold_kinds() if getattr(self, key) is not None]
 
 
-# The kind of device each threshold applies to.
-THRESHOLD_KINDS: dict[str, str] = {
-    "battery_low_percent": INVERTER,
-    "grid_export_high_watts": INVERTER,
-    "hot_water_low_celsius": HEAT_PUMP,
-    "vehicle_charged_percent": EV,
-    "vehicle_charged_by": EV,
-}
+def threshold_kinds() -> dict[str, str]:
+    """The kind of device each threshold applies to, as the kinds declare them."""
+    return {f.field or "": k.name for k in registry.kinds() for f in k.thresholds}
+
+
 _TIME_OF_DAY = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
@@ -309,14 +308,14 @@ UuidStr = Annotated[str, Field(min_length=1)]
 
 
 @dataclass(frozen=True, slots=True, config=_ENTRY)
-class InverterConfig:
+class DeviceConfig:
     """One device to poll (an inverter unless `kind` says otherwise; its id is still given
     as `inverter_id`), with its display name and extra labels."""
 
     org_id: UuidStr
     user_id: UuidStr
     inverter_id: UuidStr
-    kind: DeviceKind = "inverter"
+    kind: str = "inverter"
     name: str | None = Field(default=None, min_length=1, max_length=200)
     labels: dict[str, str] = field(default_factory=dict)
     thresholds: Thresholds = field(default_factory=Thresholds)
@@ -332,19 +331,35 @@ class InverterConfig:
         for key in labels:
             if not is_label_name(key):
                 raise ValueError(f"{key!r} is not a valid Prometheus label name")
-            if key in RESERVED_LABELS:
-                raise ValueError(f"{key!r} is set by the exporter and cannot be a custom label")
+            if (series := table.reserved_labels().get(key)) is not None:
+                raise ValueError(
+                    f"{key!r} is set by the exporter on {series} and cannot be a custom label"
+                )
         return labels
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        if registry.find(kind) is None:
+            raise ValueError(
+                f"{kind!r} is not a kind of device: one of {', '.join(registry.names())}"
+            )
+        return kind
+
     @model_validator(mode="after")
-    def _thresholds_of_its_kind(self) -> InverterConfig:
+    def _thresholds_of_its_kind(self) -> DeviceConfig:
         for key in self.thresholds.set_keys():
-            if THRESHOLD_KINDS[key] != self.kind:
+            if threshold_kinds()[key] != self.kind:
                 raise ValueError(
-                    f"thresholds.{key} applies to kind {THRESHOLD_KINDS[key]}, "
+                    f"thresholds.{key} applies to kind {threshold_kinds()[key]}, "
                     f"this entry is kind {self.kind}"
                 )
         return self
+
+    @property
+    def device_id(self) -> str:
+        """The device's id, whatever its kind (the config key is `inverter_id`)."""
+        return self.inverter_id
 
     @property
     def display_name(self) -> str:
@@ -409,7 +424,7 @@ class Config(_Strict):
     timezone: str = "UTC"
     shard: ShardConfig = ShardConfig()
     discovery: DiscoveryConfig | None = None
-    inverters: list[InverterConfig] = []
+    inverters: list[DeviceConfig] = []
 
     @field_validator("timezone")
     @classmethod

@@ -23,7 +23,9 @@ from exporter.base.clock import Clock
 from exporter.base.logs import kv
 from exporter.base.memory import release_free_memory
 from exporter.base.text import clean_text
-from exporter.kinds.table import DEVICE_FAMILIES, INVERTER_FAMILIES, RENDER_ERRORS, Family, Source
+from exporter.kinds import common, table
+from exporter.kinds.family import Family, Source
+from exporter.kinds.own import RENDER_ERRORS
 from exporter.render.collector import (
     Samples,
     float_text,
@@ -33,30 +35,28 @@ from exporter.render.collector import (
     target_samples,
     visible,
 )
-from exporter.state.store import InverterState, ReadingStore
-from exporter.state.targets import InverterTarget
+from exporter.state.store import DeviceState, ReadingStore
+from exporter.state.targets import DeviceTarget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# The inverters' families, always served (with HELP and TYPE even before a sample), then the
-# other kinds', served only once some device has a sample of them: a fleet of inverters
-# alone gets the page it always had.
-PAGE_FAMILIES = (*INVERTER_FAMILIES, *DEVICE_FAMILIES)
-ALWAYS_SERVED = frozenset(INVERTER_FAMILIES)
-HEADERS = {
-    f: f"# HELP {f.name} {f.help}\n# TYPE {f.name} {f.type}\n".encode() for f in PAGE_FAMILIES
-}
+# The families every kind shares are always served (with HELP and TYPE even before a
+# sample); a kind's own only once some device has a sample of them.
+ALWAYS_SERVED = frozenset(common.FAMILIES)
+
+
+def header(family: Family) -> bytes:
+    return f"# HELP {family.name} {family.help}\n# TYPE {family.name} {family.type}\n".encode()
+
+
 # A gzip stream built from pieces compressed at different times: the 10-byte header (no
 # name, mtime 0), raw deflate segments each ended by a sync flush (so they concatenate into
 # one deflate stream), an empty final block, and CRC-32 and size of the whole. One member,
 # because some clients (urllib3 reading in chunks) stop after the first of several.
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 FINAL_BLOCK = b"\x03\x00"
-TARGET_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is Source.TARGET)
-# Families that polls change; the others (TARGET_FAMILIES) change only with the targets.
-POLLED_FAMILIES = tuple(f for f in PAGE_FAMILIES if f.source is not Source.TARGET)
 
 
 def _gzip(data: bytes) -> bytes:
@@ -69,9 +69,6 @@ def _gzip(data: bytes) -> bytes:
 
 def _gzip_trailer(crc: int, size: int) -> bytes:
     return FINAL_BLOCK + struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
-
-
-DEFLATED_HEADERS = {f: _gzip(text) for f, text in HEADERS.items()}
 
 
 PIECE = 1 << 20
@@ -104,12 +101,12 @@ def lines_of(samples: Samples) -> dict[Family, bytes]:
     }
 
 
-def described_lines(target: InverterTarget) -> dict[Family, bytes]:
+def described_lines(target: DeviceTarget) -> dict[Family, bytes]:
     """The lines of the families that describe a target (config and inventory)."""
     return lines_of(target_samples(target))
 
 
-def polled_lines(state: InverterState, now: float, max_age: float) -> dict[Family, bytes]:
+def polled_lines(state: DeviceState, now: float, max_age: float) -> dict[Family, bytes]:
     """This state's polled families' lines; reading families only while the data is fresh."""
     return lines_of(visible(polled_samples(state), state, now, max_age))
 
@@ -124,20 +121,20 @@ class RenderGuard:
         self._logged: set[str] = set()
         self.errors = 0
 
-    def render(self, target: InverterTarget, render: Callable[[], T]) -> T | None:
+    def render(self, target: DeviceTarget, render: Callable[[], T]) -> T | None:
         """`render()`, or None (counted, logged once per device) if it fails."""
         try:
             return render()
         except Exception as exc:  # whatever it is, it must not take the other devices along
             with self._lock:
                 self.errors += 1
-                first = target.inverter_id not in self._logged
-                self._logged.add(target.inverter_id)
+                first = target.device_id not in self._logged
+                self._logged.add(target.device_id)
             if first:
                 log.warning(
                     "device left out of the output: its data cannot be rendered",
                     extra=kv(
-                        inverter_id=clean_text(target.inverter_id),
+                        device_id=clean_text(target.device_id),
                         name=clean_text(target.name),
                         reason=clean_text(f"{type(exc).__name__}: {exc}"),
                     ),
@@ -188,7 +185,7 @@ class MetricsPage:
         self._rendered_max_age = -1.0
         self._slot: dict[str, int] = {}
         self._blocks: dict[Family, list[bytes]] = {}
-        self._states: list[InverterState] = []
+        self._states: list[DeviceState] = []
         self._dirty: set[int] = set()  # blocks whose polled families need rendering
         self._described: set[int] = set()  # blocks whose targets changed too
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
@@ -201,14 +198,21 @@ class MetricsPage:
         self._served: list[bytes] | None = None
         self._gz_served: tuple[list[bytes], int, int] | None = None
         self._gzip_wanted = False
+        # The page's families, from the registry's kinds when the page is made.
+        self._families = table.device_families()
+        self._headers = {f: header(f) for f in self._families}
+        self._deflated_headers = {f: _gzip(text) for f, text in self._headers.items()}
+        # Families that polls change; the others change only with the targets.
+        self._target_families = tuple(f for f in self._families if f.source is Source.TARGET)
+        self._polled_families = tuple(f for f in self._families if f.source is not Source.TARGET)
 
-    def _rebuild(self, states: list[InverterState], now: float, max_age: float) -> None:
+    def _rebuild(self, states: list[DeviceState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
         self._blocks, self._chunks, self._gz, self._gz_chunks = {}, None, {}, None
         self._states = []
         self._slot = {}
-        self._blocks = {f: [] for f in PAGE_FAMILIES}
-        self._gz = {f: [] for f in PAGE_FAMILIES}
+        self._blocks = {f: [] for f in self._families}
+        self._gz = {f: [] for f in self._families}
         self._stale_at = []
         self._unrenderable = set()
         self._dirty.clear()
@@ -221,12 +225,12 @@ class MetricsPage:
         self._dirty.clear()
         release_free_memory()
 
-    def _append(self, states: list[InverterState], now: float, max_age: float) -> None:
+    def _append(self, states: list[DeviceState], now: float, max_age: float) -> None:
         """New inverters take the next slots; their blocks are rendered whole."""
         for state in states:
             i = len(self._states)
             self._states.append(state)
-            self._slot[state.target.inverter_id] = i
+            self._slot[state.target.device_id] = i
             if i % BLOCK == 0:
                 for family, blocks in self._blocks.items():
                     blocks.append(b"")
@@ -237,14 +241,14 @@ class MetricsPage:
             self._dirty.add(i // BLOCK)
 
     def _render_described(self, b: int) -> None:
-        described: dict[Family, list[bytes]] = {f: [] for f in TARGET_FAMILIES}
+        described: dict[Family, list[bytes]] = {f: [] for f in self._target_families}
         for state in self._block_states(b):
             target = state.target
             rendered = self.guard.render(target, partial(described_lines, target))
             if rendered is None:
-                self._unrenderable.add(target.inverter_id)
+                self._unrenderable.add(target.device_id)
                 continue
-            self._unrenderable.discard(target.inverter_id)
+            self._unrenderable.discard(target.device_id)
             for family, text in rendered.items():
                 described[family].append(text)
         for family, lines in described.items():
@@ -256,13 +260,13 @@ class MetricsPage:
             self._gz[family][b] = None  # compressed again when a gzip scrape asks
             self._chunks = self._gz_chunks = None
 
-    def _block_states(self, b: int) -> list[InverterState]:
+    def _block_states(self, b: int) -> list[DeviceState]:
         return self._states[b * BLOCK : (b + 1) * BLOCK]
 
     def _render_polled(self, b: int, now: float, max_age: float) -> None:
-        parts: dict[Family, list[bytes]] = {f: [] for f in POLLED_FAMILIES}
+        parts: dict[Family, list[bytes]] = {f: [] for f in self._polled_families}
         for state in self._block_states(b):
-            if state.target.inverter_id in self._unrenderable:
+            if state.target.device_id in self._unrenderable:
                 continue  # counted when its description failed; all or nothing per device
             rendered = self.guard.render(state.target, partial(polled_lines, state, now, max_age))
             for family, text in (rendered or {}).items():
@@ -273,8 +277,8 @@ class MetricsPage:
     def _expire_later(
         self,
         i: int,
-        previous: InverterState | None,
-        state: InverterState,
+        previous: DeviceState | None,
+        state: DeviceState,
         now: float,
         max_age: float,
     ) -> None:
@@ -297,7 +301,7 @@ class MetricsPage:
             else:
                 added = []
                 for state in changed:
-                    i = self._slot.get(state.target.inverter_id, -1)
+                    i = self._slot.get(state.target.device_id, -1)
                     if i < 0:
                         added.append(state)
                         continue
@@ -325,7 +329,7 @@ class MetricsPage:
                     chunk
                     for family, blocks in self._blocks.items()
                     if family in ALWAYS_SERVED or any(blocks)
-                    for chunk in (HEADERS[family], *blocks)
+                    for chunk in (self._headers[family], *blocks)
                     if chunk
                 ]
             self._served = self._chunks
@@ -370,8 +374,8 @@ class MetricsPage:
             if family not in ALWAYS_SERVED and not any(blocks):
                 continue
             compressed = self._gz[family]
-            segments.append(DEFLATED_HEADERS[family])
-            crc, size = zlib.crc32(HEADERS[family], crc), size + len(HEADERS[family])
+            segments.append(self._deflated_headers[family])
+            crc, size = zlib.crc32(self._headers[family], crc), size + len(self._headers[family])
             for b, block in enumerate(blocks):
                 if block:
                     segment = compressed[b]

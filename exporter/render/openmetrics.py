@@ -12,10 +12,9 @@ OpenMetrics wants each family's samples together and each series' timestamps asc
 `write_history` renders one device at a time into one spool file per family, then joins the
 spool files family by family. Memory is bounded by one device's history.
 
-Example (one bucket of two devices, `--label job=x`, the heat pump's cut here for width; the
-value, then the bucket's start):
-    podero_inverter_solar_production_watts{inverter_id="6f1",name="a",job="x"} 2310.0 1795435200
-    podero_inverter_solar_energy_joules_total{inverter_id="6f1",name="a",job="x"} 1.2e+07 1795435200
+Example (one bucket of two devices, without `--label`s; the value, then the bucket's start):
+    podero_inverter_solar_production_watts{device_id="6f1",name="a",user_id="u"} 2310.0 1795435200
+    podero_inverter_solar_energy_joules_total{device_id="6f1",name="a",user_id="u"} 1.2e7 1795435200
     podero_heat_pump_inlet_temperature_celsius{device_id="9c2",name="b",user_id="u"} 41.5 1795435200
 """
 
@@ -30,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from exporter.kinds import table as m
-from exporter.kinds.table import Family, Source
+from exporter.kinds import common, registry, table
+from exporter.kinds.family import Family, Source
 from exporter.render.collector import (
     Labels,
     Samples,
@@ -43,61 +42,34 @@ from exporter.render.collector import (
 )
 from exporter.state.energy import EnergyTotals, add_completed_buckets
 from exporter.state.readings import DataPoint
-from exporter.state.store import InverterState
-from exporter.state.targets import InverterTarget
+from exporter.state.store import DeviceState
+from exporter.state.targets import DeviceTarget
+
 
 # Today's state of a device's manufacturer link and of its optimisation (authenticated, open
-# actions, connection and monitoring status, smart optimisation on, its score) says nothing
-# about last month; the description and the configured thresholds hold over the whole range
-# (the dashboards join on the info series and draw the thresholds).
-LIVE_STATE_FAMILIES = frozenset(
-    {
-        m.AUTHENTICATED,
-        m.ACTION_NEEDED,
-        m.CONNECTION_STATUS,
-        m.MONITORING_STATUS,
-        m.DEVICE_AUTHENTICATED,
-        m.DEVICE_ACTION_NEEDED,
-        m.DEVICE_SMART_OPTIMIZATION,
-        m.DEVICE_OPTIMIZATION_SCORE,
-    }
-)
+# actions, smart optimisation on, its score, state sets such as an inverter's connection
+# status) says nothing about last month; the description and the configured thresholds hold
+# over the whole range (the dashboards join on the info series and draw the thresholds).
+def is_live_state(family: Family) -> bool:
+    return bool(family.states) or (family in common.DESCRIBED and family is not common.INFO)
 
 
 def in_history(family: Family) -> bool:
     """Whether a device family belongs in backfilled history: the values of a data point, its
     time, the energy counters and the description do; poll outcomes (up, last success, next
-    poll: a daemon that was not running then) and LIVE_STATE_FAMILIES do not."""
+    poll: a daemon that was not running then) and live state (`is_live_state`) do not."""
     if family.source is Source.POLL:
         return family.field == "time"  # the data point's timestamp, of any kind
     if family.source is Source.TARGET:
-        return family not in LIVE_STATE_FAMILIES
+        return not is_live_state(family)
     return family.source in (Source.READING, Source.ENERGY)
 
 
-# Every device family of the table that history holds, in the order /metrics serves them.
-HISTORY_FAMILIES: tuple[Family, ...] = tuple(
-    f for f in (*m.INVERTER_FAMILIES, *m.DEVICE_FAMILIES) if in_history(f)
-)
-_IN_TABLE = frozenset(HISTORY_FAMILIES)
-# Every label a device's samples can carry besides its configured labels (collector.py);
-# a --label of one of these names would clash.
-DEVICE_LABELS = frozenset(
-    {
-        "inverter_id",
-        "device_id",
-        "kind",
-        "name",
-        "org_id",
-        "user_id",
-        "manufacturer",
-        "model",
-        "price_zone",
-        "lifecycle_state",
-        "status",
-        "action",
-    }
-)
+def history_families() -> tuple[Family, ...]:
+    """Every device family of the table that history holds, in the order /metrics serves them."""
+    return tuple(f for f in table.device_families() if in_history(f))
+
+
 EOF = b"# EOF\n"
 
 
@@ -111,23 +83,21 @@ def header(family: Family) -> bytes:
     return f"# HELP {name} {escape(family.help)}\n# TYPE {name} {family.type}\n".encode()
 
 
-def descriptive_samples(target: InverterTarget) -> Samples:
+def descriptive_samples(target: DeviceTarget) -> Samples:
     """The device's description and thresholds, as every bucket of its history carries them."""
     return {f: s for f, s in target_samples(target).items() if in_history(f)}
 
 
-def bucket_samples(
-    target: InverterTarget, point: DataPoint, energy: EnergyTotals | None
-) -> Samples:
+def bucket_samples(target: DeviceTarget, point: DataPoint, energy: EnergyTotals | None) -> Samples:
     """The history samples of one bucket: its values, its time and (inverters) the energy
     counters of the buckets completed before it; `descriptive_samples` adds the device's
     description."""
-    samples = polled_samples(InverterState(target=target, reading=point, energy=energy))
+    samples = polled_samples(DeviceState(target=target, reading=point, energy=energy))
     return {f: s for f, s in samples.items() if in_history(f)}
 
 
 def device_history(
-    target: InverterTarget,
+    target: DeviceTarget,
     points: Iterable[DataPoint],
     *,
     bucket_seconds: int,
@@ -146,7 +116,7 @@ def device_history(
             yield start, described
             start += bucket_seconds
         return
-    totals = EnergyTotals(since=since) if energy and target.is_inverter else None
+    totals = EnergyTotals(since=since) if energy and registry.get(target.kind).energy else None
     previous: DataPoint | None = None
     for point in sorted(points, key=lambda p: p.time):
         if totals is not None and previous is not None:
@@ -187,8 +157,9 @@ class _Spool:
         spool.write(text)
 
     def join_into(self, out: IO[bytes]) -> None:
-        # The table's order; a family the table's tuples do not list (yet) goes last.
-        for family in (*HISTORY_FAMILIES, *(f for f in self._files if f not in _IN_TABLE)):
+        # The table's order; a family the table does not list (yet) goes last.
+        ordered = history_families()
+        for family in (*ordered, *(f for f in self._files if f not in ordered)):
             spool = self._files.get(family)
             if spool is None:
                 continue  # no sample at all: no header either
@@ -204,7 +175,7 @@ class _Spool:
 
 def write_history(
     path: Path,
-    devices: Iterable[tuple[InverterTarget, list[DataPoint]]],
+    devices: Iterable[tuple[DeviceTarget, list[DataPoint]]],
     *,
     extra_labels: Labels,
     bucket_seconds: int,

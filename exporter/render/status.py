@@ -21,45 +21,33 @@ from urllib.parse import urlencode
 
 from exporter import __version__
 from exporter.base.clock import Clock
-from exporter.config.model import INVERTER, OTHER_KINDS
-from exporter.kinds import table as m
+from exporter.kinds import registry
+from exporter.kinds.kind import Column
 from exporter.render.collector import fresh_at
-from exporter.state.store import InverterState, ReadingStore
-from exporter.state.targets import Inventory, InverterTarget, authenticated
+from exporter.state.store import DeviceState, ReadingStore
+from exporter.state.targets import DeviceTarget, Inventory, authenticated
 
 PAGE_SIZE = 100
 MAX_LIMIT = 1000
 # Status requests built at once; more wait briefly, then get 503 (scrapes never wait).
 MAX_CONCURRENT = 2
-# The values a person checks, per kind: JSON key -> the metrics table's family (one of the
-# kind's reading families), whose API field and unit conversion the page shares. A key
-# shared by kinds is one column (an inverter's home battery and an EV's battery level).
-VALUES: dict[str, tuple[tuple[str, m.Family], ...]] = {
-    "inverter": (
-        ("solar_w", m.SOLAR_PRODUCTION),
-        ("grid_w", m.GRID_EXPORT),
-        ("household_w", m.HOUSEHOLD_CONSUMPTION),
-        ("battery_ratio", m.BATTERY_CHARGE),
-        ("battery_w", m.BATTERY_POWER),
-        ("price", m.PRICE),
-    ),
-    "heat_pump": (
-        ("hot_water_celsius", m.HEAT_PUMP_HOT_WATER_TEMPERATURE),
-        ("inlet_celsius", m.HEAT_PUMP_INLET_TEMPERATURE),
-        ("price", m.HEAT_PUMP_PRICE),
-    ),
-    "electric_vehicle": (
-        ("battery_ratio", m.EV_BATTERY_LEVEL),
-        ("plugged_in", m.EV_PLUGGED_IN),
-        ("charging", m.EV_CHARGING),
-        ("price", m.EV_PRICE),
-    ),
-    "wallbox": (),  # no data series
-}
-VALUE_KEYS = tuple(dict.fromkeys(key for pairs in VALUES.values() for key, _ in pairs))
+# The values a person checks are each kind's columns (exporter/kinds): a JSON key, a
+# heading, how to show it, and the family whose API field and unit conversion the page
+# shares. A key shared by kinds is one column (an inverter's home battery and an EV's level).
+
+
+def value_columns() -> tuple[Column, ...]:
+    """Every kind's columns, each key once, in the registry's order."""
+    return tuple({c.key: c for k in registry.kinds() for c in k.columns}.values())
+
+
+def value_keys() -> tuple[str, ...]:
+    return tuple(c.key for c in value_columns())
+
+
 SEARCHED = (
     "name",
-    "inverter_id",
+    "device_id",
     "org_id",
     "user_id",
     "owner",
@@ -71,28 +59,28 @@ SEARCHED = (
     "connection_status",
 )
 # (column key, heading, how to show a value)
-COLUMNS: tuple[tuple[str, str, str], ...] = (
+LEADING_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("name", "Name", "text"),
     ("kind", "Kind", "text"),
-    ("inverter_id", "Device / user / org", "ids"),
+    ("device_id", "Device / user / org", "ids"),
     ("manufacturer", "Manufacturer / model", "model"),
     ("status", "Last poll", "status"),
     ("data_age_seconds", "Data age", "age"),
     ("next_poll_in_seconds", "Next poll", "age"),
-    ("solar_w", "Solar", "watts"),
-    ("grid_w", "Grid (+export)", "watts"),
-    ("household_w", "Household", "watts"),
-    ("battery_ratio", "Battery", "percent"),
-    ("battery_w", "Battery (+discharge)", "watts"),
-    ("hot_water_celsius", "Hot water", "celsius"),
-    ("inlet_celsius", "Inlet", "celsius"),
-    ("plugged_in", "EV plug", "plug"),  # with `charging`
-    ("price", "Price", "number"),
 )
+
+
+def columns() -> tuple[tuple[str, str, str], ...]:
+    """The table's columns: who and how, then every kind's values (a hidden one, like the EV's
+    charging, is shown inside another's cell)."""
+    values = tuple((c.key, c.heading, c.show) for c in value_columns() if c.show != "hidden")
+    return (*LEADING_COLUMNS, *values)
+
+
 NUMERIC = frozenset({"watts", "percent", "celsius", "number", "age"})
 
 
-def base_row(state: InverterState) -> dict[str, Any]:
+def base_row(state: DeviceState) -> dict[str, Any]:
     """What the status page shows of one device that does not depend on the time of the
     request; built once per change of the device's state."""
     target, reading, inventory = state.target, state.reading, state.target.inventory
@@ -102,7 +90,7 @@ def base_row(state: InverterState) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": target.name,
         "kind": target.kind,
-        "inverter_id": target.inverter_id,
+        "device_id": target.device_id,
         "user_id": target.user_id,
         "org_id": target.org_id,
         "owner": inventory.owner if inventory else None,
@@ -121,23 +109,24 @@ def base_row(state: InverterState) -> dict[str, Any]:
         "data_time": reading.time if reading else None,
         "next_poll": state.next_poll,
     }
-    row.update(dict.fromkeys(["_" + key for key in VALUE_KEYS]))
-    for key, family in VALUES.get(target.kind, ()):
+    row.update(dict.fromkeys(["_" + key for key in value_keys()]))
+    kind = registry.find(target.kind)
+    for column in kind.columns if kind else ():
+        family = column.family
         value = reading.values.get(family.field or "") if reading else None
-        row["_" + key] = None if value is None else family.convert(value)
+        row["_" + column.key] = None if value is None else family.convert(value)
     return row
 
 
 INVENTORY_ONLY = "inventory only"  # the status of a device without data to poll (a wallbox)
-KINDS = (INVERTER, *OTHER_KINDS)
 
 
-def _authenticated(target: InverterTarget) -> bool | None:
-    """An inverter's is_authenticated; for the other kinds, as podero_device_authenticated."""
+def _authenticated(target: DeviceTarget) -> bool | None:
+    """As podero_device_authenticated."""
     inventory = target.inventory
     if inventory is None:
         return None
-    return inventory.is_authenticated if target.is_inverter else authenticated(inventory)
+    return authenticated(inventory)
 
 
 def _action_needed(inventory: Inventory | None) -> bool | None:
@@ -161,7 +150,7 @@ def finished_row(row: dict[str, Any], now: float, max_age: float) -> dict[str, A
     out["data_age_seconds"] = round(now - data_time, 1) if data_time is not None else None
     out["data_fresh"] = fresh
     out["next_poll_in_seconds"] = round(next_poll - now, 1) if next_poll else None
-    for key in VALUE_KEYS:
+    for key in value_keys():
         out[key] = row["_" + key] if fresh else None
     return out
 
@@ -218,7 +207,7 @@ class Query:
         `page`, `problems=1`, `kind`; anything malformed falls back to the default, except a
         `user_id` that is not a UUID (BadQuery: showing every home instead would mislead)."""
         sort = params.get("sort", "name")
-        if not any(sort == key for key, _, _ in COLUMNS) and sort not in ("org_id", "user_id"):
+        if not any(sort == key for key, _, _ in columns()) and sort not in ("org_id", "user_id"):
             sort = "name"
         limit = min(MAX_LIMIT, max(1, _int(params.get("limit"), PAGE_SIZE)))
         offset = max(0, _int(params.get("offset"), 0))
@@ -298,7 +287,7 @@ def in_home(rows: list[dict[str, Any]], user_id: str) -> list[dict[str, Any]]:
 def home_of(rows: list[dict[str, Any]], user_id: str) -> dict[str, Any]:
     """What the home view says of a home, from its devices' base rows: ids, owner (the
     customer's external id or e-mail name, where an inventory has it), devices per kind."""
-    kinds = {kind: 0 for kind in KINDS}
+    kinds = dict.fromkeys(registry.names(), 0)
     for row in rows:
         kinds[row["kind"]] = kinds.get(row["kind"], 0) + 1
     return {
@@ -337,7 +326,7 @@ def _cell(kind: str, row: dict[str, Any], key: str) -> str:
     if kind == "ids":
         home = e(urlencode({"user_id": row["user_id"]}))
         return (
-            f"<code>{e(row['inverter_id'])}</code><br><small>user <a class=home "
+            f"<code>{e(row['device_id'])}</code><br><small>user <a class=home "
             f"href='?{home}'><code>{e(row['user_id'])}</code></a><br>"
             f"org <code>{e(row['org_id'])}</code></small>"
         )
@@ -473,10 +462,10 @@ class StatusView:
             epoch, seq, changed = self._store.changes_since(self._epoch, self._seq)
             if changed is None:
                 epoch, seq, states = self._store.epoch_snapshot()
-                self._rows = {s.target.inverter_id: base_row(s) for s in states}
+                self._rows = {s.target.device_id: base_row(s) for s in states}
             else:
                 for state in changed:
-                    self._rows[state.target.inverter_id] = base_row(state)
+                    self._rows[state.target.device_id] = base_row(state)
             self._epoch, self._seq = epoch, seq
             return list(self._rows.values())
 
@@ -546,13 +535,16 @@ class StatusView:
             f"<input type=hidden name=order value='{'desc' if query.desc else 'asc'}'>",
             f"<input type=hidden name=user_id value='{e(query.user_id)}'>" if home else "",
             " <select id=kind name=kind><option value=''>every kind</option>",
-            *(f"<option{' selected' if query.kind == k else ''}>{k}</option>" for k in KINDS),
+            *(
+                f"<option{' selected' if query.kind == k else ''}>{k}</option>"
+                for k in registry.names()
+            ),
             "</select>",
             f" <span id=count>{total} of {home['devices'] if home else len(all_rows)} devices"
             f"{' in this home' if home else ''}</span></form>",
             "<table id=inverters><thead><tr>",
         ]
-        for key, heading, _ in COLUMNS:
+        for key, heading, _ in columns():
             desc = query.sort == key and not query.desc
             link = query.link(sort=key, order="desc" if desc else "asc")
             arrow = (" ▼" if query.desc else " ▲") if query.sort == key else ""
@@ -560,9 +552,9 @@ class StatusView:
         parts.append("</tr></thead><tbody>")
         for row in rows:
             parts.append(
-                f"<tr data-inverter-id='{e(row['inverter_id'])}' data-kind='{e(row['kind'])}'>"
+                f"<tr data-device-id='{e(row['device_id'])}' data-kind='{e(row['kind'])}'>"
             )
-            for key, _, kind in COLUMNS:
+            for key, _, kind in columns():
                 css = " class=num" if kind in NUMERIC else " class=ids" if kind == "ids" else ""
                 parts.append(f"<td{css}>{_cell(kind, row, key)}</td>")
             parts.append("</tr>")

@@ -20,7 +20,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 from exporter import __version__
-from exporter.kinds import table as m
+from exporter.kinds import own as m
 from exporter.kinds.table import Family
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -49,7 +49,7 @@ class Telemetry:
             self.polls.labels(result)
         self.reload_ok = Gauge(*_named(m.CONFIG_RELOAD_OK), registry=r)
         self.reload_time = Gauge(*_named(m.CONFIG_RELOAD_TIME), registry=r)
-        self.discovery_inverters = Gauge(*_named(m.DISCOVERY_INVERTERS), registry=r)
+        self.discovery_devices = Gauge(*_named(m.DISCOVERY_DEVICES), registry=r)
         self.discovery_success = Gauge(*_named(m.DISCOVERY_SUCCESS), registry=r)
         self.discovery_duration = Gauge(*_named(m.DISCOVERY_DURATION), registry=r)
         self.timezone_offset = Gauge(*_named(m.TIMEZONE_OFFSET), registry=r)
@@ -82,8 +82,11 @@ class Telemetry:
         self.poll_duration.observe(seconds)
         self.polls.labels("success" if ok else "failure").inc()
 
-    def discovery_org_done(self, org_id: str, inverters: int, ok: bool, seconds: float) -> None:
-        self.discovery_inverters.labels(org_id).set(inverters)
+    def discovery_org_done(
+        self, org_id: str, devices: dict[str, int], ok: bool, seconds: float
+    ) -> None:
+        for kind, count in devices.items():
+            self.discovery_devices.labels(org_id, kind).set(count)
         if ok:
             self.discovery_success.labels(org_id).set(time.time())
         self.discovery_duration.set(seconds)

@@ -8,14 +8,14 @@ from dataclasses import dataclass, replace
 
 from exporter.state.energy import EnergyTotals
 from exporter.state.readings import DataPoint
-from exporter.state.targets import InverterTarget
+from exporter.state.targets import DeviceTarget
 
 
 @dataclass(frozen=True, slots=True)
-class InverterState:
+class DeviceState:
     """The latest knowledge about one inverter; replaced, never mutated."""
 
-    target: InverterTarget
+    target: DeviceTarget
     reading: DataPoint | None = None
     polled: bool = False
     up: bool = False
@@ -27,11 +27,11 @@ class InverterState:
 
 
 class ReadingStore:
-    """Thread-safe map of inverter id to its latest InverterState."""
+    """Thread-safe map of inverter id to its latest DeviceState."""
 
-    def __init__(self, targets: Iterable[InverterTarget] = ()) -> None:
+    def __init__(self, targets: Iterable[DeviceTarget] = ()) -> None:
         self._lock = threading.Lock()
-        self._states: dict[str, InverterState] = {}
+        self._states: dict[str, DeviceState] = {}
         # Change tracking for readers that update incrementally: `epoch` moves when the set
         # of inverters changes; `_changed` maps inverter id to the sequence number of its last
         # change, kept in change order (oldest first).
@@ -43,49 +43,49 @@ class ReadingStore:
         self._next_position = 0
         self.set_targets(targets)
 
-    def set_targets(self, targets: Iterable[InverterTarget]) -> None:
+    def set_targets(self, targets: Iterable[DeviceTarget]) -> None:
         """Track exactly these inverters: new ones start empty, removed ones disappear."""
         targets = list(targets)
-        wanted = {t.inverter_id for t in targets}
+        wanted = {t.device_id for t in targets}
         with self._lock:
             removed = [i for i in self._states if i not in wanted]
         self.apply_targets(targets, removed)
 
-    def apply_targets(self, changed: Iterable[InverterTarget], removed: Iterable[str]) -> None:
+    def apply_targets(self, changed: Iterable[DeviceTarget], removed: Iterable[str]) -> None:
         """New or changed targets (new ones start empty, changed ones keep their data unless
         their kind changed) and
         removed ones. Only a removal starts readers over (a new epoch): additions and changes
         are ordinary changes, so a growing fleet is rendered incrementally."""
         with self._lock:
             gone = [i for i in removed if i in self._states]
-            for inverter_id in gone:
-                del self._states[inverter_id]
-                del self._position[inverter_id]
+            for device_id in gone:
+                del self._states[device_id]
+                del self._position[device_id]
             if gone:
                 self._epoch += 1
                 self._changed.clear()
             for target in changed:
-                old = self._states.get(target.inverter_id)
+                old = self._states.get(target.device_id)
                 if old is None:
-                    self._states[target.inverter_id] = InverterState(target=target)
-                    self._position[target.inverter_id] = self._next_position
+                    self._states[target.device_id] = DeviceState(target=target)
+                    self._position[target.device_id] = self._next_position
                     self._next_position += 1
                 elif old.target.kind != target.kind:
                     # Another kind of device under the same id: its data is not this kind's.
-                    self._states[target.inverter_id] = InverterState(target=target)
+                    self._states[target.device_id] = DeviceState(target=target)
                 elif old.target != target:
-                    self._states[target.inverter_id] = replace(old, target=target)
+                    self._states[target.device_id] = replace(old, target=target)
                 else:
                     continue
-                self._mark_changed(target.inverter_id)
+                self._mark_changed(target.device_id)
 
-    def get(self, inverter_id: str) -> InverterState | None:
+    def get(self, device_id: str) -> DeviceState | None:
         with self._lock:
-            return self._states.get(inverter_id)
+            return self._states.get(device_id)
 
     def record_success(
         self,
-        inverter_id: str,
+        device_id: str,
         reading: DataPoint | None,
         now: float,
         next_poll: float | None,
@@ -95,14 +95,14 @@ class ReadingStore:
         """A poll that answered; a newer reading replaces the old, no reading keeps it.
         `kind`: the kind polled; a device that became another kind meanwhile keeps none."""
         with self._lock:
-            old = self._states.get(inverter_id)
+            old = self._states.get(device_id)
             # Removed by a reload while the poll was in flight, or now another kind.
             if old is None or (kind is not None and old.target.kind != kind):
                 return
             keep = old.reading
             if reading is not None and (keep is None or reading.time >= keep.time):
                 keep = reading
-            self._states[inverter_id] = replace(
+            self._states[device_id] = replace(
                 old,
                 reading=keep,
                 polled=True,
@@ -113,11 +113,11 @@ class ReadingStore:
                 next_poll=next_poll,
                 energy=energy or old.energy,
             )
-            self._mark_changed(inverter_id)
+            self._mark_changed(device_id)
 
     def record_failure(
         self,
-        inverter_id: str,
+        device_id: str,
         error: str,
         now: float,
         next_poll: float | None,
@@ -126,10 +126,10 @@ class ReadingStore:
     ) -> None:
         """A poll that failed: the old reading stays (staleness ages it out), `up` drops."""
         with self._lock:
-            old = self._states.get(inverter_id)
+            old = self._states.get(device_id)
             if old is None or (kind is not None and old.target.kind != kind):
                 return
-            self._states[inverter_id] = replace(
+            self._states[device_id] = replace(
                 old,
                 polled=True,
                 up=False,
@@ -138,34 +138,34 @@ class ReadingStore:
                 next_poll=next_poll,
                 energy=old.energy or energy,
             )
-            self._mark_changed(inverter_id)
+            self._mark_changed(device_id)
 
-    def _mark_changed(self, inverter_id: str) -> None:
+    def _mark_changed(self, device_id: str) -> None:
         self._seq += 1
-        self._changed.pop(inverter_id, None)
-        self._changed[inverter_id] = self._seq
+        self._changed.pop(device_id, None)
+        self._changed[device_id] = self._seq
 
-    def snapshot(self) -> list[InverterState]:
+    def snapshot(self) -> list[DeviceState]:
         """Every inverter's current state, in a stable order."""
         with self._lock:
             return list(self._states.values())
 
-    def changes_since(self, epoch: int, seq: int) -> tuple[int, int, list[InverterState] | None]:
+    def changes_since(self, epoch: int, seq: int) -> tuple[int, int, list[DeviceState] | None]:
         """(epoch, seq, states changed after `seq`), or None for the states when the set of
         inverters changed since `epoch` (the reader must start again from `snapshot()`)."""
         with self._lock:
             if epoch != self._epoch:
                 return self._epoch, self._seq, None
             changed = []
-            for inverter_id in reversed(self._changed):
-                if self._changed[inverter_id] <= seq:
+            for device_id in reversed(self._changed):
+                if self._changed[device_id] <= seq:
                     break
-                changed.append(self._states[inverter_id])
+                changed.append(self._states[device_id])
             # In page order, so that new inverters are appended in the order they were added.
-            changed.sort(key=lambda state: self._position[state.target.inverter_id])
+            changed.sort(key=lambda state: self._position[state.target.device_id])
             return self._epoch, self._seq, changed
 
-    def epoch_snapshot(self) -> tuple[int, int, list[InverterState]]:
+    def epoch_snapshot(self) -> tuple[int, int, list[DeviceState]]:
         """(epoch, seq, every state): a consistent starting point for `changes_since`."""
         with self._lock:
             return self._epoch, self._seq, list(self._states.values())

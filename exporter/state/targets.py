@@ -13,11 +13,9 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from exporter.base.logs import kv
-from exporter.config.model import INVERTER, Config, InverterConfig
-from exporter.state.readings import MEASURED_BY_KIND
+from exporter.config.model import INVERTER, Config, DeviceConfig
+from exporter.kinds import registry
 
-# The kinds with a data series the poller reads (wallboxes have none: inventory only).
-POLLED_KINDS = frozenset(MEASURED_BY_KIND)
 # One listing: an organization's user (a home) and a kind of device.
 Listing = tuple[str, str, str]
 log = logging.getLogger(__name__)
@@ -59,94 +57,86 @@ def authenticated(inventory: Inventory) -> bool | None:
 
 
 @dataclass(frozen=True, slots=True)
-class InverterTarget:
+class DeviceTarget:
     """One device to poll and how it is labelled; thresholds already merged with defaults.
     An inverter unless `kind` says otherwise (the id is then the device's id)."""
 
-    inverter_id: str
+    device_id: str
     org_id: str
     user_id: str
     name: str
     labels: tuple[tuple[str, str], ...] = ()
-    battery_low_percent: float | None = None
-    grid_export_high_watts: float | None = None
-    hot_water_low_celsius: float | None = None
-    vehicle_charged_percent: float | None = None
-    vehicle_charged_by_seconds: int | None = None
+    # The thresholds of its kind that have a value: (config key, value as published).
+    thresholds: tuple[tuple[str, float], ...] = ()
     inventory: Inventory | None = None
     discovered: bool = False
     kind: str = INVERTER
 
     @property
-    def is_inverter(self) -> bool:
-        return self.kind == INVERTER
-
-    @property
     def polled(self) -> bool:
         """Whether the device has a data series to poll (a wallbox has none)."""
-        return self.kind in POLLED_KINDS
+        kind = registry.find(self.kind)
+        return kind is not None and kind.polled
+
+    def threshold(self, key: str) -> float | None:
+        return dict(self.thresholds).get(key)
 
     def log_fields(self) -> dict[str, str]:
-        """The identifying log fields of the device (an inverter's as they always were; another
-        kind's id is a device id)."""
-        if self.is_inverter:
-            return {"inverter_id": self.inverter_id, "name": self.name, "user_id": self.user_id}
+        """The identifying log fields of the device."""
         return {
-            "device_id": self.inverter_id,
+            "device_id": self.device_id,
             "name": self.name,
             "user_id": self.user_id,
             "kind": self.kind,
         }
 
     @classmethod
-    def from_config(cls, inverter: InverterConfig, config: Config) -> InverterTarget:
+    def from_config(cls, inverter: DeviceConfig, config: Config) -> DeviceTarget:
         thresholds = inverter.thresholds.over(config.thresholds, inverter.kind)
         return cls(
-            inverter_id=inverter.inverter_id,
+            device_id=inverter.device_id,
             org_id=inverter.org_id,
             user_id=inverter.user_id,
             name=inverter.display_name,
             labels=tuple(sorted(inverter.labels.items())),
-            battery_low_percent=thresholds.battery_low_percent,
-            grid_export_high_watts=thresholds.grid_export_high_watts,
-            hot_water_low_celsius=thresholds.hot_water_low_celsius,
-            vehicle_charged_percent=thresholds.vehicle_charged_percent,
-            vehicle_charged_by_seconds=thresholds.vehicle_charged_by_seconds,
+            thresholds=tuple(
+                (family.field, value)
+                for family in registry.get(inverter.kind).thresholds
+                if family.field and (value := thresholds.value(family.field)) is not None
+            ),
             kind=inverter.kind,
         )
 
 
 @dataclass(frozen=True, slots=True)
-class DiscoveredInverter:
+class DiscoveredDevice:
     """A device (an inverter unless `kind` says otherwise) as the list endpoints show it."""
 
     org_id: str
     user_id: str
-    inverter_id: str
+    device_id: str
     name: str
     inventory: Inventory
     deleted: bool = False
     kind: str = INVERTER
 
 
-def _discovered_target(d: DiscoveredInverter, config: Config) -> InverterTarget:
+def _discovered_target(d: DiscoveredDevice, config: Config) -> DeviceTarget:
     # As if configured without thresholds of its own: the config's defaults apply.
-    entry = InverterConfig(
+    entry = DeviceConfig(
         org_id=d.org_id,
         user_id=d.user_id,
-        inverter_id=d.inverter_id,
+        inverter_id=d.device_id,
         name=d.name,
-        kind=d.kind,  # type: ignore[arg-type]  # one of the kinds discovery lists
+        kind=d.kind,
     )
-    return replace(
-        InverterTarget.from_config(entry, config), inventory=d.inventory, discovered=True
-    )
+    return replace(DeviceTarget.from_config(entry, config), inventory=d.inventory, discovered=True)
 
 
 class TargetsFollower(Protocol):
     """Told of every change to the targets: new or changed ones, and removed ids."""
 
-    def apply_targets(self, changed: list[InverterTarget], removed: list[str]) -> None: ...
+    def apply_targets(self, changed: list[DeviceTarget], removed: list[str]) -> None: ...
 
 
 class TargetSet:
@@ -158,15 +148,15 @@ class TargetSet:
     def __init__(self, config: Config) -> None:
         self._lock = threading.RLock()
         self._config = config
-        self._configured: dict[str, InverterTarget] = {}
-        self._listed: dict[Listing, list[DiscoveredInverter]] = {}
+        self._configured: dict[str, DeviceTarget] = {}
+        self._listed: dict[Listing, list[DiscoveredDevice]] = {}
         # The listings naming each discovered id, the first to name it first: it keeps the
         # device for as long as it lists it, so that another home's listing naming the same
         # id (by error or by malice) cannot take the device over.
         self._claims: dict[str, list[Listing]] = {}
-        self._discovered: dict[str, DiscoveredInverter] = {}
+        self._discovered: dict[str, DiscoveredDevice] = {}
         self._static_inventory: dict[str, Inventory] = {}
-        self._targets: dict[str, InverterTarget] = {}
+        self._targets: dict[str, DeviceTarget] = {}
         self._followers: list[TargetsFollower] = []
         self._reconfigure(config)
         self._publish(list(self._configured))
@@ -176,7 +166,7 @@ class TargetSet:
         with self._lock:
             self._followers.append(follower)
 
-    def current(self) -> list[InverterTarget]:
+    def current(self) -> list[DeviceTarget]:
         with self._lock:
             return list(self._targets.values())
 
@@ -184,7 +174,7 @@ class TargetSet:
         with self._lock:
             return len(self._targets)
 
-    def configured_only(self) -> list[InverterTarget]:
+    def configured_only(self) -> list[DeviceTarget]:
         """Configured inverters of this shard that discovery does not list."""
         with self._lock:
             return [
@@ -193,13 +183,15 @@ class TargetSet:
                 if i not in self._discovered and self._config.shard.owns(t.user_id)
             ]
 
-    def discovered_count(self, org_id: str) -> int:
-        """How many inverters the last listings of an organization's homes found (each once,
-        however many listings name it)."""
+    def discovered_count(self, org_id: str) -> dict[str, int]:
+        """How many devices of each kind the last listings of an organization's homes found
+        (each once, however many listings name it)."""
         with self._lock:
-            return sum(
-                1 for d in self._discovered.values() if d.org_id == org_id and d.kind == INVERTER
-            )
+            counts = dict.fromkeys(registry.names(), 0)
+            for d in self._discovered.values():
+                if d.org_id == org_id:
+                    counts[d.kind] = counts.get(d.kind, 0) + 1
+            return counts
 
     def listed_homes(self, org_id: str) -> set[str]:
         """The users of an organization whose devices are known from a listing."""
@@ -225,7 +217,7 @@ class TargetSet:
         self,
         org_id: str,
         user_id: str,
-        inverters: list[DiscoveredInverter],
+        inverters: list[DiscoveredDevice],
         kind: str = INVERTER,
     ) -> None:
         """The devices of one kind a listing found for one home (empty: none, or gone).
@@ -238,34 +230,34 @@ class TargetSet:
                 return
             self._publish(self._replace_listing((org_id, user_id, kind), inverters))
 
-    def _replace_listing(self, key: Listing, inverters: list[DiscoveredInverter]) -> list[str]:
+    def _replace_listing(self, key: Listing, inverters: list[DiscoveredDevice]) -> list[str]:
         """Put a listing's devices in place of its last ones; the ids touched."""
-        before = {d.inverter_id for d in self._listed.pop(key, [])}
-        now = {d.inverter_id for d in inverters}
+        before = {d.device_id for d in self._listed.pop(key, [])}
+        now = {d.device_id for d in inverters}
         if inverters:
             self._listed[key] = list(inverters)
-        for inverter_id in before - now:
-            claims = self._claims.get(inverter_id, [])
+        for device_id in before - now:
+            claims = self._claims.get(device_id, [])
             if key in claims:
                 claims.remove(key)
             if not claims:
-                self._claims.pop(inverter_id, None)
-        for inverter_id in now - before:
-            claims = self._claims.setdefault(inverter_id, [])
+                self._claims.pop(device_id, None)
+        for device_id in now - before:
+            claims = self._claims.setdefault(device_id, [])
             if claims and key not in claims:
                 log.warning(
                     "a device id is listed by two homes; the first keeps it",
-                    extra=kv(device_id=inverter_id, user_id=key[1], kind=key[2],
+                    extra=kv(device_id=device_id, user_id=key[1], kind=key[2],
                              owner_user_id=claims[0][1], owner_kind=claims[0][2]),
                 )  # fmt: skip
             if key not in claims:
                 claims.append(key)
-        touched = dict.fromkeys([*(d.inverter_id for d in inverters), *before])
-        for inverter_id in touched:
-            self._discovered.pop(inverter_id, None)
-            if owners := self._claims.get(inverter_id):
-                self._discovered[inverter_id] = next(
-                    d for d in self._listed[owners[0]] if d.inverter_id == inverter_id
+        touched = dict.fromkeys([*(d.device_id for d in inverters), *before])
+        for device_id in touched:
+            self._discovered.pop(device_id, None)
+            if owners := self._claims.get(device_id):
+                self._discovered[device_id] = next(
+                    d for d in self._listed[owners[0]] if d.device_id == device_id
                 )
         return list(touched)
 
@@ -278,17 +270,17 @@ class TargetSet:
     def _reconfigure(self, config: Config) -> None:
         self._config = config
         self._configured = {
-            i.inverter_id: InverterTarget.from_config(i, config) for i in config.inverters
+            i.device_id: DeviceTarget.from_config(i, config) for i in config.inverters
         }
 
-    def _resolve(self, inverter_id: str) -> InverterTarget | None:
-        configured = self._configured.get(inverter_id)
-        discovered = self._discovered.get(inverter_id)
+    def _resolve(self, device_id: str) -> DeviceTarget | None:
+        configured = self._configured.get(device_id)
+        discovered = self._discovered.get(device_id)
         if configured is not None:
             inventory = (
                 discovered.inventory
                 if discovered is not None
-                else self._static_inventory.get(inverter_id)
+                else self._static_inventory.get(device_id)
             )
             target = replace(configured, inventory=inventory)
         elif discovered is not None:
@@ -298,17 +290,17 @@ class TargetSet:
         return target if self._config.shard.owns(target.user_id) else None
 
     def _publish(self, touched: list[str]) -> None:
-        changed: list[InverterTarget] = []
+        changed: list[DeviceTarget] = []
         removed: list[str] = []
-        for inverter_id in touched:
-            target = self._resolve(inverter_id)
-            old = self._targets.get(inverter_id)
+        for device_id in touched:
+            target = self._resolve(device_id)
+            old = self._targets.get(device_id)
             if target is None:
                 if old is not None:
-                    del self._targets[inverter_id]
-                    removed.append(inverter_id)
+                    del self._targets[device_id]
+                    removed.append(device_id)
             elif target != old:
-                self._targets[inverter_id] = target
+                self._targets[device_id] = target
                 changed.append(target)
         if not changed and not removed:
             return

@@ -143,7 +143,7 @@ def test_promtool_blocks_of_a_backfill_answer_with_the_simulators_values(tmp_pat
     with prometheus_server(
         tmp_path, {"global": {}}, "--storage.tsdb.retention.time=10y", storage=blocks
     ) as prometheus:
-        selector = f'{{inverter_id="{inverter["inverter_id"]}",job="podero",instance="backfill"}}'
+        selector = f'{{device_id="{inverter["inverter_id"]}",job="podero",instance="backfill"}}'
         noon = next(p for p in points if p["time"].endswith("T12:00:00Z"))
         at = day + 12 * 3600
         assert noon["solar_production_w"] > 0
@@ -161,7 +161,7 @@ def test_promtool_blocks_of_a_backfill_answer_with_the_simulators_values(tmp_pat
         )
         assert float(found[0]["value"][1]) == first_points[0]["household_consumption_w"] * 900
         # The info series carries the inventory, as the live exporter's does.
-        info = instant(prometheus, "podero_inverter_info" + selector, at)
+        info = instant(prometheus, "podero_device_info" + selector, at)
         assert info[0]["metric"]["manufacturer"] and info[0]["metric"]["name"] == "garage-graz"
         # A heat pump's and an EV's bucket (the EV's at night, plugged in at home).
         for device, found_points, at_time, checks in (

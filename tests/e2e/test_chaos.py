@@ -14,7 +14,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.kinds.table import READING_FAMILIES
+from exporter.kinds import inverter
 from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config
 from exporter.sim import start_simulator as start_sim
 from tests.e2e.processes import exporter_process, wait_for
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 INVERTERS = 10
 MAX_AGE = 3600.0
-VALUE_METRICS = {f.name for f in READING_FAMILIES}
+VALUE_METRICS = {f.name for f in inverter.INVERTER.readings}
 CHAOS = Faults(
     error_5xx=0.08,
     rate_limit=0.05,
@@ -49,7 +49,7 @@ def check_invariants(text: str, now: float) -> None:
     """No value from the future, no value older than max_data_age_seconds."""
     found = samples(text)
     stamps = {
-        s[1]["inverter_id"]: s[2] for s in found if s[0] == "podero_inverter_data_timestamp_seconds"
+        s[1]["inverter_id"]: s[2] for s in found if s[0] == "podero_device_data_timestamp_seconds"
     }
     for name, labels, _ in found:
         if name in VALUE_METRICS:
@@ -124,7 +124,7 @@ def test_chaos_soak(tmp_path: Path) -> None:
             up = {
                 s[1]["name"]: s[2]
                 for s in samples(requests.get(f"{base}/metrics", timeout=1).text)
-                if s[0] == "podero_inverter_up"
+                if s[0] == "podero_device_up"
             }
             assert up == {name: 1.0 for name in up} and len(up) == INVERTERS
 

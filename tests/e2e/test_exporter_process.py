@@ -18,14 +18,14 @@ pytestmark = pytest.mark.e2e
 
 PER_INVERTER = (
     *VALUE_METRICS,
-    "podero_inverter_data_timestamp_seconds",
-    "podero_inverter_up",
-    "podero_inverter_last_success_timestamp_seconds",
-    "podero_inverter_info",
+    "podero_device_data_timestamp_seconds",
+    "podero_device_up",
+    "podero_device_last_success_timestamp_seconds",
+    "podero_device_info",
 )
 INVENTORY = (
-    "podero_inverter_authenticated",
-    "podero_inverter_action_needed",
+    "podero_device_authenticated",
+    "podero_device_action_needed",
     "podero_inverter_connection_status",
     "podero_inverter_monitoring_status",
     "podero_inverter_solar_power_rating_watts",
@@ -83,7 +83,7 @@ def test_demo_serves_every_metric_for_every_inverter_and_passes_promtool(tmp_pat
         # Discovery is on in the demo: inventory metrics for every discovered inverter.
         for metric in INVENTORY:
             assert len(found.get(metric, ())) == 3, metric
-        assert 'manufacturer="' in text and 'podero_discovery_inverters{org_id="' in text
+        assert 'manufacturer="' in text and 'podero_discovery_devices{org_id="' in text
 
 
 def test_once_against_a_standalone_simulator(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_once_against_a_standalone_simulator(tmp_path: Path) -> None:
         result = run_cli("--config.file", str(tmp_path / "config.yaml"), "--once")
         assert result.returncode == 0, result.stderr
         found = names_per_metric(result.stdout)
-        assert found["podero_inverter_up"] == {"inv0", "inv1", "inv2", "inv3"}
+        assert found["podero_device_up"] == {"inv0", "inv1", "inv2", "inv3"}
         assert promtool_check(result.stdout).returncode == 0
         assert sim["client_secret"] not in result.stdout + result.stderr
 
@@ -121,6 +121,6 @@ def test_once_fails_when_no_inverter_succeeds(tmp_path: Path) -> None:
         (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
         result = run_cli("--config.file", str(tmp_path / "config.yaml"), "--once")
         assert result.returncode == 1
-        assert "podero_inverter_up" in result.stdout
+        assert "podero_device_up" in result.stdout
         assert 'msg="poll failed"' in result.stderr
         assert 'endpoint=token status=401 reason="HTTP 401: invalid_client"' in result.stderr

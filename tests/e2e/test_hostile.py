@@ -66,26 +66,26 @@ def test_hostile_api_leaves_the_healthy_inverters_served(tmp_path: Path) -> None
                 found: dict[str, dict[str, float]] = {}
                 for family in text_string_to_metric_families(text):
                     for s in family.samples:
-                        found.setdefault(s.name, {})[s.labels.get("inverter_id", "")] = s.value
-                ups = found.get("podero_inverter_up", {})
+                        found.setdefault(s.name, {})[s.labels.get("device_id", "")] = s.value
+                ups = found.get("podero_device_up", {})
                 return found if len(ups) == INVERTERS else None
 
             found = wait_for(polled, 30, "a poll of every inverter")
-            up = found["podero_inverter_up"]
+            up = found["podero_device_up"]
             assert {i: up[i] for i in healthy} == dict.fromkeys(healthy, 1.0)
             assert {up[trickle], up[endless], up[bomb]} == {0.0}
             solar = found["podero_inverter_solar_production_watts"]
             assert set(solar) == set(healthy)
             assert found["podero_render_errors_total"] == {"": 0.0}
             expiry = found["podero_oauth_token_expiry_timestamp_seconds"][""]
-            assert expiry - found["podero_inverter_last_success_timestamp_seconds"][healthy[0]] < (
+            assert expiry - found["podero_device_last_success_timestamp_seconds"][healthy[0]] < (
                 86400 + 60
             )
 
             page = exporter.get("/").content.decode("utf-8")
             assert "&lt;script&gt;" in page and "<script>alert" not in page
             rows = json.loads(exporter.get("/api/v1/inverters").content)["inverters"]
-            errors = {r["inverter_id"]: r["last_error"] for r in rows}
+            errors = {r["device_id"]: r["last_error"] for r in rows}
             assert errors[trickle] == "no complete answer within 2s"
             assert errors[endless].startswith("body too large: more than 16777216 bytes")
             assert errors[bomb].startswith("body too large: more than 16777216 bytes (gzip")

@@ -62,13 +62,13 @@ def test_reload_by_sighup_and_post(tmp_path: Path, live_sim: RunningSimulator) -
     config = tmp_path / "config.yaml"
     with exporter_process(tmp_path, config_for(live_sim, 2)) as exporter:
         proc, base = exporter.proc, exporter.base
-        assert len(metric(base, "podero_inverter_up")) == 2
+        assert len(metric(base, "podero_device_up")) == 2
         tokens = live_sim.api.stats()["responses"]["token"]["200"]
 
         # SIGHUP with two more inverters: they are polled, the token is kept.
         write_config(config, live_sim, 4)
         proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: len(metric(base, "podero_inverter_up")) == 4, 15, "4 inverters")
+        wait_for(lambda: len(metric(base, "podero_device_up")) == 4, 15, "4 inverters")
         assert live_sim.api.stats()["responses"]["token"]["200"] == tokens
         assert metric(base, "podero_config_last_reload_successful") == {
             "podero_config_last_reload_successful": 1.0
@@ -78,7 +78,7 @@ def test_reload_by_sighup_and_post(tmp_path: Path, live_sim: RunningSimulator) -
         write_config(config, live_sim, 3)
         r = requests.post(f"{base}/-/reload", timeout=10)
         assert r.status_code == 200
-        assert len(metric(base, "podero_inverter_info")) == 3
+        assert len(metric(base, "podero_device_info")) == 3
 
         # An invalid config is refused; the old one keeps running.
         config.write_text(config.read_text().replace("interval_seconds: 1", "interval_seconds: 0"))
@@ -88,7 +88,7 @@ def test_reload_by_sighup_and_post(tmp_path: Path, live_sim: RunningSimulator) -
         assert metric(base, "podero_config_last_reload_successful") == {
             "podero_config_last_reload_successful": 0.0
         }
-        assert len(metric(base, "podero_inverter_info")) == 3
+        assert len(metric(base, "podero_device_info")) == 3
         before = sum(metric(base, "podero_polls_total").values())
         wait_for(
             lambda: sum(metric(base, "podero_polls_total").values()) > before + 3,

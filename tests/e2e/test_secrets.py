@@ -85,7 +85,7 @@ def test_client_credentials_success_and_failure_paths(
         html=0.1,
     )
     output = run_and_collect(tmp_path, config_for(canary_sim), canary_sim, chaos)
-    assert "podero_inverter_up" in output  # it did run and serve
+    assert "podero_device_up" in output  # it did run and serve
     assert 'msg="token refused, renewing it and retrying"' in output  # the revoked-token path ran
     assert_clean(output)
 
@@ -110,7 +110,7 @@ def test_password_grant_paths(tmp_path: Path, canary_sim: RunningSimulator) -> N
     output = run_and_collect(
         tmp_path, raw, canary_sim, Faults(token_prefix=TOKEN, token_lifetime_s=3, revoke=0.2)
     )
-    assert "podero_inverter_up" in output
+    assert "podero_device_up" in output
     assert_clean(output)
 
 

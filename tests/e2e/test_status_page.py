@@ -22,7 +22,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from exporter.app import Exporter
 from exporter.base.clock import SystemClock
-from exporter.render.status import KINDS, VALUE_KEYS
+from exporter.kinds import registry
+from exporter.render.status import value_keys
 from exporter.serve.web import WebApp, start_web
 from exporter.sim import RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from tests.conftest import require_tool, to_config
@@ -198,7 +199,9 @@ def test_a_home_shows_all_its_devices_with_their_values(
 ) -> None:
     # The first home after the hostile one with a device of every kind.
     user = next(
-        u.id for u in fleet.users[1:] if set(home_devices(fleet, u.id).values()) == set(KINDS)
+        u.id
+        for u in fleet.users[1:]
+        if set(home_devices(fleet, u.id).values()) == set(registry.names())
     )
     expected = home_devices(fleet, user)
     owner = fleet.users_by_id[user].external_user_id
@@ -208,7 +211,7 @@ def test_a_home_shows_all_its_devices_with_their_values(
     WebDriverWait(browser, 10).until(expected_conditions.url_contains(f"user_id={user}"))
     assert browser.find_element(By.CSS_SELECTOR, "#home h2").text == f"Home {owner}"
     assert browser.find_element(By.ID, "owner").text == owner
-    counts = {kind: list(expected.values()).count(kind) for kind in KINDS}
+    counts = {kind: list(expected.values()).count(kind) for kind in registry.names()}
     kinds = browser.find_element(By.ID, "kinds").text
     for kind, n in counts.items():
         name = kind.replace("_", " ")
@@ -218,7 +221,7 @@ def test_a_home_shows_all_its_devices_with_their_values(
 
     listed = api(site, "devices", user_id=user)
     assert listed["home"]["kinds"] == counts
-    rows = {r["inverter_id"]: r for r in listed["devices"]}
+    rows = {r["device_id"]: r for r in listed["devices"]}
     assert {i: r["kind"] for i, r in rows.items()} == expected
     # The simulator's data is current: each polled kind shows its values.
     by_kind = {r["kind"]: r for r in rows.values()}
@@ -230,7 +233,7 @@ def test_a_home_shows_all_its_devices_with_their_values(
 
     columns = [a.get_attribute("data-sort") for a in browser.find_elements(By.CSS_SELECTOR, "th a")]
     table = browser.find_elements(By.CSS_SELECTOR, "#inverters tbody tr")
-    assert table_ids(browser) == [r["inverter_id"] for r in listed["devices"]]
+    assert table_ids(browser) == [r["device_id"] for r in listed["devices"]]
     for tr in table:
         row = rows[tr.get_attribute("data-inverter-id") or ""]
         cells = dict(
@@ -238,7 +241,7 @@ def test_a_home_shows_all_its_devices_with_their_values(
         )
         assert (cells["name"], cells["kind"]) == (row["name"], row["kind"])
         assert tr.get_attribute("data-kind") == row["kind"]
-        for key in VALUE_KEYS:
+        for key in value_keys():
             if key != "charging":  # in the plugged_in column
                 assert cells[key] == shown(key, row), (row["kind"], key)
     # All 16 columns fit a 1600-pixel window: no sideways scrolling.

@@ -1,0 +1,95 @@
+"""One row of the metrics table: a family's exposition name, type, HELP, the labels it carries
+and, for values from the API, the field it comes from and the factor to its base unit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+JOULES_PER_KWH = 3.6e6
+# Every per-device series carries these, whatever the kind (kube-state-metrics' namespace
+# and pod): a home's devices join on user_id, a device's series on device_id.
+IDENTITY = ("device_id", "name", "user_id")
+
+
+class Source(Enum):
+    """Where a family's samples come from, which decides when they change."""
+
+    READING = "reading"  # a field of the newest data point; hidden once the point is stale
+    POLL = "poll"  # the outcome of polls (up, timestamps)
+    ENERGY = "energy"  # counters summed from completed data buckets
+    TARGET = "target"  # the device's config and inventory; changes only with the targets
+    SELF = "self"  # the exporter's own health (telemetry registry)
+
+
+# eq=False: families are singletons, compared and hashed by identity (cheap in the hot path).
+@dataclass(frozen=True, slots=True, eq=False)
+class Family:
+    """One metric family: exposition name, type, HELP, and where its value comes from."""
+
+    name: str
+    help: str
+    source: Source
+    type: str = "gauge"
+    field: str | None = None  # the API field (data point or inventory) it is read from
+    scale: float = 1.0  # API value x scale = value in the base unit
+    labels: tuple[str, ...] = ()  # labels beyond the device's identity (telemetry: all labels)
+    part: str | None = None  # energy: the "positive" or "negative" part of the power field
+    shared: bool = False  # one family for every kind, with a `kind` label
+    states: tuple[str, ...] = ()  # a state set: the states that always have a series
+
+    def convert(self, api_value: float) -> float:
+        """The API's value in this family's base unit."""
+        return api_value * self.scale
+
+    @property
+    def per_device(self) -> bool:
+        return self.source is not Source.SELF
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Every label the exporter sets on this family's series (before custom labels)."""
+        if not self.per_device:
+            return self.labels
+        return (*IDENTITY, *(("kind",) if self.shared else ()), *self.labels)
+
+
+def reading(name: str, field: str, help_text: str, scale: float = 1.0) -> Family:
+    """A value of the newest data point."""
+    return Family(name, help_text, Source.READING, field=field, scale=scale)
+
+
+def inventory(name: str, field: str, help_text: str, scale: float = 1.0) -> Family:
+    """A value of the device's listing or detail (its inventory)."""
+    return Family(name, help_text, Source.TARGET, field=field, scale=scale)
+
+
+def state_set(name: str, field: str, help_text: str, states: tuple[str, ...]) -> Family:
+    """A status of the inventory as a state set: 1 for the current status (label `status`),
+    0 for the other known ones."""
+    return Family(name, help_text, Source.TARGET, field=field, labels=("status",), states=states)
+
+
+def threshold(name: str, field: str, help_text: str, scale: float = 1.0) -> Family:
+    """A configured alert threshold (`field`: the key of the config's thresholds)."""
+    return Family(name, help_text, Source.TARGET, field=field, scale=scale)
+
+
+ENERGY_HELP = (
+    " Each completed data bucket adds its mean power times its duration, once; null values "
+    "add nothing; starts at 0 when the exporter starts (a restart is a counter reset, which "
+    "increase() handles); a bucket revised after it was counted is not counted again. "
+    "kWh per day: increase(...[1d]) / 3.6e6."
+)
+
+
+def energy(name: str, field: str, part: str, what: str) -> Family:
+    """A counter of energy from the completed buckets of a power field."""
+    return Family(name, what + ENERGY_HELP, Source.ENERGY, type="counter", field=field, part=part)
+
+
+def price_help(of: str) -> str:
+    return (
+        f"Energy price of {of}exported data point, as delivered by the API field price "
+        "(unit not documented; examples look like currency per MWh)."
+    )
