@@ -117,3 +117,20 @@ def test_no_module_is_over_600_lines() -> None:
     }
     assert len(sizes) > 20
     assert {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_the_top_of_the_package_holds_entry_points_and_every_package_is_layered() -> None:
+    import tomllib
+
+    top = sorted(p.name for p in (ROOT / "exporter").glob("*.py"))
+    assert len(top) <= 8, top
+    packages = sorted(
+        p.parent.name for p in (ROOT / "exporter").glob("*/__init__.py") if p.parent.name != "sim"
+    )
+    layers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"][
+        "contracts"
+    ][0]["layers"]
+    named = {name.strip() for layer in layers for name in layer.split("|")}
+    # A module added to a package is checked by the package's layer: none is listed by name.
+    assert {f"exporter.{p}" for p in packages} <= named
+    assert all(name.count(".") == 1 for name in named), named
