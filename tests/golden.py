@@ -35,7 +35,10 @@ def render_golden() -> str:
         line + "\n"
         for line in text.splitlines()
         if not line.startswith(
-            ("podero_device_next_poll_timestamp_seconds{", "podero_inverter_last_success")
+            (
+                "podero_device_next_poll_timestamp_seconds{",
+                "podero_device_last_success_timestamp_seconds{",
+            )
         )
     )
 

@@ -15,7 +15,7 @@ from exporter.app import Exporter
 from exporter.render.collector import current_samples
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.devices import SimDevice
-from exporter.state.readings import DataPoint, latest_reading, parse_data_response
+from exporter.state.readings import DataPoint, fields_of, latest_reading, parse_data_response
 from exporter.state.store import DeviceState
 from exporter.state.targets import DeviceTarget, Inventory
 from tests.conftest import NOON, require_tool, to_config
@@ -60,7 +60,7 @@ def expected_point(sim: RunningSimulator, device: SimDevice, now: float) -> Data
         device.id,
         {"from_datetime": _iso(now - 6 * 3600), "to_datetime": _iso(now)},
     )
-    kind_fields = tuple(k for k in body["data"][0] if k != "time")
+    kind_fields = tuple(f for f in fields_of(device.kind) if f.name in body["data"][0])
     point = latest_reading(parse_data_response(body, now, kind_fields), now, device.kind)
     assert point is not None
     return point
@@ -100,13 +100,19 @@ def test_heat_pumps_and_evs_export_the_api_values_in_base_units(
         assert 0 < level[ev.id][1] <= 1
         assert plugged[ev.id][1] == point.values["is_plugged_in"] in (0.0, 1.0)
     up = series(text, "podero_device_up")
-    assert {i: (labels["kind"], v) for i, (labels, v) in up.items()} == {
+    assert {
+        i: (labels["kind"], v) for i, (labels, v) in up.items() if labels["kind"] != "inverter"
+    } == {
         **{d.id: ("heat_pump", 1.0) for d in pumps},
         **{d.id: ("electric_vehicle", 1.0) for d in evs},
     }
-    # Inverter series keep their names and labels; no inverter is a device.
-    assert len(series_of(text, "podero_device_up")) == HOMES
-    assert not any("device_id" in dict(labels) for labels in series_of(text, "podero_device_up"))
+    # One vocabulary: every kind's up is podero_device_up, with device_id and user_id.
+    kinds = [dict(labels)["kind"] for labels in series_of(text, "podero_device_up")]
+    assert kinds.count("inverter") == HOMES
+    assert all(
+        {"device_id", "user_id"} <= set(dict(labels))
+        for labels in series_of(text, "podero_device_up")
+    )
 
 
 def series_of(text: str, name: str) -> list[tuple[tuple[str, str], ...]]:
@@ -121,9 +127,9 @@ def test_wallboxes_get_inventory_only_and_every_kind_an_info(
     fleet = home_sim.api.fleet
     boxes = {d.id for d in fleet.devices if d.kind == "wallbox"}
     info = series(text, "podero_device_info")
-    assert {i: labels["kind"] for i, (labels, _) in info.items()} == {
-        d.id: d.kind for d in fleet.devices
-    }
+    assert {
+        i: labels["kind"] for i, (labels, _) in info.items() if labels["kind"] != "inverter"
+    } == {d.id: d.kind for d in fleet.devices}
     box = next(d for d in fleet.devices if d.kind == "wallbox")
     labels = info[box.id][0]
     assert (labels["manufacturer"], labels["model"], labels["user_id"]) == (
@@ -265,8 +271,7 @@ def test_null_values_are_absent_and_stale_readings_hidden() -> None:
         "metadata": {},
         "data": [{"time": "2026-11-23T12:00:00Z", "battery_level": 50, "is_charging": None}],
     }
-    fields = ("battery_level", "is_charging", "is_plugged_in", "price")
-    point = parse_data_response(body, None, fields)[0]
+    point = parse_data_response(body, None, fields_of("electric_vehicle"))[0]
     state = DeviceState(target, reading=point, polled=True, up=True)
     names = {f.name: s for f, s in current_samples(state, point.time + 60, 3600).items()}
     assert names["podero_electric_vehicle_battery_level_ratio"][0][1] == 0.5
@@ -282,7 +287,7 @@ def test_a_boolean_field_that_is_not_a_boolean_is_invalid_data() -> None:
 
     body = {"data": [{"time": "2026-11-23T12:00:00Z", "is_plugged_in": 1}]}
     with pytest.raises(InvalidData, match="is_plugged_in 1 is not a boolean"):
-        parse_data_response(body, None, ("is_plugged_in",))
+        parse_data_response(body, None, fields_of("electric_vehicle"))
 
 
 def test_the_page_with_every_kind_passes_promtool(
@@ -311,7 +316,7 @@ def test_the_json_apis_list_inverters_and_devices(
     pumps = json.loads(view.json({"kind": "heat_pump"}, devices=True))
     assert pumps["total"] == 6 and all(r["status"] == "ok" for r in pumps["devices"])
     html = view.html({"kind": "wallbox"}).decode()
-    assert html.count("data-inverter-id=") == 4
+    assert html.count("data-device-id=") == 4
     exporter.stop()
 
 
@@ -324,7 +329,7 @@ def test_the_demo_shows_every_kind(clock: FakeClock) -> None:
     text = exporter.page.render().decode()
     exporter.stop()
     kinds = {dict(labels)["kind"] for labels in series_of(text, "podero_device_info")}
-    assert kinds == set(KINDS)
+    assert kinds == {"inverter", *KINDS}
     assert series_of(text, "podero_heat_pump_hot_water_temperature_celsius")
     assert series_of(text, "podero_electric_vehicle_battery_level_ratio")
 

@@ -74,7 +74,7 @@ def test_discovers_every_live_inverter_of_several_orgs(
     text = exporter.page.render().decode()
     for org in fleet.org_ids:
         count = sum(1 for i in fleet.inverters if i.org_id == org and not i.deleted)
-        assert f'podero_discovery_devices{{org_id="{org}"}} {float(count)}' in text
+        assert f'podero_discovery_devices{{kind="inverter",org_id="{org}"}} {float(count)}' in text
         assert f'podero_discovery_last_success_timestamp_seconds{{org_id="{org}"}}' in text
     assert "podero_discovery_duration_seconds " in text
     exporter.stop()
@@ -88,10 +88,12 @@ def test_inventory_metrics_describe_each_device(
     auth = {
         dict(k)["device_id"]: v
         for k, v in series(exporter, "podero_device_authenticated").items()
+        if dict(k)["kind"] == "inverter"
     }
     action = {
         dict(k)["device_id"]: v
         for k, v in series(exporter, "podero_device_action_needed").items()
+        if dict(k)["kind"] == "inverter"
     }
     joules = {
         dict(k)["device_id"]: v
@@ -142,11 +144,13 @@ def test_static_entry_wins_for_name_labels_and_thresholds(
     exporter = exporter_for(raw, clock)
     target = by_id(exporter)[chosen.id]
     assert target.name == "my-roof" and target.labels == (("site", "vienna"),)
-    assert target.battery_low_percent == 40
+    assert target.threshold("battery_low_percent") == 40
     assert target.inventory is not None and target.inventory.model == chosen.model
     assert len(by_id(exporter)) == sum(1 for i in fleet_sim.api.fleet.inverters if not i.deleted)
     others = [t for t in by_id(exporter).values() if t.device_id != chosen.id]
-    assert all(t.battery_low_percent == 20 for t in others)  # defaults for discovered ones
+    assert all(
+        t.threshold("battery_low_percent") == 20 for t in others if t.kind == "inverter"
+    )  # defaults for discovered ones
     exporter.stop()
 
 

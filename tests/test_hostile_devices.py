@@ -427,7 +427,7 @@ def test_hostile_device_listings_break_no_page(
     view = exporter.status_view()
     html = view.html({"user_id": user}).decode("utf-8")
     assert "<img" not in html and "<script>alert" not in html
-    assert html.count("<tr data-inverter-id=") == 4  # its inverter beside the three
+    assert html.count("<tr data-device-id=") == 4  # its inverter beside the three
     body = view.json({"user_id": user}, devices=True)
     assert b"\\ud8" not in body and b"\\udc" not in body  # no lone surrogate, even escaped
     home = json.loads(body)
@@ -590,11 +590,13 @@ def test_a_home_with_thousands_of_devices_costs_the_others_nothing(
     exporter = polled(homes, clock)
     text = page_of(exporter)
     assert_others_correct(exporter, homes, text, set())
-    assert len(series(text, "podero_device_info")) == n + 6 + 4 + 3  # the other wallboxes
+    infos = series(text, "podero_device_info").values()
+    others = [labels for labels, _ in infos if labels["kind"] != "inverter"]
+    assert len(others) == n + 6 + 4 + 3  # the other wallboxes
     promtool_accepts(text)
     view = exporter.status_view()
     html = view.html({"user_id": crowded}).decode()
-    assert html.count("<tr data-inverter-id=") == 100  # one page, not 3,000 rows
+    assert html.count("<tr data-device-id=") == 100  # one page, not 3,000 rows
     home = json.loads(view.json({"user_id": crowded, "limit": "999999"}, devices=True))
     assert home["total"] == n + 3 and len(home["devices"]) == 1000
     assert home["home"]["kinds"]["wallbox"] == n
@@ -640,7 +642,7 @@ def test_hostile_user_ids_get_the_home_or_a_400_that_does_not_echo(home_site: st
             answer = requests.get(f"{home_site}{path}?user_id={spelling}", timeout=5)
             assert answer.status_code == 200, spelling
             if path == "/":
-                assert answer.text.count("<tr data-inverter-id=") == 4
+                assert answer.text.count("<tr data-device-id=") == 4
                 assert f"value='{HOME}'" in answer.text  # the canonical id, not the spelling
             else:
                 assert answer.json()["total"] == 4 and answer.json()["home"]["user_id"] == HOME

@@ -50,7 +50,7 @@ def test_identifiers_are_fields_with_a_constant_message() -> None:
     line = LogfmtFormatter().format(record(device_id="abc", name="roof top", status=503))
     fields = parse_logfmt(line)
     assert fields["msg"] == "poll failed"
-    assert fields["inverter_id"] == "abc" and fields["name"] == "roof top"
+    assert fields["device_id"] == "abc" and fields["name"] == "roof top"
     assert fields["status"] == "503" and fields["logger"] == "exporter.poller"
     parsed = json.loads(JsonFormatter().format(record(device_id="abc", name="roof top")))
     assert parsed["msg"] == "poll failed" and parsed["name"] == "roof top"

@@ -310,7 +310,7 @@ def test_the_table_links_each_user_to_their_home_and_the_home_view_keeps_its_fil
     assert f"<a class=home href='?user_id={HOME}'>" in page
     assert f"<a class=home href='?user_id={NEIGHBOUR}'>" in page
     home = view.html({"user_id": HOME}).decode()
-    assert home.count("<tr data-inverter-id=") == 4
+    assert home.count("<tr data-device-id=") == 4
     assert f"<input type=hidden name=user_id value='{HOME}'>" in home  # filtering stays home
     assert f"href='?user_id={HOME}&amp;sort=solar_w&amp;order=asc'" in home  # so does sorting
     assert "<title>Home cust-00042 · Podero exporter</title>" in home

@@ -145,7 +145,7 @@ def test_the_home_view_over_http_and_a_bad_user_id_is_a_400_that_does_not_echo()
         server.shutdown()
         server.server_close()
     assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
-    assert page.text.count("<tr data-inverter-id=") == 4
+    assert page.text.count("<tr data-device-id=") == 4
     assert listed.json()["total"] == 4 and listed.json()["home"]["user_id"] == HOME
     for answer in refused:
         assert answer.status_code == 400

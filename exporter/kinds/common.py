@@ -54,6 +54,7 @@ ACTION_NEEDED = Family(
     "field action_needed; a series without action is 0 when there is none.",
     Source.TARGET,
     field="actions",
+    labels=("action",),
     shared=True,
 )
 SMART_OPTIMIZATION = Family(

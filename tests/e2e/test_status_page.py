@@ -112,7 +112,7 @@ def api(site: str, endpoint: str = "inverters", **params: str) -> dict[str, Any]
 
 def table_ids(browser: webdriver.Chrome) -> list[str]:
     rows = browser.find_elements(By.CSS_SELECTOR, "#inverters tbody tr")
-    return [r.get_attribute("data-inverter-id") or "" for r in rows]
+    return [r.get_attribute("data-device-id") or "" for r in rows]
 
 
 def test_table_matches_the_json_api(browser: webdriver.Chrome, site: str) -> None:
@@ -235,7 +235,7 @@ def test_a_home_shows_all_its_devices_with_their_values(
     table = browser.find_elements(By.CSS_SELECTOR, "#inverters tbody tr")
     assert table_ids(browser) == [r["device_id"] for r in listed["devices"]]
     for tr in table:
-        row = rows[tr.get_attribute("data-inverter-id") or ""]
+        row = rows[tr.get_attribute("data-device-id") or ""]
         cells = dict(
             zip(columns, (td.text for td in tr.find_elements(By.TAG_NAME, "td")), strict=True)
         )
