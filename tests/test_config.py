@@ -180,7 +180,8 @@ BROKEN: list[tuple[str, Any, str]] = [
     (
         "reserved-label",
         _with("inverters.0.labels", {"name": "x"}),
-        "inverters[0].labels: 'name' is set by the exporter on podero_device_info and cannot be a custom label",
+        "inverters[0].labels: 'name' is set by the exporter on podero_device_info and cannot "
+        "be a custom label",
     ),
     (
         "bad-label-name",
