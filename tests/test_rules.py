@@ -22,17 +22,40 @@ RULES = ROOT / "prometheus/podero.rules.yml"
 RULE_TESTS = ROOT / "prometheus/podero.rules.test.yml"
 ALERTMANAGER = ROOT / "alertmanager/alertmanager.yml"
 RUNBOOKS = ROOT / "docs/runbooks"
-# The alerts that existed before issue 13: silences and dashboards name them.
-EXISTING_ALERTS = {
+# The alerts of the one vocabulary (issue 19, docs/alerting.md): silences, routes and
+# dashboards name them, so a rename must be deliberate. One alert per concept, every kind.
+ALERT_NAMES = {
     "PoderoBatteryLow",
     "PoderoGridExportHigh",
-    "PoderoInverterDataStale",
-    "PoderoInverterPollFailing",
+    "PoderoHotWaterLow",
+    "PoderoVehicleNotCharged",
+    "PoderoDeviceDataStale",
+    "PoderoDeviceNoData",
+    "PoderoDevicePollFailing",
+    "PoderoDeviceNotAuthenticated",
+    "PoderoDeviceActionNeeded",
     "PoderoAuthFailing",
+    "PoderoDiscoveryFailing",
     "PoderoExporterDown",
-    "PoderoInverterNotAuthenticated",
-    "PoderoInverterActionNeeded",
+    "PoderoExporterAbsent",
 }
+SCOPES = {"device", "exporter"}
+# What the one vocabulary retired: none of it may remain in the shipped rules, Alertmanager
+# config, operator resources or runbooks (docs/alerting.md's upgrade table names them once).
+RETIRED = (
+    "inverter_id",
+    "podero_inverter_up",
+    "podero_inverter_info",
+    "podero_inverter_data_timestamp",
+    "podero_inverter_last_success",
+    "podero_inverter_next_poll",
+    "podero_inverter_authenticated",
+    "podero_inverter_action_needed",
+    "podero_discovery_inverters",
+    "PoderoInverter",
+    "scope: inverter",
+    'scope="inverter"',
+)
 RUNBOOK_SECTIONS = ("## What it means", "## What to check", "## What to do")
 
 
@@ -65,8 +88,46 @@ def test_every_metric_in_the_rules_is_exposed(sim_config: Config, clock: Clock) 
     assert not {n for n in used if n not in exposed}
 
 
-def test_the_existing_alert_names_are_kept() -> None:
-    assert {r["alert"] for r in rules()} >= EXISTING_ALERTS
+def test_the_alert_names_are_the_one_vocabularys() -> None:
+    assert {r["alert"] for r in rules()} == ALERT_NAMES
+
+
+def test_nothing_shipped_names_what_the_one_vocabulary_retired() -> None:
+    shipped = [
+        RULES,
+        RULE_TESTS,
+        ALERTMANAGER,
+        *(ROOT / "alertmanager/templates").glob("*"),
+        *(ROOT / "deploy/kubernetes/operator").glob("*.yaml"),
+        *RUNBOOKS.glob("*.md"),
+    ]
+    # Not inside a longer name: the config key discovery.exclude_inverter_ids stays.
+    found = {
+        (p.relative_to(ROOT).as_posix(), word)
+        for p in shipped
+        for word in RETIRED
+        if re.search(rf"(?<!\w){re.escape(word)}", p.read_text())
+    }
+    assert not found
+
+
+def test_the_device_alerts_cover_every_kind_from_one_rule_each() -> None:
+    """The PoderoDevice* alerts read the shared podero_device_* families and pick no kind, so
+    a kind added to the exporter is alerted on without a new rule; their label `kind` says
+    which it is."""
+    device_alerts = [r for r in rules() if r["alert"].startswith("PoderoDevice")]
+    assert {r["alert"] for r in device_alerts} == {
+        "PoderoDeviceDataStale",
+        "PoderoDeviceNoData",
+        "PoderoDevicePollFailing",
+        "PoderoDeviceNotAuthenticated",
+        "PoderoDeviceActionNeeded",
+    }
+    for rule in device_alerts:
+        names = metric_names(rule["expr"])
+        assert names and all(n.startswith("podero_device_") for n in names), rule["alert"]
+        assert "kind" not in rule["expr"], rule["alert"]
+        assert "$labels.kind" in rule["annotations"]["description"], rule["alert"]
 
 
 def test_every_alert_has_severity_scope_annotations_links_and_a_test() -> None:
@@ -75,15 +136,18 @@ def test_every_alert_has_severity_scope_annotations_links_and_a_test() -> None:
     for rule in rules():
         name, labels, annotations = rule["alert"], rule["labels"], rule["annotations"]
         assert labels["severity"] in ("info", "warning", "critical"), name
-        assert labels["scope"] in ("inverter", "device", "exporter"), name
+        assert labels["scope"] in SCOPES, name
         assert annotations["summary"] and annotations["description"], name
         base, _, path = annotations["runbook_url"].partition("/docs/runbooks/")
         assert path == f"{name}.md", name
         assert (RUNBOOKS / path).is_file(), f"{name}: no runbook {path}"
         bases.add(base)
-        if labels["scope"] == "inverter":
-            link = "/d/podero-inverter?var-inverter_id={{ $labels.inverter_id }}"
-        elif labels["scope"] == "device":  # the home: every device of the user
+        inverter_readings = all(
+            n.startswith("podero_inverter_") for n in metric_names(rule["expr"])
+        )
+        if labels["scope"] == "device" and inverter_readings:
+            link = "/d/podero-inverter?var-device_id={{ $labels.device_id }}"
+        elif labels["scope"] == "device":  # the home: every device of the user, any kind
             link = "/d/podero-home?var-user_id={{ $labels.user_id }}"
         else:
             link = "/d/podero-fleet"
@@ -106,10 +170,10 @@ def test_every_runbook_belongs_to_an_alert_and_answers_the_three_questions() -> 
 def test_alerts_about_the_exporters_series_outlast_the_takeover() -> None:
     """When the exporter dies, its series go stale at once: every alert on them must keep
     firing until PoderoExporterDown has fired, with a scrape interval to spare; and a stale
-    inverter that a restart turns into one without data must not fall silent in between."""
+    device that a restart turns into one without data must not fall silent in between."""
     by_name = {r["alert"]: r for r in rules()}
     takeover = seconds(by_name["PoderoExporterDown"]["for"]) + 2 * 60  # a 2m scrape interval
-    no_data = seconds(by_name["PoderoInverterNoData"]["for"])
+    no_data = seconds(by_name["PoderoDeviceNoData"]["for"])
     for rule in rules():
         if rule["alert"] in ("PoderoExporterDown", "PoderoExporterAbsent"):
             assert "keep_firing_for" not in rule  # resolves as soon as the target is back
@@ -217,10 +281,8 @@ def test_inhibit_rules_name_shipped_alerts_and_scopes() -> None:
             if label == "alertname":
                 assert alternatives <= names, matcher
             else:
-                assert label == "scope" and alternatives <= {"inverter", "device", "exporter"}, (
-                    matcher
-                )
-        assert set(rule["equal"]) <= {"job", "instance", "inverter_id"}, rule
+                assert label == "scope" and alternatives <= SCOPES, matcher
+        assert set(rule["equal"]) <= {"job", "instance", "device_id"}, rule
 
 
 def test_the_template_turns_the_dashboard_path_into_a_grafana_link(tmp_path: Path) -> None:
@@ -230,12 +292,12 @@ def test_the_template_turns_the_dashboard_path_into_a_grafana_link(tmp_path: Pat
         "alerts": [
             {
                 "status": "firing",
-                "labels": {"alertname": "PoderoBatteryLow", "inverter_id": "a"},
+                "labels": {"alertname": "PoderoBatteryLow", "device_id": "a"},
                 "annotations": {
                     "summary": "Battery of low is low (10%)",
                     "description": "The battery of inverter low (a) ...",
                     "runbook_url": "https://example.org/docs/runbooks/PoderoBatteryLow.md",
-                    "dashboard": "/d/podero-inverter?var-inverter_id=a",
+                    "dashboard": "/d/podero-inverter?var-device_id=a",
                 },
             }
         ],
@@ -257,7 +319,7 @@ def test_the_template_turns_the_dashboard_path_into_a_grafana_link(tmp_path: Pat
         "[FIRING] Battery of low is low (10%)",
         "The battery of inverter low (a) ...",
         "Runbook: https://example.org/docs/runbooks/PoderoBatteryLow.md",
-        "Dashboard: http://localhost:3000/d/podero-inverter?var-inverter_id=a",
+        "Dashboard: http://localhost:3000/d/podero-inverter?var-device_id=a",
     ]
 
 

@@ -1,7 +1,8 @@
 """The shipped rules loaded by a real Prometheus scraping a demo exporter: every rule is healthy,
-a drained battery makes PoderoBatteryLow go pending for that inverter only, cold hot water
-makes PoderoHotWaterLow go pending for that heat pump only, and the vehicle rule's time-of-day
-join finds every vehicle's charged-by time in UTC."""
+the PoderoDevice* alerts' series arrive from every kind, a drained battery makes
+PoderoBatteryLow go pending for that inverter only, cold hot water makes PoderoHotWaterLow go
+pending for that heat pump only, and the vehicle rule's time-of-day join finds every
+vehicle's charged-by time in UTC."""
 
 from __future__ import annotations
 
@@ -42,6 +43,31 @@ def test_every_rule_is_loaded_and_healthy(stack: Stack) -> None:
     assert {r["name"]: r["health"] for r in rules} == {name: "ok" for name in expected}
 
 
+POLLED = {"inverter", "heat_pump", "electric_vehicle"}
+
+
+def test_the_device_alerts_series_arrive_from_every_kind(stack: Stack) -> None:
+    """What the PoderoDevice* alerts read, per kind: the polled kinds' up and data timestamps
+    (PoderoDeviceDataStale, NoData, PollFailing), every kind's authentication and actions
+    (PoderoDeviceNotAuthenticated, ActionNeeded; wallboxes too, never polled)."""
+
+    def kinds(expr: str) -> set[str]:
+        return {s["metric"]["kind"] for s in query(stack, f"count by (kind) ({expr})")}  # type: ignore[index]
+
+    wanted = {
+        "podero_device_up": POLLED,
+        "podero_device_data_timestamp_seconds": POLLED,
+        "podero_device_authenticated": POLLED | {"wallbox"},
+        "max without (action) (podero_device_action_needed)": POLLED | {"wallbox"},
+    }
+
+    def arrived() -> dict[str, set[str]] | None:
+        got = {expr: kinds(expr) for expr in wanted}
+        return got if got == wanted else None
+
+    wait_for(arrived, 30, "the shared device series of every kind")
+
+
 def test_draining_one_battery_makes_only_that_inverter_pending(stack: Stack) -> None:
     fleet = requests.get(f"{stack.simulator}/_sim/fleet", timeout=5).json()
     drained = fleet["inverters"][1]["inverter_id"]
@@ -52,12 +78,12 @@ def test_draining_one_battery_makes_only_that_inverter_pending(stack: Stack) -> 
         return result or None
 
     alerts = wait_for(pending, 60, "PoderoBatteryLow to go pending")
-    assert [a["metric"]["inverter_id"] for a in alerts] == [drained]  # type: ignore[index]
+    assert [a["metric"]["device_id"] for a in alerts] == [drained]  # type: ignore[index]
     assert alerts[0]["metric"]["alertstate"] == "pending"  # type: ignore[index]
     listed = requests.get(f"{stack.exporter}/api/v1/inverters", timeout=5).json()["inverters"]
     name = next(i["name"] for i in listed if i["inverter_id"] == drained)
     assert alerts[0]["metric"]["name"] == name  # type: ignore[index]
-    ratio = query(stack, f'podero_inverter_battery_charge_ratio{{inverter_id="{drained}"}}')
+    ratio = query(stack, f'podero_inverter_battery_charge_ratio{{device_id="{drained}"}}')
     assert float(ratio[0]["value"][1]) == 0.05  # type: ignore[index]
 
 

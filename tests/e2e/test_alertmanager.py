@@ -1,6 +1,6 @@
 """Real Prometheus and Alertmanager with the shipped rules and Alertmanager config: an alert
 from the demo exporter reaches a webhook receiver, and the shipped inhibitions hold, both when
-the exporter dies under a firing per-inverter alert and for each inhibit rule on its own."""
+the exporter dies under a firing per-device alert and for each inhibit rule on its own."""
 
 from __future__ import annotations
 
@@ -196,14 +196,12 @@ def test_exporter_death_under_a_firing_alert_is_inhibited_not_resolved(
         "instance": s.exporter_instance,
     }
     labels, annotations = alert["labels"], alert["annotations"]
-    assert labels["inverter_id"] == drained
-    assert (labels["severity"], labels["scope"], labels["job"]) == ("warning", "inverter", "podero")
+    assert labels["device_id"] == drained
+    assert (labels["severity"], labels["scope"], labels["job"]) == ("warning", "device", "podero")
     assert annotations["summary"].endswith("is low (5%)")
     assert annotations["runbook_url"].endswith("/docs/runbooks/PoderoBatteryLow.md")
-    assert annotations["dashboard"] == f"/d/podero-inverter?var-inverter_id={drained}"
-    assert [a["labels"]["inverter_id"] for _, a in s.receiver.alerts("PoderoBatteryLow")] == [
-        drained
-    ]
+    assert annotations["dashboard"] == f"/d/podero-inverter?var-device_id={drained}"
+    assert [a["labels"]["device_id"] for _, a in s.receiver.alerts("PoderoBatteryLow")] == [drained]
 
     # 2. The exporter dies: its series go stale, the exporter-wide alert takes over.
     s.exporter.kill()
@@ -214,7 +212,7 @@ def test_exporter_death_under_a_firing_alert_is_inhibited_not_resolved(
     assert not prometheus_query(s.prometheus, "podero_inverter_battery_charge_ratio")
     # Prometheus keeps the inverter's alert firing (keep_firing_for) ...
     kept = prometheus_query(s.prometheus, 'ALERTS{alertname="PoderoBatteryLow"}')
-    assert [(a["metric"]["inverter_id"], a["metric"]["alertstate"]) for a in kept] == [
+    assert [(a["metric"]["device_id"], a["metric"]["alertstate"]) for a in kept] == [
         (drained, "firing")
     ]
     # ... and Alertmanager holds it back, inhibited by PoderoExporterDown of the same instance.
@@ -226,7 +224,7 @@ def test_exporter_death_under_a_firing_alert_is_inhibited_not_resolved(
         return battery if all(a["status"]["inhibitedBy"] for a in battery) else None
 
     battery = wait_for(inhibited, 30, "PoderoBatteryLow to be inhibited")
-    assert [a["labels"]["inverter_id"] for a in battery] == [drained]
+    assert [a["labels"]["device_id"] for a in battery] == [drained]
     assert battery[0]["status"]["state"] == "suppressed"
     assert battery[0]["status"]["inhibitedBy"] == [down[0]["fingerprint"]]
     assert down[0]["status"] == {"state": "active", "inhibitedBy": [], "silencedBy": []}
@@ -238,9 +236,7 @@ def test_exporter_death_under_a_firing_alert_is_inhibited_not_resolved(
 
 def posted(alertname: str, **labels: str) -> dict[str, str]:
     """An alert's labels as Prometheus posts them: `scope` follows from the device label."""
-    scope = (
-        "inverter" if "inverter_id" in labels else "device" if "device_id" in labels else "exporter"
-    )
+    scope = "device" if "device_id" in labels else "exporter"
     return {"alertname": alertname, "job": "podero", "scope": scope, **labels}
 
 
@@ -250,26 +246,32 @@ SOURCES = [
     posted("PoderoExporterDown", instance="down:1"),
     posted("PoderoAuthFailing", instance="auth:1"),
     posted("PoderoExporterAbsent", job="gone"),  # no instance label
-    posted("PoderoInverterPollFailing", instance="ok:1", inverter_id="polls"),
+    posted("PoderoDevicePollFailing", instance="ok:1", device_id="polls", kind="inverter"),
 ]
 MUTED = [
-    posted("PoderoBatteryLow", instance="down:1", inverter_id="a"),  # its exporter is down
+    posted("PoderoBatteryLow", instance="down:1", device_id="a"),  # its exporter is down
     posted("PoderoHotWaterLow", instance="down:1", device_id="h"),  # its exporter is down
     posted("PoderoVehicleNotCharged", job="gone", instance="g:1", device_id="v"),  # no target
-    posted("PoderoDeviceDataStale", instance="auth:1", device_id="h"),  # auth fails
+    posted("PoderoDeviceDataStale", instance="auth:1", device_id="h", kind="heat_pump"),  # auth
     posted("PoderoAuthFailing", instance="down:1"),
-    posted("PoderoInverterPollFailing", instance="auth:1", inverter_id="b"),  # auth fails
+    posted("PoderoDevicePollFailing", instance="auth:1", device_id="b", kind="inverter"),  # auth
+    posted("PoderoDeviceActionNeeded", instance="auth:1", device_id="w", kind="wallbox"),  # auth
     posted("PoderoDiscoveryFailing", instance="auth:1", org_id="o"),
-    posted("PoderoInverterNoData", job="gone", instance="g:1", inverter_id="c"),  # no target
-    posted("PoderoInverterDataStale", instance="ok:1", inverter_id="polls"),  # its polls fail
+    # no target
+    posted("PoderoDeviceNoData", job="gone", instance="g:1", device_id="c", kind="inverter"),
+    # its polls fail
+    posted("PoderoDeviceDataStale", instance="ok:1", device_id="polls", kind="inverter"),
+    posted("PoderoDeviceNoData", instance="ok:1", device_id="polls", kind="inverter"),
 ]
 NOT_MUTED = [
-    posted("PoderoBatteryLow", instance="ok:1", inverter_id="a"),  # another instance
+    posted("PoderoBatteryLow", instance="ok:1", device_id="a"),  # another instance
     posted("PoderoVehicleNotCharged", instance="ok:1", device_id="v"),  # another instance
     posted("PoderoDiscoveryFailing", instance="ok:1", org_id="o"),
-    posted("PoderoInverterNoData", instance="g:1", inverter_id="c"),  # another job
-    posted("PoderoInverterDataStale", instance="ok:1", inverter_id="fine"),  # another inverter
-    posted("PoderoInverterNotAuthenticated", instance="ok:1", inverter_id="polls"),
+    posted("PoderoDeviceNoData", instance="g:1", device_id="c", kind="inverter"),  # another job
+    # another device
+    posted("PoderoDeviceDataStale", instance="ok:1", device_id="fine", kind="electric_vehicle"),
+    posted("PoderoDeviceNotAuthenticated", instance="ok:1", device_id="polls", kind="inverter"),
+    posted("PoderoBatteryLow", instance="ok:1", device_id="polls"),  # not what failing polls mute
 ]
 
 
