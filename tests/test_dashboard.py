@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter
 from exporter.base.clock import Clock
 from exporter.config.model import Config
+from exporter.kinds.table import by_name
 from exporter.sim import RunningSimulator, demo_config
 from tests.conftest import to_config
 from tests.metric_names import exposed_names, metric_names, with_thresholds
@@ -29,6 +30,9 @@ DASHBOARDS = ROOT / "grafana/dashboards"
 FLEET, INVERTER, HOME = "podero-fleet.json", "podero-inverter.json", "podero-home.json"
 ALL = (FLEET, INVERTER, HOME)
 DS = {"type": "prometheus", "uid": "${datasource}"}
+FLEET_S = 'job=~"$job", instance=~"$instance"'
+INVERTER_S = 'job=~"$job", device_id="$device_id"'
+HOME_S = 'job=~"$job", user_id="$user_id"'
 # The energy counters the issue names, spelled out so that a renamed one fails here.
 ENERGY_COUNTERS = {
     "podero_inverter_solar_energy_joules_total",
@@ -43,8 +47,7 @@ FLEET_OF_1000 = {
     "datasource": 1,
     "job": 1,
     "instance": 10,
-    "inverter_id": 1000,
-    "name": 1000,
+    "device_id": 1000,
     "user_id": 900,
 }
 # Every threshold the exporter publishes as a series (the demo's values).
@@ -55,11 +58,10 @@ THRESHOLDS = {
     "vehicle_charged_percent": 80,
     "vehicle_charged_by": "06:30",
 }
-# The home dashboard's filter: a selector names the home, or joins the home's inverters.
+# The one vocabulary: every per-device series carries user_id, so one selector names a home,
+# and device_id, so one selector names a device of any kind.
 HOME_SEL = 'user_id="$user_id"'
-HOME_JOIN = (
-    'and on (job, instance, inverter_id) podero_inverter_info{job=~"$job", user_id="$user_id"}'
-)
+ONE_SEL = 'device_id="$device_id"'
 
 
 def builder() -> ModuleType:
@@ -198,11 +200,28 @@ def test_fleet_dashboard_draws_at_most_60_panels_for_1000_inverters() -> None:
 def test_inverter_dashboard_draws_one_inverter() -> None:
     board = dashboard(INVERTER)
     assert drawn_panels(board, FLEET_OF_1000) == len(list(all_panels(board))) <= 40
-    variable = next(v for v in board["templating"]["list"] if v["name"] == "inverter_id")
+    variable = next(v for v in board["templating"]["list"] if v["name"] == "device_id")
     assert not variable["multi"] and not variable["includeAll"]
-    for query in dashboard_queries(INVERTER):
-        if "podero_inverter_" in query and "info" not in query:
-            assert 'inverter_id="$inverter_id"' in query, query
+    # Every device series of every panel is the chosen device's: one selector, any family.
+    for query in [t["expr"] for p in data_panels(INVERTER) for t in p["targets"]]:
+        selectors = re.findall(r"(podero_\w+)\{([^}]*)\}", query)
+        assert selectors, query
+        for metric, selector in selectors:
+            assert ONE_SEL in selector, (metric, query)
+
+
+def test_one_vocabulary_in_every_query() -> None:
+    """No label_replace (the shared families carry kind and device_id for every kind), no
+    inverter_id anywhere, and every metric name is one the exporter's metrics table serves."""
+    for name in ALL:
+        text = (DASHBOARDS / name).read_text()
+        assert "inverter_id" not in text, name
+        assert "label_replace" not in text and "label_join" not in text, name
+        for query in dashboard_queries(name):
+            for metric in metric_names(query):
+                assert by_name(metric).name == metric, (name, query)
+    with pytest.raises(KeyError):
+        by_name("podero_inverter_up")  # the old per-kind family, gone from /metrics
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -266,20 +285,21 @@ def test_units_fit_the_metrics() -> None:
                 continue
             unit = panel["fieldConfig"]["defaults"]["unit"]
             exprs = " ".join(t["expr"] for t in panel["targets"])
-            if "_watts" in exprs and "count(" not in exprs:
+            counts = re.search(r"\bcount\b", exprs)  # count(...) and count by (...) (...)
+            if "_watts" in exprs and not counts:
                 assert unit == "watt", panel["title"]
-            if "_ratio" in exprs and "<" not in exprs and "count(" not in exprs:
+            if "_ratio" in exprs and "<" not in exprs and not counts:
                 assert unit == "percentunit", panel["title"]
             if "_joules_total" in exprs:
                 assert unit == "kwatth", panel["title"]
                 assert "/ 3.6e6" in exprs, panel["title"]
             if "rate(podero_api_requests_total" in exprs:
                 assert unit == "reqps", panel["title"]
-            if "timestamp_seconds" in exprs and "time()" in exprs and "count(" not in exprs:
+            if "timestamp_seconds" in exprs and "time()" in exprs and not counts:
                 assert unit == "s", panel["title"]
-            if "_celsius" in exprs and "count(" not in exprs:
+            if "_celsius" in exprs and not counts:
                 assert unit == "celsius", panel["title"]
-            if "_charged_by_seconds" in exprs and "count(" not in exprs:
+            if "_charged_by_seconds" in exprs and not counts:
                 assert unit == "clocks", panel["title"]  # a time of day, shown as hh:mm:ss
 
 
@@ -335,6 +355,19 @@ def test_fleet_variables_pick_replicas() -> None:
                 assert 'instance=~"$instance"' in selector, query
 
 
+# The reasons of the fleet's trouble table, one column each, every kind in one table.
+TROUBLE_REASONS = [
+    "poll failing",
+    "data older than 1 h",
+    "no data at all",
+    "manufacturer connection lapsed",
+    "owner action needed",
+    "battery below its low threshold",
+    "hot water below its low threshold",
+    "not charged by its time",
+]
+
+
 def test_required_fleet_panels_exist() -> None:
     panels = {p["title"]: p for p in data_panels(FLEET)}
     assert {
@@ -344,61 +377,65 @@ def test_required_fleet_panels_exist() -> None:
         "Household consumption",
         "Battery charging",
         "Battery discharging",
-        "Inverters reporting",
-        "Failing inverters",
-        "Stale inverters",
-        "Inverters without data",
-        "Energy today",
-        "Energy this month",
-        "Inverters in trouble",
-        "Firing alerts",
-        "Replica up",
-        "API errors per replica",
-        "Token expiry per replica",
-        "Poll duration p95 per replica",
         "Devices by kind",
         "Reporting by kind",
         "Fresh data by kind",
         "Failing devices",
+        "Stale devices",
+        "Devices without data",
+        "Connection lapsed",
+        "Action needed",
         "Hot water below threshold",
         "EVs not charged",
-        "Heat pumps and EVs in trouble",
+        "Energy today",
+        "Energy this month",
+        "Devices in trouble",
+        "Firing alerts",
+        "Devices by state",
+        "Replica up",
+        "API errors per replica",
+        "Token expiry per replica",
+        "Poll duration p95 per replica",
         "Devices needing action by code",
+        "Devices by manufacturer and model",
+        "Discovered devices",
     } <= set(panels)
-    legends = {t["legendFormat"] for t in panels["Devices by kind"]["targets"]}
-    assert legends == {"inverter", "{{kind}}"}
-    assert "count by (kind) (podero_device_info{" in panels["Devices by kind"]["targets"][1]["expr"]
-    for title in ("Reporting by kind", "Fresh data by kind"):
-        assert "by (kind)" in panels[title]["targets"][1]["expr"], title
-    by_code = panels["Devices needing action by code"]["targets"][1]["expr"]
+
+    def expr(title: str, i: int = 0) -> str:
+        return str(panels[title]["targets"][i]["expr"])
+
+    # A fleet question is one selector over a shared family, answered by kind.
+    assert expr("Devices by kind").startswith("count by (kind) (podero_device_info{")
+    assert expr("Reporting by kind").startswith("avg by (kind) (podero_device_up{")
+    assert "count by (kind) (time() - podero_device_data_timestamp_seconds{" in expr(
+        "Fresh data by kind"
+    )
+    assert expr("Failing devices").startswith("count by (kind) (podero_device_up{")
+    for title in ("Failing devices", "Stale devices", "Devices without data"):
+        # A kind with none of them shows 0, not "No data".
+        assert expr(title).endswith(f"or count by (kind) (podero_device_up{{{FLEET_S}}}) * 0")
+        assert {t["legendFormat"] for t in panels[title]["targets"]} == {"{{kind}}"}, title
+    by_code = expr("Devices needing action by code")
     assert by_code.startswith("count by (kind, action) (podero_device_action_needed{")
-    device_trouble = panels["Heat pumps and EVs in trouble"]
-    reasons = [re.search(r'"reason", "([^"]+)"', t["expr"]) for t in device_trouble["targets"]]
-    assert [m.group(1) for m in reasons if m] == [
-        "poll failing",
-        "data older than 1 h",
-        "no data at all",
-        "manufacturer connection lapsed",
-        "owner action needed",
-        "hot water below its low threshold",
-        "not charged by its time",
-    ]
-    trouble = panels["Inverters in trouble"]
-    reasons = [re.search(r'"reason", "([^"]+)"', t["expr"]) for t in trouble["targets"]]
-    assert [m.group(1) for m in reasons if m] == [
-        "poll failing",
-        "data older than 1 h",
-        "no data at all",
-        "manufacturer connection lapsed",
-        "owner action needed",
-        "battery below its low threshold",
-    ]
-    links = trouble["fieldConfig"]["overrides"][0]["properties"][0]["value"]
-    assert links[0]["url"].startswith("/d/podero-inverter/")
-    assert "var-inverter_id=${__data.fields.inverter_id}" in links[0]["url"]
-    assert 'ALERTS{alertstate="firing"' in panels["Firing alerts"]["targets"][0]["expr"]
+    assert expr("Discovered devices").startswith("podero_discovery_devices{")
+    trouble = panels["Devices in trouble"]
+    assert [t["legendFormat"] for t in trouble["targets"]] == TROUBLE_REASONS
+    for t in trouble["targets"]:
+        # One row per device, whatever the family; its kind from the shared info series.
+        assert t["expr"].startswith("count by (job, instance, device_id, name, user_id) ("), t
+        join = (
+            f") * on (job, instance, device_id) group_left (kind) podero_device_info{{{FLEET_S}}}"
+        )
+        assert t["expr"].endswith(join), t
+    organize = trouble["transformations"][1]["options"]
+    assert list(organize["renameByName"].values()) == TROUBLE_REASONS
+    assert {o["matcher"]["options"] for o in trouble["fieldConfig"]["overrides"]} == {
+        "name",
+        "user_id",
+    }
+    assert 'ALERTS{alertstate="firing"' in expr("Firing alerts")
     for title in ("API errors per replica", "Poll duration p95 per replica"):
-        assert "by (instance)" in panels[title]["targets"][0]["expr"].replace("le, ", "")
+        assert "by (instance)" in expr(title).replace("le, ", "")
 
 
 def test_required_inverter_panels_exist() -> None:
@@ -423,9 +460,35 @@ def test_required_inverter_panels_exist() -> None:
     }
     per_day = panels["Energy per day"]
     assert per_day["interval"] == "1d"
+    # The shared families answer for the inverter too.
+    exprs = {title: [t["expr"] for t in p["targets"]] for title, p in panels.items()}
+    assert exprs["Poll status"] == [f"podero_device_up{{{INVERTER_S}}}"]
+    assert exprs["Inverter details"] == [f"podero_device_info{{{INVERTER_S}}}"]
+    assert metric_names(" ".join(exprs["Data age"])) == {
+        "podero_device_data_timestamp_seconds",
+        "podero_device_last_success_timestamp_seconds",
+    }
     variable = query_variables(INVERTER)[1]
-    assert variable["query"].startswith("query_result(podero_inverter_info")
-    assert "(?<value>" in variable["regex"] and "(?<text>" in variable["regex"]
+    assert variable["name"] == "device_id"
+    assert variable["query"] == (
+        'query_result(max by (device_id, name) (podero_device_info{job=~"$job", kind="inverter"}))'
+    )
+    # The inverters are listed by name, their device_id the value.
+    assert variable_options(variable, [{"device_id": "a1", "name": "Roof"}]) == {"a1": "Roof"}
+
+
+def variable_options(variable: Mapping[str, Any], series: list[dict[str, str]]) -> dict[str, str]:
+    """What Grafana lists for a query_result variable with a /regex/ of named groups value
+    and text: each series as `{label="value",...} 1 1700000000`, labels sorted by name as
+    Prometheus sends them; the first text of a value is kept."""
+    pattern = re.compile(variable["regex"].strip("/").replace("(?<", "(?P<"))
+    found: dict[str, str] = {}
+    for labels in series:
+        line = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "} 1 1700000000"
+        match = pattern.search(line)
+        assert match, line
+        found.setdefault(match.group("value"), match.group("text"))
+    return found
 
 
 def test_home_dashboard_draws_one_home() -> None:
@@ -436,10 +499,10 @@ def test_home_dashboard_draws_one_home() -> None:
     for query in [t["expr"] for p in data_panels(HOME) for t in p["targets"]]:
         selectors = re.findall(r"(podero_\w+)\{([^}]*)\}", query)
         assert selectors, query
-        unfiltered = [m for m, sel in selectors if HOME_SEL not in sel]
-        # Only inverter series lack user_id; each is joined with the home's inverters.
-        assert all(m.startswith("podero_inverter_") for m in unfiltered), query
-        assert query.count(HOME_JOIN) >= len(unfiltered), query
+        # Every series of every kind carries user_id: one selector, no join.
+        for metric, selector in selectors:
+            assert HOME_SEL in selector, (metric, query)
+        assert " on (" not in query, query
 
 
 def test_required_home_panels_exist() -> None:
@@ -500,33 +563,52 @@ def test_required_home_panels_exist() -> None:
         "podero_electric_vehicle_at_optimized_location",
     }
     assert panels["Poll status"]["type"] == "state-timeline"
-    # The device table: every kind (wallboxes from the info series) and every health column.
+    # The device table: every kind (wallboxes from the info series), one shared family per
+    # health column, each column one row per device.
     devices = panels["Devices"]
-    assert metrics("Devices") >= {
+    assert metrics("Devices") == {
         "podero_device_info",
-        "podero_inverter_info",
         "podero_device_up",
         "podero_device_data_timestamp_seconds",
+        "podero_device_last_success_timestamp_seconds",
         "podero_device_authenticated",
         "podero_device_smart_optimization_active",
         "podero_device_optimization_score",
     }
+    for t in devices["targets"]:
+        assert t["expr"].startswith("max by (kind, device_id, name"), t
     organize = devices["transformations"][1]["options"]
-    assert set(organize["renameByName"].values()) == {
+    assert list(organize["renameByName"].values()) == [
         "Poll",
         "Data age",
+        "Last success",
         "Authenticated",
         "Smart optimisation",
         "Score",
-    }
-    assert "by (action" in panels["Actions needed"]["targets"][0]["expr"].replace(
-        "kind, name, ", ""
-    )
-    assert "podero_device_action_needed" in metrics("Actions needed")
+        "Inverter dashboard",
+    ]
+    assert "device_id" not in organize["excludeByName"]  # the inverter link reads it
+    inverters_only = devices["targets"][-1]["expr"]
+    assert inverters_only.endswith(f'podero_device_info{{{HOME_S}, kind="inverter"}})')
+    actions = panels["Actions needed"]["targets"][0]["expr"]
+    assert actions == f"max by (kind, name, action) (podero_device_action_needed{{{HOME_S}}} == 1)"
     variable = query_variables(HOME)[1]
     assert variable["name"] == "user_id"
-    assert variable["query"].startswith("query_result(max by (home, user_id) (")
-    assert "(?<value>" in variable["regex"] and "(?<text>" in variable["regex"]
+    assert (
+        variable["query"]
+        == 'query_result(max by (name, user_id) (podero_device_info{job=~"$job"}))'
+    )
+    # A home is shown by its owner's handle from the exporter's device names, else by a name.
+    assert variable_options(
+        variable,
+        [
+            {"name": "anna-heat-pump-0a1b2c", "user_id": "u1"},
+            {"name": "anna-0a1b2c", "user_id": "u1"},
+            {"name": "bob-electric-vehicle-abcdef", "user_id": "u2"},
+            {"name": "Garage", "user_id": "u3"},
+            {"name": "my-roof", "user_id": "u4"},
+        ],
+    ) == {"u1": "anna", "u2": "bob", "u3": "Garage", "u4": "my-roof"}
 
 
 def test_the_dashboards_link_to_each_other() -> None:
@@ -549,13 +631,45 @@ def test_the_dashboards_link_to_each_other() -> None:
 
     to_home = "var-user_id=${__data.fields.user_id}"
     fleet, inverter, home = data_links(FLEET), data_links(INVERTER), data_links(HOME)
-    assert to_home in fleet[("Inverters in trouble", "user_id")]
-    assert to_home in fleet[("Heat pumps and EVs in trouble", "name")]
+    assert to_home in fleet[("Devices in trouble", "user_id")]
+    assert to_home in fleet[("Devices in trouble", "name")]
     assert to_home in inverter[("Inverter details", "user_id")]
-    assert "var-inverter_id=${__data.fields.inverter_id}" in home[("Devices", "inverter_id")]
+    assert "var-device_id=${__data.fields.device_id}" in home[("Devices", "Inverter dashboard")]
+    variables = {
+        dashboard(name)["uid"]: {v["name"] for v in dashboard(name)["templating"]["list"]}
+        for name in ALL
+    }
     for url in [*fleet.values(), *inverter.values(), *home.values()]:
         assert url.startswith(("/d/podero-home/", "/d/podero-inverter/")), url
         assert "${datasource:queryparam}" in url and "${__url_time_range}" in url, url
+        uid = url.split("/")[2]
+        # Every variable a link sets is one the target dashboard has.
+        assert set(re.findall(r"var-(\w+)=", url)) <= variables[uid], url
+
+
+def test_data_links_read_fields_the_table_keeps() -> None:
+    """A data link's ${__data.fields.x} reads a column of the table after its transformations:
+    a column the organize step hides is gone, and the link would carry the literal text."""
+    checked = 0
+    for name in ALL:
+        for panel in data_panels(name):
+            hidden = {
+                field
+                for step in panel.get("transformations", [])
+                if step["id"] == "organize"
+                for field, gone in step["options"]["excludeByName"].items()
+                if gone
+            }
+            for override in panel["fieldConfig"]["overrides"]:
+                for prop in override["properties"]:
+                    if prop["id"] != "links":
+                        continue
+                    for link in prop["value"]:
+                        fields = re.findall(r"\$\{__data\.fields\.(\w+)\}", link["url"])
+                        assert fields, link
+                        assert not set(fields) & hidden, (panel["title"], fields, hidden)
+                        checked += 1
+    assert checked == 4
 
 
 def exposed_by_every_kind(sim: RunningSimulator, clock: Clock) -> set[str]:
@@ -585,11 +699,13 @@ def test_every_metric_in_the_dashboards_is_exposed(
         "podero_device_info",
         "podero_device_up",
         "podero_device_data_timestamp_seconds",
+        "podero_device_last_success_timestamp_seconds",
         "podero_device_authenticated",
         "podero_device_action_needed",
         "podero_device_smart_optimization_active",
         "podero_device_optimization_score",
     }
+    assert "podero_discovery_devices" in used
     assert {n for n in used if n not in exposed} == set()
 
 

@@ -23,6 +23,7 @@ import json
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ import pytest
 import requests
 import yaml
 
+from exporter.kinds.table import by_name
 from exporter.sim import demo_config, spawn
 from tests.e2e.processes import (
     exporter_command,
@@ -48,12 +50,14 @@ from tests.test_dashboard import (
     FLEET,
     HOME,
     INVERTER,
+    TROUBLE_REASONS,
     dashboard,
     data_panels,
 )
 
 pytestmark = pytest.mark.e2e
 
+ACTION_NEEDED = by_name("podero_device_action_needed").name
 # Fires at once for the inverter that needs action, so the alert panels have something to show.
 TEST_RULES = {
     "groups": [
@@ -62,7 +66,7 @@ TEST_RULES = {
             "rules": [
                 {
                     "alert": "PoderoDashboardTest",
-                    "expr": "podero_inverter_action_needed == 1",
+                    "expr": f'{ACTION_NEEDED}{{kind="inverter"}} == 1',
                     "labels": {"severity": "info"},
                 }
             ],
@@ -75,8 +79,9 @@ TEST_RULES = {
 class Fleet:
     prometheus: str
     instances: dict[str, str]  # replica role -> instance label
-    inverters: dict[str, dict[str, str]]  # role -> {"inverter_id", "name", "instance"}
-    ids_by_instance: dict[str, dict[str, str]]  # instance -> {inverter_id: name}
+    inverters: dict[str, dict[str, str]]  # role -> {"device_id", "name", "instance"}
+    ids_by_instance: dict[str, dict[str, str]]  # instance -> {inverter's device_id: name}
+    lagging_kinds: Counter[str]  # the lagging simulator's devices by kind (both its replicas')
     exporter: str  # the "fleet" replica's base URL
     home: str  # user_id of a home with every kind of device and an open action
     home_devices: set[str]  # its inverter and device ids
@@ -179,7 +184,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         def named(role: str, config_index: int) -> dict[str, str]:
             entry = configs[role]["inverters"][config_index]
             return {
-                "inverter_id": entry["inverter_id"],
+                "device_id": entry["inverter_id"],  # the config's key; /metrics says device_id
                 "name": entry["name"],
                 "instance": instances[role],
             }
@@ -224,6 +229,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                 for role, config in configs.items()
             },
             exporter=f"http://{instances['fleet']}",
+            lagging_kinds=Counter(d["kind"] for d in behind["devices"]),
             home=home,
             home_devices=devices_of[home],
             users=users,
@@ -237,7 +243,7 @@ def grafana_values(fleet: Fleet, instance: str = "All") -> dict[str, str]:
     return {
         "$job": "podero",
         "$instance": ".*" if instance == "All" else instance.replace(".", "\\\\."),
-        "$inverter_id": fleet.inverters["healthy"]["inverter_id"],
+        "$device_id": fleet.inverters["healthy"]["device_id"],
         "$user_id": fleet.home,
         # Grafana: max($__interval + scrape interval, 4 x scrape interval); scrapes are 1 s here
         "$__rate_interval": "30s",
@@ -301,34 +307,86 @@ def test_energy_queries_return_data(fleet: Fleet) -> None:
     wait_for_data(fleet, panel_queries(fleet, energy=True), 60)
 
 
-def test_trouble_table_lists_each_inverter_under_its_reason(fleet: Fleet) -> None:
+def test_trouble_table_lists_each_device_under_its_reason(fleet: Fleet) -> None:
+    """One table for every kind, a column per reason: each lists exactly the inverters put in
+    that trouble and the heat pumps and vehicles the simulators put in it."""
     panels = {p["title"]: p for p in data_panels(FLEET)}
     values = grafana_values(fleet)
     reasons = {
         t["legendFormat"]: substitute(t["expr"], values)
-        for t in panels["Inverters in trouble"]["targets"]
+        for t in panels["Devices in trouble"]["targets"]
     }
-    assert set(reasons) <= set(fleet.inverters)
-
-    def rows(expr: str) -> set[tuple[str, ...]]:
-        return {
-            tuple(s["metric"].get(k, "") for k in ("reason", "inverter_id", "name", "instance"))
-            for s in instant(fleet, expr)
-        }
-
-    expected = {reason: {(reason, *fleet.inverters[reason].values())} for reason in reasons}
-    try:
-        wait_for(
-            lambda: all(rows(e) == expected[r] for r, e in reasons.items()), 90, "trouble rows"
+    assert list(reasons) == TROUBLE_REASONS
+    assert set(fleet.inverters) - {"healthy"} <= set(reasons)
+    live, stale, empty = (fleet.instances[role] for role in ("fleet", "stale", "empty"))
+    other_kinds = {  # reason -> (kind, instance) of each heat pump and vehicle in it
+        "poll failing": {("electric_vehicle", stale), ("electric_vehicle", empty)},
+        "data older than 1 h": {("heat_pump", stale)},
+        "no data at all": {("heat_pump", empty)},
+        "manufacturer connection lapsed": {("heat_pump", live)},  # one in four reauthenticates
+        "owner action needed": {("heat_pump", live)},
+        "battery below its low threshold": set(),
+        "hot water below its low threshold": {("heat_pump", live)},
+        "not charged by its time": {("electric_vehicle", live)},
+    }
+    expected = {
+        reason: (
+            {("inverter", *fleet.inverters[reason].values())}
+            if reason in fleet.inverters
+            else set(),
+            other_kinds[reason],
         )
+        for reason in reasons
+    }
+    found: dict[str, tuple[set[tuple[str, ...]], set[tuple[str, ...]]]] = {}
+
+    def listed() -> bool:
+        for reason, expr in reasons.items():
+            rows = [s["metric"] for s in instant(fleet, expr)]
+            inverters = {
+                (r["kind"], r["device_id"], r["name"], r["instance"])
+                for r in rows
+                if r["kind"] == "inverter"
+            }
+            others = {(r["kind"], r["instance"]) for r in rows if r["kind"] != "inverter"}
+            found[reason] = (inverters, others)
+            # Every row names its device's home.
+            assert all(r["user_id"] for r in rows), rows
+        return found == expected
+
+    try:
+        wait_for(listed, 90, "every device under its reasons")
     except AssertionError:
-        found = {r: sorted(rows(e)) for r, e in reasons.items()}
         raise AssertionError(f"rows {found}, expected {expected}") from None
-    for title in ("Failing inverters", "Stale inverters", "Inverters without data"):
-        (sample,) = instant(fleet, substitute(panels[title]["targets"][0]["expr"], values))
-        assert float(sample["value"][1]) == 1, title
+
+    def by_kind(title: str) -> dict[str, float]:
+        expr = substitute(panels[title]["targets"][0]["expr"], values)
+        return {s["metric"]["kind"]: float(s["value"][1]) for s in instant(fleet, expr)}
+
+    lagging = fleet.lagging_kinds
+    assert lagging["heat_pump"] >= 1 and lagging["electric_vehicle"] >= 1
+    # Both lagging replicas poll the lagging simulator's home: its cars fail on both.
+    assert by_kind("Failing devices") == {
+        "inverter": 1,
+        "heat_pump": 0,
+        "electric_vehicle": 2 * lagging["electric_vehicle"],
+    }
+    for title in ("Stale devices", "Devices without data"):
+        assert by_kind(title) == {
+            "inverter": 1,
+            "heat_pump": lagging["heat_pump"],
+            "electric_vehicle": 0,
+        }, title
     alerts = instant(fleet, substitute(panels["Firing alerts"]["targets"][0]["expr"], values))
     assert {a["metric"]["name"] for a in alerts} == {fleet.inverters["owner action needed"]["name"]}
+    actions = instant(
+        fleet, substitute(panels["Devices needing action by code"]["targets"][0]["expr"], values)
+    )
+    # An inverter's action has no code: the API only says that one is needed.
+    assert {(a["metric"]["kind"], a["metric"].get("action", "")) for a in actions} == {
+        ("inverter", ""),
+        ("heat_pump", "reauthenticate"),
+    }
 
 
 def label_values(fleet: Fleet, selector: str, label: str) -> list[str]:
@@ -404,7 +462,7 @@ def test_every_dashboard_variable_has_values(fleet: Fleet) -> None:
 
 def names_by_user(fleet: Fleet) -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
-    for s in instant(fleet, "podero_inverter_info or podero_device_info"):
+    for s in instant(fleet, by_name("podero_device_info").name):
         names.setdefault(s["metric"]["user_id"], set()).add(s["metric"]["name"])
     return names
 
@@ -422,9 +480,9 @@ def test_home_dashboard_shows_only_the_chosen_home(fleet: Fleet) -> None:
             labels = series["metric"]
             assert labels.get("user_id", fleet.home) == fleet.home, title
             assert labels.get("name", next(iter(names))) in names, (title, labels)
-            for key in ("inverter_id", "device_id"):
-                if labels.get(key):
-                    assert labels[key] in fleet.home_devices, (title, labels)
+            assert "inverter_id" not in labels, (title, labels)
+            if labels.get("device_id"):
+                assert labels["device_id"] in fleet.home_devices, (title, labels)
     # The device table lists every device of the home, wallboxes included, each once.
     devices = next(p for p in data_panels(HOME) if p["title"] == "Devices")
     rows = instant(fleet, substitute(devices["targets"][0]["expr"], values))
@@ -437,38 +495,6 @@ def test_home_dashboard_shows_only_the_chosen_home(fleet: Fleet) -> None:
     }
 
 
-def test_device_trouble_table_lists_every_reason(fleet: Fleet) -> None:
-    panels = {p["title"]: p for p in data_panels(FLEET)}
-    values = grafana_values(fleet)
-    found: dict[str, set[tuple[str, str]]] = {}
-
-    def listed() -> bool:
-        for t in panels["Heat pumps and EVs in trouble"]["targets"]:
-            rows = instant(fleet, substitute(t["expr"], values))
-            found[t["legendFormat"]] = {
-                (r["metric"]["kind"], r["metric"]["instance"]) for r in rows
-            }
-        return all(found.values())
-
-    try:
-        wait_for(listed, 90, "a device under every reason")
-    except AssertionError:
-        raise AssertionError(f"devices by reason: {found}") from None
-    lagging = {fleet.instances["stale"], fleet.instances["empty"]}
-    assert found["poll failing"] == {("electric_vehicle", i) for i in lagging}
-    assert found["data older than 1 h"] == {("heat_pump", fleet.instances["stale"])}
-    assert found["no data at all"] == {("heat_pump", fleet.instances["empty"])}
-    live = fleet.instances["fleet"]
-    assert found["hot water below its low threshold"] == {("heat_pump", live)}
-    assert found["not charged by its time"] == {("electric_vehicle", live)}
-    actions = instant(
-        fleet, substitute(panels["Devices needing action by code"]["targets"][1]["expr"], values)
-    )
-    assert {(a["metric"]["kind"], a["metric"]["action"]) for a in actions} == {
-        ("heat_pump", "reauthenticate")
-    }
-
-
 def test_one_selected_replica_filters_the_fleet_dashboard(fleet: Fleet) -> None:
     chosen = fleet.instances["stale"]
     values = grafana_values(fleet, instance=chosen)
@@ -477,14 +503,17 @@ def test_one_selected_replica_filters_the_fleet_dashboard(fleet: Fleet) -> None:
         expr = substitute(panels[title]["targets"][0]["expr"], values)
         result = wait_for(lambda e=expr: instant(fleet, e), 60, title)
         assert {s["metric"]["instance"] for s in result} == {chosen}, title
-    reporting = substitute(panels["Inverters reporting"]["targets"][1]["expr"], values)
-    (polled,) = wait_for(lambda: instant(fleet, reporting), 60, "inverters polled")
-    assert float(polled["value"][1]) == len(fleet.ids_by_instance[chosen]) == 1
+    by_kind = substitute(panels["Devices by kind"]["targets"][0]["expr"], values)
+    kinds = wait_for(lambda: instant(fleet, by_kind), 60, "devices by kind")
+    polled = {s["metric"]["kind"]: float(s["value"][1]) for s in kinds}
+    assert polled["inverter"] == len(fleet.ids_by_instance[chosen]) == 1
+    # The replica's other devices: the lagging simulator's, wallboxes included.
+    assert {k: v for k, v in polled.items() if k != "inverter"} == fleet.lagging_kinds
 
 
 def test_inverter_dashboard_shows_only_the_chosen_inverter(fleet: Fleet) -> None:
     values = grafana_values(fleet)
-    chosen = fleet.inverters["healthy"]["inverter_id"]
+    chosen = fleet.inverters["healthy"]["device_id"]
     exprs = {
         substitute(t["expr"], values): p["title"]
         for p in data_panels(INVERTER)
@@ -494,7 +523,7 @@ def test_inverter_dashboard_shows_only_the_chosen_inverter(fleet: Fleet) -> None
     wait_for_data(fleet, exprs, 60)
     for expr, title in exprs.items():
         for series in instant(fleet, expr):
-            assert series["metric"].get("inverter_id") == chosen, title
+            assert series["metric"].get("device_id") == chosen, title
 
 
 def test_the_late_vehicle_is_latched_and_its_alert_pending(fleet: Fleet) -> None:
