@@ -81,20 +81,19 @@ def test_draining_one_battery_makes_only_that_inverter_pending(stack: Stack) -> 
     assert [a["metric"]["device_id"] for a in alerts] == [drained]  # type: ignore[index]
     assert alerts[0]["metric"]["alertstate"] == "pending"  # type: ignore[index]
     listed = requests.get(f"{stack.exporter}/api/v1/inverters", timeout=5).json()["inverters"]
-    name = next(i["name"] for i in listed if i["inverter_id"] == drained)
+    name = next(i["name"] for i in listed if i["device_id"] == drained)
     assert alerts[0]["metric"]["name"] == name  # type: ignore[index]
     ratio = query(stack, f'podero_inverter_battery_charge_ratio{{device_id="{drained}"}}')
     assert float(ratio[0]["value"][1]) == 0.05  # type: ignore[index]
 
 
 def devices(stack: Stack, kind: str) -> list[dict[str, str]]:
-    """The exporter's devices of a kind (the status API's rows carry the id as inverter_id),
-    once discovery has found them."""
+    """The exporter's devices of a kind, once discovery has found them."""
 
     def listed() -> list[dict[str, str]] | None:
         url = f"{stack.exporter}/api/v1/devices?kind={kind}"
         rows = requests.get(url, timeout=5).json()["devices"]
-        return [{**r, "device_id": r["inverter_id"]} for r in rows] or None
+        return list(rows) or None
 
     return wait_for(listed, 30, f"{kind} devices to be discovered")
 
