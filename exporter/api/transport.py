@@ -21,7 +21,6 @@ import http.client
 import io
 import json
 import logging
-import random
 import re
 import socket
 import threading
@@ -37,6 +36,15 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -156,13 +164,60 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def backoff_seconds(policy: RetryPolicy, attempt: int, error: ApiError) -> float:
-    """The wait before try `attempt + 1`: what the server asked for (capped), else
-    exponential backoff with full jitter."""
-    cap = policy.max_wait_seconds
-    if isinstance(error, RetryableError) and error.retry_after is not None:
-        return min(error.retry_after, cap)
-    return random.uniform(0, min(cap, policy.backoff_multiplier * 2.0**attempt))
+class RetryAfterWait(wait_base):
+    """tenacity's wait before the next try: what the server asked for in Retry-After
+    (capped at `max_wait_seconds`), else exponential backoff with full jitter."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._cap = policy.max_wait_seconds
+        # Try n waits up to multiplier x 2^n (tenacity counts from 2^0 for the first try).
+        self._jittered = wait_random_exponential(
+            multiplier=2 * policy.backoff_multiplier, max=self._cap
+        )
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, self._cap)
+        return float(self._jittered(retry_state))
+
+
+class StopBeforeDeadline(stop_base):
+    """tenacity's `stop_before_delay`, against an absolute deadline on the injected clock:
+    no next try when its wait would reach the deadline. (tenacity's own delay stops measure
+    `time.monotonic()` from the start of one `Retrying` call; the deadline here is the
+    caller's, shared by both sends of the 401 rule, and tests move a fake clock.)"""
+
+    def __init__(self, deadline: float, clock: Clock) -> None:
+        self._deadline = deadline
+        self._clock = clock
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._clock.monotonic() + retry_state.upcoming_sleep >= self._deadline
+
+
+def retrying(policy: RetryPolicy, clock: Clock, deadline: float) -> Retrying:
+    """The retries of one call: RetryableError only, at most `policy.attempts` tries, none
+    whose wait would reach `deadline`, waits slept on `clock` (a fake one in tests); the last
+    error is raised as it was."""
+    return Retrying(
+        retry=retry_if_exception_type(RetryableError),
+        stop=stop_after_attempt(policy.attempts) | StopBeforeDeadline(deadline, clock),
+        wait=RetryAfterWait(policy),
+        sleep=clock.sleep,
+        before_sleep=_log_retry,
+        reraise=True,
+    )
+
+
+def _log_retry(retry_state: RetryCallState) -> None:
+    error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+    if isinstance(error, ApiError):
+        log.debug(
+            "retrying",
+            extra=kv(endpoint=error.endpoint, reason=error.reason, wait=retry_state.upcoming_sleep),
+        )
 
 
 # --- deadlines on the socket --------------------------------------------------------------
@@ -428,19 +483,9 @@ class Transport:
         monotonic time; default: `call_timeout` from now)."""
         if deadline is None:
             deadline = self.call_deadline()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._follow(endpoint, method, url, deadline, follow_redirects, kwargs)
-            except RetryableError as exc:
-                if attempt >= self._policy.attempts:
-                    raise
-                wait = backoff_seconds(self._policy, attempt, exc)
-                if self._clock.monotonic() + wait >= deadline:
-                    raise
-                log.debug("retrying", extra=kv(endpoint=endpoint, reason=exc.reason, wait=wait))
-                self._clock.sleep(wait)
+        return retrying(self._policy, self._clock, deadline)(
+            self._follow, endpoint, method, url, deadline, follow_redirects, kwargs
+        )
 
     def _follow(
         self,
