@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 
+from exporter.base.files import UnreadableFile, read_regular_file
 from exporter.base.safeyaml import RefusedYaml, load_yaml
 from exporter.config.errors import format_validation_error, join
 
@@ -59,8 +60,11 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 # One API call, every retry and wait included, ends by then (a poll never takes longer).
 DEFAULT_CALL_TIMEOUT_SECONDS = 60.0
-# A secret file holds one secret: anything larger is the wrong file (or /dev/zero).
+# A secret file holds one secret: anything larger is the wrong file.
 MAX_SECRET_FILE_BYTES = 64 * 1024
+# A config file larger than this is the wrong file. Not 1 MiB: a fleet of 10,000 devices
+# listed by hand (which one exporter carries) is about 2 MB of YAML, with labels more.
+MAX_CONFIG_FILE_BYTES = 8 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -71,16 +75,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _read_secret_file(path: str) -> SecretStr:
-    """The secret in a file: at most MAX_SECRET_FILE_BYTES of UTF-8, without a byte order
-    mark or surrounding whitespace (editors and `echo` add them; the API never wants them)."""
+def read_secret_file(path: str) -> SecretStr:
+    """The secret in a file: a regular file of at most MAX_SECRET_FILE_BYTES of UTF-8,
+    without a byte order mark or surrounding whitespace (editors and `echo` add them; the API
+    never wants them). Raises ValueError naming the file and what is wrong with it."""
     try:
-        with Path(path).open("rb") as file:
-            data = file.read(MAX_SECRET_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"cannot read {path!r}: {exc.strerror or exc}") from None
-    if len(data) > MAX_SECRET_FILE_BYTES:
-        raise ValueError(f"{path!r} is larger than {MAX_SECRET_FILE_BYTES // 1024} KiB")
+        data = read_regular_file(path, MAX_SECRET_FILE_BYTES)
+    except UnreadableFile as exc:
+        raise ValueError(str(exc)) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -138,7 +140,7 @@ class AuthConfig(_Strict):
             return value
         path = getattr(self, self.secret_file_key)
         assert path is not None  # guaranteed by _credentials_complete
-        return _read_secret_file(path)
+        return read_secret_file(path)
 
 
 class RetryConfig(_Strict):
@@ -561,9 +563,9 @@ def parse_config(text: str, env: Mapping[str, str], source: str = "config") -> C
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the config file at `path`."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+        text = read_regular_file(path, MAX_CONFIG_FILE_BYTES).decode("utf-8")
+    except UnreadableFile as exc:
+        raise ConfigError(f"config file: {exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+        raise ConfigError(f"config file: {str(path)!r} is not UTF-8 text") from None
     return parse_config(text, os.environ if env is None else env, source=str(path))

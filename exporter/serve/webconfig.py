@@ -23,6 +23,7 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from exporter.base.files import UnreadableFile, read_regular_file
 from exporter.base.safeyaml import RefusedYaml, load_yaml
 from exporter.config.errors import format_validation_error
 from exporter.config.model import ConfigError
@@ -144,16 +145,20 @@ class WebConfig(_Strict):
         return ServerTLS(self.tls_server_config)
 
 
+# A web config is a few users and a TLS block: anything larger is the wrong file.
+MAX_WEB_CONFIG_BYTES = 1024 * 1024
+
+
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and validate a web config file; ConfigError names the key and the reason."""
     # The exporter config's loader: a repeated key (a second `basic_auth_users: {}`) or an
     # alias bomb is refused, not silently taken.
     try:
-        raw = load_yaml(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read web config: {exc.strerror or exc}") from None
+        raw = load_yaml(read_regular_file(path, MAX_WEB_CONFIG_BYTES).decode("utf-8"))
+    except UnreadableFile as exc:
+        raise ConfigError(f"web config file: {exc}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the web config is not UTF-8 text") from None
+        raise ConfigError(f"web config file: {str(path)!r} is not UTF-8 text") from None
     except RefusedYaml as exc:
         raise ConfigError(f"{path}: {exc}") from None
     except RecursionError:
