@@ -369,7 +369,11 @@ def test_a_huge_secret_file_is_refused_without_reading_it_all() -> None:
     raw["podero"]["auth"]["client_secret_file"] = "/dev/zero"  # endless
     with pytest.raises(ConfigError) as info:
         parse_config(yaml.safe_dump(raw), {})
-    assert str(info.value) == ("podero.auth.client_secret_file: '/dev/zero' is larger than 64 KiB")
+    # Refused for what it is, before it is opened (issue 20); an over-size regular file is
+    # refused by its size (tests/test_files.py).
+    assert str(info.value) == (
+        "podero.auth.client_secret_file: '/dev/zero' is a character device, not a regular file"
+    )
 
 
 def test_unset_env_var_names_the_variable_and_key() -> None:
@@ -421,7 +425,7 @@ def test_secret_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(yaml.safe_dump(raw), {})
     assert str(info.value) == (
-        f"podero.auth.client_secret_file: cannot read '{tmp_path}': Is a directory"
+        f"podero.auth.client_secret_file: '{tmp_path}' is a directory, not a regular file"
     )
 
 
