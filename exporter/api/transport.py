@@ -34,17 +34,10 @@ from typing import Any, Protocol, cast
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import tenacity
 import urllib3
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
+from tenacity import RetryCallState
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -164,30 +157,10 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-class RetryAfterWait(wait_base):
-    """tenacity's wait before the next try: what the server asked for in Retry-After
-    (capped at `max_wait_seconds`), else exponential backoff with full jitter."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._cap = policy.max_wait_seconds
-        # Try n waits up to multiplier x 2^n (tenacity counts from 2^0 for the first try).
-        self._jittered = wait_random_exponential(
-            multiplier=2 * policy.backoff_multiplier, max=self._cap
-        )
-
-    def __call__(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, self._cap)
-        return float(self._jittered(retry_state))
-
-
-class StopBeforeDeadline(stop_base):
-    """tenacity's `stop_before_delay`, against an absolute deadline on the injected clock:
-    no next try when its wait would reach the deadline. (tenacity's own delay stops measure
-    `time.monotonic()` from the start of one `Retrying` call; the deadline here is the
-    caller's, shared by both sends of the 401 rule, and tests move a fake clock.)"""
+class StopBeforeDeadline(tenacity.stop.stop_base):
+    """tenacity's `stop_before_delay` against the caller's deadline on the injected clock (the
+    delay stops measure `time.monotonic()` from the start of one `Retrying`; this deadline is
+    shared by both sends of the 401 rule, and tests move a fake clock)."""
 
     def __init__(self, deadline: float, clock: Clock) -> None:
         self._deadline = deadline
@@ -197,27 +170,11 @@ class StopBeforeDeadline(stop_base):
         return self._clock.monotonic() + retry_state.upcoming_sleep >= self._deadline
 
 
-def retrying(policy: RetryPolicy, clock: Clock, deadline: float) -> Retrying:
-    """The retries of one call: RetryableError only, at most `policy.attempts` tries, none
-    whose wait would reach `deadline`, waits slept on `clock` (a fake one in tests); the last
-    error is raised as it was."""
-    return Retrying(
-        retry=retry_if_exception_type(RetryableError),
-        stop=stop_after_attempt(policy.attempts) | StopBeforeDeadline(deadline, clock),
-        wait=RetryAfterWait(policy),
-        sleep=clock.sleep,
-        before_sleep=_log_retry,
-        reraise=True,
-    )
-
-
 def _log_retry(retry_state: RetryCallState) -> None:
     error = retry_state.outcome.exception() if retry_state.outcome is not None else None
     if isinstance(error, ApiError):
-        log.debug(
-            "retrying",
-            extra=kv(endpoint=error.endpoint, reason=error.reason, wait=retry_state.upcoming_sleep),
-        )
+        wait = retry_state.upcoming_sleep
+        log.debug("retrying", extra=kv(endpoint=error.endpoint, reason=error.reason, wait=wait))
 
 
 # --- deadlines on the socket --------------------------------------------------------------
@@ -459,6 +416,10 @@ class Transport:
         self._budget = budget
         self._max_body = max_body_bytes
         self._call_timeout = call_timeout
+        # Try n waits up to multiplier x 2^n (tenacity counts from 2^0 for the first).
+        self._jittered = tenacity.wait_random_exponential(
+            multiplier=2 * policy.backoff_multiplier, max=policy.max_wait_seconds
+        )
 
     @property
     def observer(self) -> ApiObserver:
@@ -483,9 +444,25 @@ class Transport:
         monotonic time; default: `call_timeout` from now)."""
         if deadline is None:
             deadline = self.call_deadline()
-        return retrying(self._policy, self._clock, deadline)(
-            self._follow, endpoint, method, url, deadline, follow_redirects, kwargs
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetryableError),
+            stop=tenacity.stop_after_attempt(self._policy.attempts)
+            | StopBeforeDeadline(deadline, self._clock),
+            wait=self._wait,
+            sleep=self._clock.sleep,  # a fake clock's in tests
+            before_sleep=_log_retry,
+            reraise=True,  # the last error as it was
         )
+        return retrying(self._follow, endpoint, method, url, deadline, follow_redirects, kwargs)
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        """The wait before the next try: what the server asked for in Retry-After (capped),
+        else exponential backoff with full jitter."""
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, self._policy.max_wait_seconds)
+        return float(self._jittered(retry_state))
 
     def _follow(
         self,
