@@ -387,6 +387,29 @@ def test_retries_end_at_the_call_deadline() -> None:
 
 
 @responses.activate
+def test_each_exchange_gets_at_most_what_is_left_of_the_call_deadline() -> None:
+    responses.post(TOKEN_URL, json=token_body(1))
+    responses.get(DATA_URL, status=503, headers={"Retry-After": "4"}, json={"error": "busy"})
+    api, clock, _, _ = hostile_client(attempts=10, call_timeout=12)
+    session = api._transport._session
+    timeouts: list[float] = []
+    send = session.request
+
+    def request(method: str, url: str, **kwargs: object) -> requests.Response:
+        if "/data" in url:
+            timeouts.append(float(kwargs["timeout"]))  # type: ignore[arg-type]
+        return send(method, url, **kwargs)  # type: ignore[arg-type]
+
+    session.request = request  # type: ignore[method-assign]
+    with pytest.raises(ApiError, match="HTTP 503: busy"):
+        poll(api)
+    # 12 s for the call, 5 s per exchange, 4 s waits: 5, 5 (8 left), 4 (4 left); a wait of
+    # 4 s more would reach the deadline, so no fourth try. (The budget spaces by ~1 ms.)
+    assert timeouts == pytest.approx([5, 5, 4], abs=0.01)
+    assert [s for s in clock.sleeps if s >= 1] == [4.0, 4.0]
+
+
+@responses.activate
 def test_error_text_from_the_body_is_cleaned_and_short() -> None:
     responses.post(TOKEN_URL, json=token_body(1))
     responses.get(DATA_URL, status=400, json={"error": "bad\udc80\x00\n\u202e" + "!" * 5000})

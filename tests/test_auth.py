@@ -7,11 +7,13 @@ import base64
 import json
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import responses
+from pydantic import SecretStr
 from responses import matchers
 
 from exporter.api.auth import TokenProvider
@@ -236,25 +238,122 @@ def test_32_concurrent_callers_share_one_token_request() -> None:
     assert len(responses.calls) == 1
 
 
+def refusing(*refused: str) -> Callable[[str], str]:
+    """A send that the API answers 401 for these tokens, and with the token otherwise."""
+
+    def send(token: str) -> str:
+        if token in refused:
+            raise ApiError("inverter_data", "HTTP 401: no", 401)
+        return token
+
+    return send
+
+
 @responses.activate
 def test_32_concurrent_401s_cause_one_renewal() -> None:
     responses.post(TOKEN_URL, json=token_body(1))
     responses.post(TOKEN_URL, json=token_body(2))
     tokens, _, _, _ = make(CLIENT)
-    first = tokens.token()
+    send = refusing(tokens.token())
     barrier = threading.Barrier(32)
+    seen: list[str] = []
 
     def call() -> None:
         barrier.wait()
-        tokens.invalidate(first)
-        assert tokens.token() == "tok-2"
+        seen.append(tokens.authorized("inverter_data", send))
 
     threads = [threading.Thread(target=call) for _ in range(32)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert seen == ["tok-2"] * 32
     assert len(responses.calls) == 2
+
+
+# --- renewals for 401s, rationed (issue 20) ----------------------------------------------------
+def token_requests() -> int:
+    return sum(1 for c in responses.calls if c.request.url == TOKEN_URL)
+
+
+@responses.activate
+def test_a_renewed_token_refused_as_well_is_kept_and_renewals_for_401s_back_off() -> None:
+    for n in range(1, 6):
+        responses.post(TOKEN_URL, json=token_body(n))
+    tokens, clock, _, _ = make(CLIENT)
+    send = refusing(*(f"tok-{n}" for n in range(1, 6)))  # a home whose access was revoked
+
+    def call() -> int:
+        with pytest.raises(ApiError) as info:
+            tokens.authorized("inverter_data", send)
+        return info.value.status or 0
+
+    assert call() == 401
+    assert token_requests() == 2  # the first 401 renews once; tok-2 is refused as well
+    for _ in range(5):  # within the backoff: the 401 stands, the token stays
+        assert call() == 401
+        assert tokens.token() == "tok-2"
+    assert token_requests() == 2
+    clock.advance(10)
+    assert call() == 401
+    assert token_requests() == 3  # the backoff has passed: one renewal, which did not help
+    clock.advance(19)
+    call()
+    assert token_requests() == 3  # the backoff doubled: 20 s
+    clock.advance(1)
+    call()
+    assert token_requests() == 4
+    assert tokens.token() == "tok-4"  # kept: every other caller still has a token
+
+
+@responses.activate
+def test_a_renewal_that_helps_is_not_rationed_beyond_a_second() -> None:
+    for n in range(1, 6):
+        responses.post(TOKEN_URL, json=token_body(n))
+    tokens, clock, _, _ = make(CLIENT)
+    tokens.token()
+    # The API revokes the token in use, again and again: each renewal helps.
+    assert tokens.authorized("inverter_data", refusing("tok-1")) == "tok-2"
+    clock.advance(1)
+    assert tokens.authorized("inverter_data", refusing("tok-1", "tok-2")) == "tok-3"
+    # Two 401s within a second: the second one stands, whatever the devices do.
+    with pytest.raises(ApiError):
+        tokens.authorized("inverter_data", refusing("tok-1", "tok-2", "tok-3"))
+    assert token_requests() == 3
+    clock.advance(1)
+    assert tokens.authorized("inverter_data", refusing("tok-1", "tok-2", "tok-3")) == "tok-4"
+
+
+@responses.activate
+def test_a_call_whose_token_was_renewed_meanwhile_tries_the_new_one_without_a_request() -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    responses.post(TOKEN_URL, json=token_body(2, expires_in=1000))
+    tokens, clock, _, _ = make(CLIENT)
+    tokens.token()
+    sent: list[str] = []
+
+    def send(token: str) -> str:
+        sent.append(token)
+        if token == "tok-1":
+            clock.advance(950)  # meanwhile the renewal ahead of expiry is due and made
+            assert tokens.token() == "tok-2"
+            raise ApiError("inverter_data", "HTTP 401: revoked", 401)
+        return token
+
+    assert tokens.authorized("inverter_data", send) == "tok-2"
+    assert sent == ["tok-1", "tok-2"] and token_requests() == 2
+
+
+@responses.activate
+def test_a_failed_renewal_for_a_401_keeps_the_token_for_everyone_else() -> None:
+    responses.post(TOKEN_URL, json=token_body(1))
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    tokens, _, recorder, _ = make(CLIENT, attempts=1)
+    with pytest.raises(ApiError) as info:
+        tokens.authorized("inverter_data", refusing("tok-1"))
+    assert info.value.status == 401  # the call's own answer, not the token endpoint's
+    assert tokens.token() == "tok-1" and recorder.tokens == [True, False]
+    assert token_requests() == 2
 
 
 @responses.activate
@@ -410,3 +509,117 @@ def test_a_secret_file_gone_bad_is_a_token_failure_not_a_crash(tmp_path: Path) -
     with pytest.raises(ApiError, match="cannot read the secret"):
         tokens.token()
     assert recorder.tokens == [False] and len(responses.calls) == 0
+
+
+# --- the secret file, read outside the token lock (issue 20) ------------------------------------
+class SlowSecretFile:
+    """Stands in for read_secret_file: counts reads, and holds a read while `hold` is set
+    (as a file on a hung mount would), noting whether the token lock was held."""
+
+    def __init__(self, tokens: TokenProvider) -> None:
+        self._tokens = tokens
+        self.reads = 0
+        self.lock_held: list[bool] = []
+        self.hold = False
+        self.reading = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, path: str) -> SecretStr:
+        self.reads += 1
+        self.lock_held.append(self._tokens._lock.locked())
+        if self.hold:
+            self.reading.set()
+            assert self.release.wait(10), "the test never released the read"
+        return SecretStr(Path(path).read_text().strip())
+
+
+def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(target()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def basic_secrets() -> list[str]:
+    return [
+        base64.b64decode(c.request.headers["Authorization"].split()[1]).decode().split(":")[1]
+        for c in responses.calls
+        if c.request.url == TOKEN_URL
+    ]
+
+
+@responses.activate
+def test_the_secret_file_is_read_outside_the_token_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    responses.post(TOKEN_URL, json=token_body(1))
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    tokens, _, _, _ = make(AuthConfig(client_id="cid", client_secret_file=str(path)))
+    slow = SlowSecretFile(tokens)
+    monkeypatch.setattr("exporter.api.auth.read_secret_file", slow)
+    slow.hold = True
+    first, got = in_thread(tokens.token)
+    try:
+        assert slow.reading.wait(10)
+        # The read is under way and the token lock is free for everyone else.
+        assert tokens._lock.acquire(blocking=False)
+        tokens._lock.release()
+    finally:
+        slow.release.set()
+    first.join(10)
+    assert got == ["tok-1"] and slow.lock_held == [False]
+
+
+@responses.activate
+def test_a_slow_secret_file_stalls_no_caller_while_a_secret_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=100))
+    responses.post(TOKEN_URL, json=token_body(2, expires_in=100))
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    tokens, clock, _, _ = make(AuthConfig(client_id="cid", client_secret_file=str(path)))
+    slow = SlowSecretFile(tokens)
+    monkeypatch.setattr("exporter.api.auth.read_secret_file", slow)
+    assert tokens.token() == "tok-1" and slow.reads == 1
+    clock.advance(101)  # expired: the next caller needs a token request, hence the secret
+    path.write_text("csecret-2\n")  # changed: it is read again, and that read hangs
+    slow.hold = True
+    stuck, stuck_got = in_thread(tokens.token)
+    try:
+        assert slow.reading.wait(10)
+        other, other_got = in_thread(tokens.token)
+        other.join(10)
+        # Not stalled: the other caller asked for a token with the secret kept from before.
+        assert not other.is_alive() and other_got == ["tok-2"]
+        assert stuck.is_alive()
+    finally:
+        slow.release.set()
+    stuck.join(10)
+    assert stuck_got == ["tok-2"]  # the hung read ended: no second request for it
+    assert basic_secrets() == ["csecret", "csecret"] and slow.lock_held == [False, False]
+
+
+@responses.activate
+def test_the_secret_file_is_read_again_only_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 5):
+        responses.post(TOKEN_URL, json=token_body(n, expires_in=100))
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    tokens, clock, _, _ = make(AuthConfig(client_id="cid", client_secret_file=str(path)))
+    slow = SlowSecretFile(tokens)
+    monkeypatch.setattr("exporter.api.auth.read_secret_file", slow)
+    tokens.token()
+    clock.advance(101)
+    tokens.token()
+    assert slow.reads == 1  # unchanged: the kept secret
+    replacement = tmp_path / "secret.new"
+    replacement.write_text("rotated\n")
+    replacement.replace(path)  # as a Kubernetes secret mount swaps its files
+    clock.advance(101)
+    tokens.token()
+    assert slow.reads == 2
+    assert basic_secrets() == ["csecret", "csecret", "rotated"]

@@ -10,8 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from exporter.api.auth import TokenProvider
-from exporter.api.transport import ApiError, InvalidResponse, Reply, Transport, decode_json
-from exporter.base.logs import kv
+from exporter.api.transport import InvalidResponse, Reply, Transport, decode_json
 from exporter.base.text import clean_text
 from exporter.kinds import registry
 from exporter.kinds.kind import Field, InvalidData
@@ -47,7 +46,7 @@ class PoderoClient:
         *,
         deadline: float | None = None,
     ) -> Any:
-        """GET a path below the API prefix; a 401 renews the token and tries once more. Every
+        """GET a path below the API prefix; a 401 tries once more with a renewed token. Every
         try and wait of the call (both sends) ends by one deadline (default: the transport's
         call timeout from now)."""
         url = self._base + path
@@ -63,23 +62,12 @@ class PoderoClient:
     def _send_authorized(
         self, endpoint: str, url: str, params: Mapping[str, str] | None, deadline: float
     ) -> Reply:
-        token = self._tokens.token()
-        try:
-            return self._transport.send(
-                endpoint, "GET", url, params=params, headers=_bearer(token), deadline=deadline
-            )
-        except ApiError as exc:
-            if exc.status != 401:
-                raise
-        log.info("token refused, renewing it and retrying", extra=kv(endpoint=endpoint))
-        self._tokens.invalidate(token)
-        return self._transport.send(
+        # A 401 is tried once more with a newer token, as the token provider rations them.
+        return self._tokens.authorized(
             endpoint,
-            "GET",
-            url,
-            params=params,
-            headers=_bearer(self._tokens.token()),
-            deadline=deadline,
+            lambda token: self._transport.send(
+                endpoint, "GET", url, params=params, headers=_bearer(token), deadline=deadline
+            ),
         )
 
     def inverter_data(

@@ -21,7 +21,6 @@ import http.client
 import io
 import json
 import logging
-import random
 import re
 import socket
 import threading
@@ -35,8 +34,10 @@ from typing import Any, Protocol, cast
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import tenacity
 import urllib3
 from requests.adapters import HTTPAdapter
+from tenacity import RetryCallState
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -156,13 +157,24 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def backoff_seconds(policy: RetryPolicy, attempt: int, error: ApiError) -> float:
-    """The wait before try `attempt + 1`: what the server asked for (capped), else
-    exponential backoff with full jitter."""
-    cap = policy.max_wait_seconds
-    if isinstance(error, RetryableError) and error.retry_after is not None:
-        return min(error.retry_after, cap)
-    return random.uniform(0, min(cap, policy.backoff_multiplier * 2.0**attempt))
+class StopBeforeDeadline(tenacity.stop.stop_base):
+    """tenacity's `stop_before_delay` against the caller's deadline on the injected clock (the
+    delay stops measure `time.monotonic()` from the start of one `Retrying`; this deadline is
+    shared by both sends of the 401 rule, and tests move a fake clock)."""
+
+    def __init__(self, deadline: float, clock: Clock) -> None:
+        self._deadline = deadline
+        self._clock = clock
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._clock.monotonic() + retry_state.upcoming_sleep >= self._deadline
+
+
+def _log_retry(retry_state: RetryCallState) -> None:
+    error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+    if isinstance(error, ApiError):
+        wait = retry_state.upcoming_sleep
+        log.debug("retrying", extra=kv(endpoint=error.endpoint, reason=error.reason, wait=wait))
 
 
 # --- deadlines on the socket --------------------------------------------------------------
@@ -404,6 +416,10 @@ class Transport:
         self._budget = budget
         self._max_body = max_body_bytes
         self._call_timeout = call_timeout
+        # Try n waits up to multiplier x 2^n (tenacity counts from 2^0 for the first).
+        self._jittered = tenacity.wait_random_exponential(
+            multiplier=2 * policy.backoff_multiplier, max=policy.max_wait_seconds
+        )
 
     @property
     def observer(self) -> ApiObserver:
@@ -428,19 +444,25 @@ class Transport:
         monotonic time; default: `call_timeout` from now)."""
         if deadline is None:
             deadline = self.call_deadline()
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._follow(endpoint, method, url, deadline, follow_redirects, kwargs)
-            except RetryableError as exc:
-                if attempt >= self._policy.attempts:
-                    raise
-                wait = backoff_seconds(self._policy, attempt, exc)
-                if self._clock.monotonic() + wait >= deadline:
-                    raise
-                log.debug("retrying", extra=kv(endpoint=endpoint, reason=exc.reason, wait=wait))
-                self._clock.sleep(wait)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(RetryableError),
+            stop=tenacity.stop_after_attempt(self._policy.attempts)
+            | StopBeforeDeadline(deadline, self._clock),
+            wait=self._wait,
+            sleep=self._clock.sleep,  # a fake clock's in tests
+            before_sleep=_log_retry,
+            reraise=True,  # the last error as it was
+        )
+        return retrying(self._follow, endpoint, method, url, deadline, follow_redirects, kwargs)
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        """The wait before the next try: what the server asked for in Retry-After (capped),
+        else exponential backoff with full jitter."""
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, self._policy.max_wait_seconds)
+        return float(self._jittered(retry_state))
 
     def _follow(
         self,
