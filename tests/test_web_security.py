@@ -303,6 +303,54 @@ BROKEN_WEB_CONFIGS = [
         {"tls_server_config": {"cert_file": "/nonexistent.crt", "key_file": "/nonexistent.key"}},
         "cannot load certificates",
     ),
+    # exporter-toolkit keys this exporter cannot honour: refused with the reason, never ignored.
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "curve_preferences": ["X25519"]}},
+        "tls_server_config.curve_preferences: cannot be honoured: Python's ssl module cannot set",
+    ),
+    (
+        {"http_server_config": {"http2": True}},
+        "http_server_config.http2: cannot be honoured: this exporter serves HTTP/1.1 only",
+    ),
+    (
+        {"rate_limit": {"interval": "1s", "burst": 5}},
+        "rate_limit: cannot be honoured: this exporter has no request rate limiter",
+    ),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "cipher_suites": ["TLS_AES_128_GCM_SHA256"],
+            }
+        },
+        "tls_server_config.cipher_suites: TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite",
+    ),
+    (
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "cipher_suites": ["RC4-MD5"]}},
+        "tls_server_config.cipher_suites: 'RC4-MD5' is not a cipher suite exporter-toolkit",
+    ),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "client_auth_type": "RequireAnyClientCert",
+            }
+        },
+        "RequireAnyClientCert needs client_ca_file (or client_ca) (Python's TLS stack verifies",
+    ),
+    (
+        {
+            "tls_server_config": {
+                "cert_file": "a",
+                "key_file": "b",
+                "client_ca_file": "c",
+                "client_ca": "d",
+            }
+        },
+        "set at most one of client_ca_file or client_ca",
+    ),
 ]
 
 
@@ -312,7 +360,7 @@ def test_web_config_is_parsed_strictly(
 ) -> None:
     path = tmp_path / "web.yml"
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_web_config(path)
 
 
@@ -395,6 +443,7 @@ def test_client_allowed_sans_compare_ip_addresses_as_addresses(pki: Pki) -> None
         cert_file=str(pki.server_cert),
         key_file=str(pki.server_key),
         client_auth_type="RequireAnyClientCert",
+        client_ca_file=str(pki.ca),
         client_allowed_sans=["2001:db8::1", "spiffe://cluster/prometheus"],
     )
     server_tls = ServerTLS(tls)
@@ -494,3 +543,70 @@ def test_tls_is_set_up_once_per_config(
             assert r.status_code == 200
     # Checking the files at startup and serving share one context; connections reuse it.
     assert len(loaded) == 1
+
+
+# --- TLS: the cipher suite keys, honoured --------------------------------------------------
+
+
+def negotiated_cipher(port: str, ca: Path, offer: str) -> str:
+    """The TLS 1.2 cipher suite the server picks from a client offering `offer` (OpenSSL
+    names, in the client's order of preference)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(offer)
+    with (
+        socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        cipher = tls.cipher()
+    assert cipher is not None
+    return cipher[0]
+
+
+def test_cipher_suites_limit_what_tls_1_2_clients_get(tmp_path: Path, pki: Pki) -> None:
+    config = tls_config(pki, cipher_suites=["TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"])
+    for port in serve(tmp_path, config):
+        offer = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
+        assert negotiated_cipher(port, pki.ca, offer) == "ECDHE-ECDSA-AES256-GCM-SHA384"
+        with pytest.raises(ssl.SSLError):
+            negotiated_cipher(port, pki.ca, "ECDHE-ECDSA-AES128-GCM-SHA256")
+        # TLS 1.3 is left to its own suites, as in Go.
+        r = requests.get(f"https://127.0.0.1:{port}/metrics", verify=str(pki.ca), timeout=10)
+        assert r.status_code == 200
+
+
+@pytest.mark.parametrize(("prefer_server", "expected"), [(True, "AES256"), (False, "AES128")])
+def test_prefer_server_cipher_suites_picks_whose_order_wins(
+    tmp_path: Path, pki: Pki, prefer_server: bool, expected: str
+) -> None:
+    config = tls_config(
+        pki,
+        cipher_suites=[
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        ],
+        prefer_server_cipher_suites=prefer_server,
+    )
+    for port in serve(tmp_path, config):
+        client_order = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384"
+        assert negotiated_cipher(port, pki.ca, client_order) == (
+            f"ECDHE-ECDSA-{expected}-GCM-SHA{384 if expected == 'AES256' else 256}"
+        )
+
+
+def test_http2_false_is_what_is_served(tmp_path: Path) -> None:
+    path = tmp_path / "web.yml"
+    path.write_text("http_server_config: {http2: false}\n")
+    assert load_web_config(path).http_server_config.http2 is False
+
+
+def test_inline_client_ca_verifies_client_certificates(tmp_path: Path, pki: Pki) -> None:
+    config = tls_config(
+        pki, client_auth_type="RequireAndVerifyClientCert", client_ca=pki.ca.read_text()
+    )
+    for port in serve(tmp_path, config):
+        url = f"https://127.0.0.1:{port}/metrics"
+        client = (str(pki.client_cert), str(pki.client_key))
+        assert requests.get(url, verify=str(pki.ca), cert=client, timeout=10).status_code == 200
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(url, verify=str(pki.ca), timeout=10)

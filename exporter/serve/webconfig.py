@@ -45,6 +45,28 @@ ALLOWED_HEADERS = frozenset(
         "Content-Security-Policy",
     }
 )
+# The cipher suites exporter-toolkit accepts (Go's tls.CipherSuites() for TLS 1.2 and below),
+# by their OpenSSL names. Order is preference, as in Go.
+CIPHER_SUITES = {
+    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+}
+# In Go's list too, but neither Go nor OpenSSL lets a server choose among them.
+TLS13_SUITES = frozenset(
+    {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"}
+)
 ClientAuth = Literal[
     "NoClientCert",
     "RequestClientCert",
@@ -59,7 +81,8 @@ class _Strict(BaseModel):
 
 
 class TLSServerConfig(_Strict):
-    """The `tls_server_config` block."""
+    """The `tls_server_config` block. Every key is honoured or refused at load with the reason;
+    none is accepted and ignored."""
 
     cert_file: str | None = None
     key_file: str | None = None
@@ -67,13 +90,43 @@ class TLSServerConfig(_Strict):
     key: str | None = None
     client_auth_type: ClientAuth = "NoClientCert"
     client_ca_file: str | None = None
+    client_ca: str | None = None
     client_allowed_sans: list[str] = []
     min_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] = "TLS12"
     max_version: Literal["TLS10", "TLS11", "TLS12", "TLS13"] = "TLS13"
-    # Accepted so that existing files load; Python's TLS stack chooses these itself.
-    cipher_suites: list[str] = []
-    curve_preferences: list[str] = []
+    cipher_suites: list[str] = []  # TLS 1.2 and below, in order of preference
     prefer_server_cipher_suites: bool = True
+    curve_preferences: list[str] = []  # refused unless empty (see _no_curves)
+
+    @field_validator("cipher_suites")
+    @classmethod
+    def _known_suites(cls, suites: list[str]) -> list[str]:
+        for name in suites:
+            if name in TLS13_SUITES:
+                raise ValueError(
+                    f"{name} is a TLS 1.3 suite, which a server cannot choose (exporter-toolkit "
+                    "ignores it too); list only suites for TLS 1.2 and below"
+                )
+            if name not in CIPHER_SUITES:
+                raise ValueError(
+                    f"{name!r} is not a cipher suite exporter-toolkit accepts "
+                    f"(one of: {', '.join(CIPHER_SUITES)})"
+                )
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(CIPHER_SUITES[name])
+            except ssl.SSLError:
+                raise ValueError(f"{name} is not available in this Python's OpenSSL") from None
+        return suites
+
+    @field_validator("curve_preferences")
+    @classmethod
+    def _no_curves(cls, curves: list[str]) -> list[str]:
+        if curves:
+            raise ValueError(
+                "cannot be honoured: Python's ssl module cannot set the key-exchange curves; "
+                "remove the key to use OpenSSL's defaults (X25519, P-256, P-384, P-521, X448)"
+            )
+        return curves
 
     @model_validator(mode="after")
     def _complete(self) -> TLSServerConfig:
@@ -81,12 +134,18 @@ class TLSServerConfig(_Strict):
             raise ValueError("set exactly one of cert_file or cert")
         if (self.key_file is None) == (self.key is None):
             raise ValueError("set exactly one of key_file or key")
-        verifies = self.client_auth_type in (
-            "VerifyClientCertIfGiven",
-            "RequireAndVerifyClientCert",
-        )
-        if verifies and not self.client_ca_file:
-            raise ValueError(f"client_auth_type {self.client_auth_type} needs client_ca_file")
+        if self.client_ca_file is not None and self.client_ca is not None:
+            raise ValueError("set at most one of client_ca_file or client_ca")
+        if self.client_auth_type != "NoClientCert" and not (self.client_ca_file or self.client_ca):
+            reason = ""
+            if self.client_auth_type in ("RequestClientCert", "RequireAnyClientCert"):
+                # Go takes any certificate here; Python's ssl cannot ask for one unverified.
+                reason = (
+                    " (Python's TLS stack verifies every client certificate it asks for, "
+                    "so it needs the CA that signed them)"
+                )
+            needs = "needs client_ca_file (or client_ca)"
+            raise ValueError(f"client_auth_type {self.client_auth_type} {needs}{reason}")
         if TLS_VERSIONS[self.min_version] > TLS_VERSIONS[self.max_version]:
             raise ValueError("min_version is above max_version")
         if self.client_allowed_sans and self.client_auth_type not in (
@@ -104,8 +163,18 @@ class TLSServerConfig(_Strict):
 class HTTPServerConfig(_Strict):
     """The `http_server_config` block."""
 
-    http2: bool = True  # HTTP/1.1 is served either way
+    http2: bool = False  # HTTP/1.1 only: false is honoured, true refused (see _no_http2)
     headers: dict[str, str] = {}
+
+    @field_validator("http2")
+    @classmethod
+    def _no_http2(cls, http2: bool) -> bool:
+        if http2:
+            raise ValueError(
+                "cannot be honoured: this exporter serves HTTP/1.1 only; "
+                "remove the key or set it to false"
+            )
+        return http2
 
     @field_validator("headers")
     @classmethod
@@ -124,6 +193,17 @@ class WebConfig(_Strict):
     tls_server_config: TLSServerConfig | None = None
     http_server_config: HTTPServerConfig = HTTPServerConfig()
     basic_auth_users: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_rate_limit(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "rate_limit" in raw:
+            raise ValueError(
+                "rate_limit: cannot be honoured: this exporter has no request rate limiter "
+                "(its limits are per connection: ServerLimits); remove the key, or rate-limit "
+                "in a reverse proxy"
+            )
+        return raw
 
     @field_validator("basic_auth_users")
     @classmethod
@@ -173,8 +253,16 @@ def ssl_context(tls: TLSServerConfig, pem: TLSMaterial) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = TLS_VERSIONS[tls.min_version]
     context.maximum_version = TLS_VERSIONS[tls.max_version]
-    if tls.min_version in ("TLS10", "TLS11"):
-        context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    # OpenSSL's cipher list is TLS 1.2 and below only, as Go's cipher_suites; without them,
+    # Python's defaults. TLS 1.0 and 1.1 need security level 0 for their SHA-1 signatures.
+    old = tls.min_version in ("TLS10", "TLS11")
+    if tls.cipher_suites or old:
+        ciphers = ":".join(CIPHER_SUITES[name] for name in tls.cipher_suites) or "DEFAULT"
+        context.set_ciphers(ciphers + (":@SECLEVEL=0" if old else ""))
+    if tls.prefer_server_cipher_suites:
+        context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    else:
+        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
     try:
         with _memory_file(pem.cert) as cert, _memory_file(pem.key) as key:
             context.load_cert_chain(cert, key)
@@ -216,7 +304,8 @@ def read_tls_material(tls: TLSServerConfig) -> TLSMaterial:
                 f"{exc.strerror or exc}"
             ) from None
 
-    client_ca = read(tls.client_ca_file, None, "client_ca_file") if tls.client_ca_file else None
+    has_ca = tls.client_ca_file is not None or tls.client_ca is not None
+    client_ca = read(tls.client_ca_file, tls.client_ca, "client_ca_file") if has_ca else None
     return TLSMaterial(
         read(tls.cert_file, tls.cert, "cert_file"),
         read(tls.key_file, tls.key, "key_file"),
