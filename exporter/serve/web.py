@@ -14,12 +14,13 @@ import hashlib
 import html
 import io
 import logging
+import os
 import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -405,8 +406,16 @@ class ExporterHTTPServer(cheroot.wsgi.Server):
     ConnectionClass = _Connection
 
     def __init__(
-        self, host: str, port: int, site: Site, limits: ServerLimits, tls: ServerTLS | None
+        self,
+        host: str,
+        port: int,
+        site: Site,
+        limits: ServerLimits,
+        tls: ServerTLS | None,
+        listening: socket.socket | None = None,
     ) -> None:
+        if listening is not None:  # a socket someone else bound (systemd): serve it as it is
+            host, port = listening.getsockname()[:2]
         super().__init__(
             (host, port),
             site,
@@ -430,6 +439,23 @@ class ExporterHTTPServer(cheroot.wsgi.Server):
         self._idle: dict[_Connection, None] = {}  # waiting in the selector, oldest first
         self._busy: set[_Connection] = set()  # in a worker
         self._stopping = threading.Event()
+        self._listening = listening
+
+    def prepare(self) -> None:
+        if os.environ.get("LISTEN_PID"):
+            # cheroot would serve file descriptor 3 in place of every address it was given.
+            raise OSError(
+                "LISTEN_PID is set: serve systemd's sockets with --web.systemd-socket, "
+                "or unset LISTEN_PID and LISTEN_FDS"
+            )
+        super().prepare()
+
+    def bind(self, family: int, type: int, proto: int = 0) -> socket.socket:
+        """The listening socket: a ready one if given, else a new one bound to bind_addr."""
+        if self._listening is None:
+            return super().bind(family, type, proto)  # type: ignore[no-any-return]
+        self.socket = self._listening
+        return self._listening
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -575,18 +601,117 @@ def parse_listen_address(value: str) -> tuple[str, int]:
 
 
 def start_web(
-    address: str,
+    address: str | socket.socket,
     app: WebApp,
     web_config: WebConfig | None = None,
     limits: ServerLimits = ServerLimits(),
 ) -> ExporterHTTPServer:
-    """Listen on `address` and serve `app` from background threads, with the TLS, basic
-    auth and headers of `web_config` if given. Raises OSError if it cannot listen."""
-    host, port = parse_listen_address(address)
+    """Listen on `address` (HOST:PORT, or a listening socket) and serve `app` from background
+    threads, with the TLS, basic auth and headers of `web_config` if given. Raises OSError if
+    it cannot listen."""
+    return _start(address, _site(app, web_config), web_config, limits)
+
+
+def _site(app: WebApp, web_config: WebConfig | None) -> Site:
     config = web_config or WebConfig()
-    site = Site(app, BasicAuth(config.basic_auth_users), dict(config.http_server_config.headers))
-    server = ExporterHTTPServer(host or "0.0.0.0", port, site, limits, config.server_tls)
+    return Site(app, BasicAuth(config.basic_auth_users), dict(config.http_server_config.headers))
+
+
+def _start(
+    address: str | socket.socket, site: Site, web_config: WebConfig | None, limits: ServerLimits
+) -> ExporterHTTPServer:
+    tls = (web_config or WebConfig()).server_tls
+    if isinstance(address, socket.socket):
+        server = ExporterHTTPServer("", 0, site, limits, tls, listening=address)
+    else:
+        host, port = parse_listen_address(address)
+        server = ExporterHTTPServer(host or "0.0.0.0", port, site, limits, tls)
     started: Future[None] = Future()
     threading.Thread(target=server.run, args=(started,), name="web", daemon=True).start()
     started.result()
     return server
+
+
+class WebServers:
+    """One server per listen address or systemd socket, serving the same site (one basic
+    auth cache); stopped together."""
+
+    def __init__(self, servers: list[ExporterHTTPServer]) -> None:
+        self.servers = servers
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [server.server_address for server in self.servers]
+
+    def shutdown(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+
+    def server_close(self) -> None:
+        for server in self.servers:
+            server.server_close()
+
+
+def start_servers(
+    listeners: Sequence[str | socket.socket],
+    app: WebApp,
+    web_config: WebConfig | None = None,
+    limits: ServerLimits = ServerLimits(),
+) -> WebServers:
+    """Serve `app` on every address or socket (each with its own `limits`). Raises OSError
+    naming the address it cannot listen on; none is left listening then."""
+    site = _site(app, web_config)
+    servers: list[ExporterHTTPServer] = []
+    try:
+        for listener in listeners:
+            try:
+                servers.append(_start(listener, site, web_config, limits))
+            except OSError as exc:
+                where = listener if isinstance(listener, str) else f"fd {listener.fileno()}"
+                raise OSError(f"cannot listen on {where}: {exc.strerror or exc}") from None
+    except BaseException:
+        WebServers(servers).shutdown()
+        raise
+    return WebServers(servers)
+
+
+# The first file descriptor systemd passes (SD_LISTEN_FDS_START).
+SYSTEMD_FIRST_FD = 3
+SYSTEMD_ENV = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES")
+
+
+def systemd_sockets(environ: Mapping[str, str], pid: int) -> list[socket.socket]:
+    """The listening TCP sockets systemd passed this process (`LISTEN_PID` is `pid`,
+    `LISTEN_FDS` of them from fd 3), as sd_listen_fds(3) and exporter-toolkit take them.
+    Raises ValueError saying what is missing or wrong."""
+    owner, count = environ.get("LISTEN_PID", ""), environ.get("LISTEN_FDS", "")
+    if not owner or not count:
+        raise ValueError(
+            "--web.systemd-socket: LISTEN_PID and LISTEN_FDS are not set: this process was not "
+            "started by systemd socket activation (a .socket unit with ListenStream=)"
+        )
+    if not owner.isascii() or not owner.isdigit() or int(owner) != pid:
+        raise ValueError(
+            f"--web.systemd-socket: LISTEN_PID is {owner!r}, not this process ({pid}): "
+            "the sockets were passed to another process"
+        )
+    if not count.isascii() or not count.isdigit() or not 1 <= int(count) <= 64:
+        raise ValueError(f"--web.systemd-socket: LISTEN_FDS {count!r}: no socket was passed")
+    sockets = []
+    for fd in range(SYSTEMD_FIRST_FD, SYSTEMD_FIRST_FD + int(count)):
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError as exc:
+            raise ValueError(
+                f"--web.systemd-socket: fd {fd} is not a socket ({exc.strerror or exc})"
+            ) from None
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        if sock.family not in (socket.AF_INET, socket.AF_INET6) or not listening:
+            sock.detach()
+            raise ValueError(
+                f"--web.systemd-socket: fd {fd} is not a listening TCP socket "
+                "(the socket unit needs ListenStream=[ADDRESS:]PORT)"
+            )
+        sock.set_inheritable(False)
+        sockets.append(sock)
+    return sockets
