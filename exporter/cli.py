@@ -47,7 +47,8 @@ SHARD_COUNT_ENV = "PODERO_SHARD_COUNT"
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="podero-exporter",
-        description="Prometheus exporter for solar inverters behind the Podero Partner API.",
+        description="Prometheus exporter for the Podero Partner API: the inverters, batteries, "
+        "heat pumps and electric vehicles of a partner's customers.",
     )
     parser.add_argument(
         "--config.file",
@@ -58,6 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--web.listen-address",
         dest="listen",
+        metavar="ADDRESS",
         action="append",
         default=None,
         help=f"address to serve /metrics on; repeat it to serve on several "
