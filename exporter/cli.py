@@ -24,14 +24,8 @@ from exporter.base.clock import SystemClock
 from exporter.base.logs import LEVELS, kv, setup_logging
 from exporter.base.memory import limit_malloc_arenas
 from exporter.config.model import Config, ConfigError, ShardConfig, load_config, parse_config
-from exporter.serve.web import (
-    FIXED_PATHS,
-    SYSTEMD_ENV,
-    WebApp,
-    parse_listen_address,
-    start_servers,
-    systemd_sockets,
-)
+from exporter.serve.server import SYSTEMD_ENV, systemd_sockets
+from exporter.serve.web import FIXED_PATHS, WebApp, parse_listen_address, start_servers
 from exporter.serve.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from exporter.cli import parse_args
-from exporter.serve.web import ExporterHTTPServer, WebApp, start_servers, systemd_sockets
+from exporter.serve.server import ExporterHTTPServer, systemd_sockets
+from exporter.serve.web import WebApp, start_servers
 from exporter.sim import stop_process
 from tests.conftest import run_cli
 from tests.e2e.processes import exporter_command, free_port, wait_for
