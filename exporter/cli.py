@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import zoneinfo
@@ -23,13 +24,15 @@ from exporter.base.clock import SystemClock
 from exporter.base.logs import LEVELS, kv, setup_logging
 from exporter.base.memory import limit_malloc_arenas
 from exporter.config.model import Config, ConfigError, ShardConfig, load_config, parse_config
-from exporter.serve.web import FIXED_PATHS, WebApp, parse_listen_address, start_web
+from exporter.serve.server import SYSTEMD_ENV, systemd_sockets
+from exporter.serve.web import FIXED_PATHS, WebApp, parse_listen_address, start_servers
 from exporter.serve.webconfig import describe, load_web_config
 
 log = logging.getLogger("exporter")
 DEMO_INVERTERS = 3
 DEMO_SCENARIOS = ("battery-low", "hot-water-low", "vehicle-late")
 DEMO_TIMEZONE = "Europe/Vienna"
+DEFAULT_LISTEN = ":10042"
 # Kubernetes sets these from the pod ordinal and the replica count (deploy/kubernetes).
 SHARD_INDEX_ENV = "PODERO_SHARD_INDEX"
 SHARD_COUNT_ENV = "PODERO_SHARD_COUNT"
@@ -38,7 +41,8 @@ SHARD_COUNT_ENV = "PODERO_SHARD_COUNT"
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="podero-exporter",
-        description="Prometheus exporter for solar inverters behind the Podero Partner API.",
+        description="Prometheus exporter for the Podero Partner API: the inverters, batteries, "
+        "heat pumps and electric vehicles of a partner's customers.",
     )
     parser.add_argument(
         "--config.file",
@@ -49,8 +53,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--web.listen-address",
         dest="listen",
-        default=":10042",
-        help="address to serve /metrics on (default: :10042)",
+        metavar="ADDRESS",
+        action="append",
+        default=None,
+        help=f"address to serve /metrics on; repeat it to serve on several "
+        f"(default: {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--web.systemd-socket",
+        dest="systemd_socket",
+        action="store_true",
+        help="serve on the sockets systemd passes (socket activation) instead of "
+        "--web.listen-address",
     )
     parser.add_argument(
         "--web.config.file",
@@ -118,7 +132,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "else shard.index of the config)",
     )
     parser.add_argument("--version", action="version", version=f"podero-exporter {__version__}")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.systemd_socket and args.listen:
+        parser.error(
+            "--web.systemd-socket serves the sockets of systemd's socket unit; "
+            "give --web.listen-address there (ListenStream=), not here"
+        )
+    args.listen = args.listen or [DEFAULT_LISTEN]
+    return args
 
 
 def _demo_config(count: int, scenario: str | None) -> tuple[Config, str]:
@@ -199,6 +220,24 @@ def check_telemetry_path(path: str) -> None:
         raise ConfigError(f"--web.telemetry-path {path!r}: already used by another endpoint")
 
 
+def _listeners(args: argparse.Namespace) -> list[str | socket.socket]:
+    """What to serve on: systemd's sockets with --web.systemd-socket, else every
+    --web.listen-address (checked). ValueError says what is wrong."""
+    # systemd's variables are for this process only (sd_listen_fds unsets them too); left
+    # set, the HTTP server library would take fd 3 for every address.
+    systemd_env = {name: os.environ.pop(name) for name in SYSTEMD_ENV if name in os.environ}
+    if args.systemd_socket:
+        return list(systemd_sockets(systemd_env, os.getpid()))
+    if systemd_env.get("LISTEN_PID") == str(os.getpid()):
+        log.warning(
+            "systemd passed sockets but --web.systemd-socket is not given: not serving them",
+            extra=kv(address=",".join(args.listen)),
+        )
+    for address in args.listen:
+        parse_listen_address(address)
+    return list(args.listen)
+
+
 def load(args: argparse.Namespace) -> Config:
     """The config file named on the command line, validated, with flags applied."""
     return with_flags(load_config(args.config_file), args)
@@ -213,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
-        parse_listen_address(args.listen)
+        listeners = _listeners(args)
         if args.demo:
             config, sim_url = _demo_config(max(1, args.demo_inverters), args.demo_scenario)
             config = with_flags(config, args)
@@ -244,18 +283,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return "the demo config cannot be reloaded"
         return exporter.reload(lambda: load(args))
 
-    web = start_web(
-        args.listen,
-        WebApp(
-            metrics_path=args.telemetry_path,
-            metrics=exporter.page.chunks,
-            metrics_gzip=exporter.page.gzip_chunks,
-            ready=lambda: exporter.ready,
-            reload=reload,
-            status=exporter.status_view(),
-        ),
-        web_config,
-    )
+    try:
+        web = start_servers(
+            listeners,
+            WebApp(
+                metrics_path=args.telemetry_path,
+                metrics=exporter.page.chunks,
+                metrics_gzip=exporter.page.gzip_chunks,
+                ready=lambda: exporter.ready,
+                reload=reload,
+                status=exporter.status_view(),
+            ),
+            web_config,
+        )
+    except OSError as exc:
+        print(f"podero-exporter: {exc}", file=sys.stderr)
+        exporter.stop()
+        return 1
     exporter.start()
     if web_config is not None:
         log.info("web config loaded", extra=kv(file=args.web_config_file, **describe(web_config)))
@@ -263,7 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "podero-exporter started",
         extra=kv(
             version=__version__,
-            address=args.listen,
+            address=",".join(
+                f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                for host, port in web.addresses
+            ),
             configured_inverters=len(config.inverters),
             discovered_organizations=len(config.discovery.org_ids) if config.discovery else 0,
         ),

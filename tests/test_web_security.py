@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from exporter.config.model import ConfigError
-from exporter.serve.web import ExporterHTTPServer, WebApp, start_web
+from exporter.serve.server import ExporterHTTPServer
+from exporter.serve.web import WebApp, start_web
 from exporter.serve.webconfig import BasicAuth, ServerTLS, TLSServerConfig, load_web_config
 from tests.conftest import require_tool
 
