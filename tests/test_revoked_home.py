@@ -100,7 +100,7 @@ def test_a_revoked_home_costs_few_token_requests_and_the_healthy_devices_nothing
             result = poll_due(exporter.poller, clock.time())
             healthy_polls += result.succeeded
             assert result.succeeded <= len(HEALTHY)
-            up = series(exporter, "podero_inverter_up")
+            up = series(exporter, "podero_device_up")
             assert {name: up[name] for name in HEALTHY} == {"h1": 1.0, "h2": 1.0}
             assert {name: up[name] for name in REVOKED if name in up} == {
                 name: 0.0 for name in REVOKED if name in up
