@@ -49,11 +49,11 @@ def check_invariants(text: str, now: float) -> None:
     """No value from the future, no value older than max_data_age_seconds."""
     found = samples(text)
     stamps = {
-        s[1]["inverter_id"]: s[2] for s in found if s[0] == "podero_device_data_timestamp_seconds"
+        s[1]["device_id"]: s[2] for s in found if s[0] == "podero_device_data_timestamp_seconds"
     }
     for name, labels, _ in found:
         if name in VALUE_METRICS:
-            stamp = stamps[labels["inverter_id"]]
+            stamp = stamps[labels["device_id"]]
             assert stamp <= now, f"{name} of {labels['name']} is from the future"
             assert now - stamp <= MAX_AGE, f"{name} of {labels['name']} is stale"
 

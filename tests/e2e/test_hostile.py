@@ -66,7 +66,8 @@ def test_hostile_api_leaves_the_healthy_inverters_served(tmp_path: Path) -> None
                 found: dict[str, dict[str, float]] = {}
                 for family in text_string_to_metric_families(text):
                     for s in family.samples:
-                        found.setdefault(s.name, {})[s.labels.get("device_id", "")] = s.value
+                        if s.labels.get("kind", "inverter") == "inverter":
+                            found.setdefault(s.name, {})[s.labels.get("device_id", "")] = s.value
                 ups = found.get("podero_device_up", {})
                 return found if len(ups) == INVERTERS else None
 

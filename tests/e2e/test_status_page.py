@@ -120,7 +120,7 @@ def test_table_matches_the_json_api(browser: webdriver.Chrome, site: str) -> Non
     # The page lists every device (the homes' heat pumps, EVs and wallboxes too).
     listed = api(site, "devices", sort="name", limit="1000")
     assert listed["total"] == len(listed["devices"]) > api(site)["total"] > 200
-    first_page = [i["inverter_id"] for i in listed["devices"][:100]]
+    first_page = [i["device_id"] for i in listed["devices"][:100]]
     assert table_ids(browser) == first_page
     cells = browser.find_elements(By.CSS_SELECTOR, "#inverters tbody tr:first-child td")
     assert cells[0].text == listed["devices"][0]["name"]
@@ -143,7 +143,7 @@ def test_filter_box_filters(browser: webdriver.Chrome, site: str) -> None:
     box.send_keys("Fronius")
     WebDriverWait(browser, 10).until(expected_conditions.url_contains("q=Fronius"))
     WebDriverWait(browser, 10).until(lambda b: len(table_ids(b)) == min(100, wanted["total"]))
-    assert table_ids(browser) == [i["inverter_id"] for i in wanted["inverters"][:100]]
+    assert table_ids(browser) == [i["device_id"] for i in wanted["inverters"][:100]]
     assert 0 < wanted["total"] < api(site)["total"]
     assert all("Fronius" in i["manufacturer"] for i in wanted["inverters"])
     browser.save_screenshot(str(ARTIFACTS / "status-page-filtered.png"))
@@ -153,7 +153,7 @@ def test_sorting_by_a_column(browser: webdriver.Chrome, site: str) -> None:
     browser.get(site + "/")
     browser.find_element(By.CSS_SELECTOR, "th a[data-sort='solar_w']").click()
     WebDriverWait(browser, 10).until(expected_conditions.url_contains("sort=solar_w"))
-    expected = [i["inverter_id"] for i in api(site, sort="solar_w")["inverters"][:100]]
+    expected = [i["device_id"] for i in api(site, sort="solar_w")["inverters"][:100]]
     assert table_ids(browser) == expected
 
 
