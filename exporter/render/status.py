@@ -8,6 +8,7 @@ no external assets and escapes every string that came from the API or the config
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -22,7 +23,7 @@ from urllib.parse import urlencode
 from exporter import __version__
 from exporter.base.clock import Clock
 from exporter.kinds import registry
-from exporter.kinds.kind import Column
+from exporter.kinds.kind import Column, Kind
 from exporter.render.collector import fresh_at
 from exporter.state.store import DeviceState, ReadingStore
 from exporter.state.targets import DeviceTarget, Inventory, authenticated
@@ -38,11 +39,22 @@ MAX_CONCURRENT = 2
 
 def value_columns() -> tuple[Column, ...]:
     """Every kind's columns, each key once, in the registry's order."""
-    return tuple({c.key: c for k in registry.kinds() for c in k.columns}.values())
+    return _value_columns(registry.kinds())
 
 
 def value_keys() -> tuple[str, ...]:
-    return tuple(c.key for c in value_columns())
+    return _value_keys(registry.kinds())
+
+
+# Per set of registered kinds: rows are built per device and request, the kinds rarely change.
+@functools.lru_cache(maxsize=8)
+def _value_columns(kinds: tuple[Kind, ...]) -> tuple[Column, ...]:
+    return tuple({c.key: c for k in kinds for c in k.columns}.values())
+
+
+@functools.lru_cache(maxsize=8)
+def _value_keys(kinds: tuple[Kind, ...]) -> tuple[str, ...]:
+    return tuple(c.key for c in _value_columns(kinds))
 
 
 SEARCHED = (
@@ -544,7 +556,8 @@ class StatusView:
             f"{' in this home' if home else ''}</span></form>",
             "<table id=inverters><thead><tr>",
         ]
-        for key, heading, _ in columns():
+        shown = columns()
+        for key, heading, _ in shown:
             desc = query.sort == key and not query.desc
             link = query.link(sort=key, order="desc" if desc else "asc")
             arrow = (" ▼" if query.desc else " ▲") if query.sort == key else ""
@@ -554,7 +567,7 @@ class StatusView:
             parts.append(
                 f"<tr data-device-id='{e(row['device_id'])}' data-kind='{e(row['kind'])}'>"
             )
-            for key, _, kind in columns():
+            for key, _, kind in shown:
                 css = " class=num" if kind in NUMERIC else " class=ids" if kind == "ids" else ""
                 parts.append(f"<td{css}>{_cell(kind, row, key)}</td>")
             parts.append("</tr>")
