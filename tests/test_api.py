@@ -63,7 +63,9 @@ def test_retryable_status_is_retried_until_success(status: int) -> None:
     responses.get(DATA_URL, status=status, json={"error": "busy"})
     responses.get(DATA_URL, json=OK)
     api, clock, recorder = client()
-    points = api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+    points = api.device_data(
+        "inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN"
+    )
     assert [p.values for p in points] == [{"solar_production_w": 5.0}]
     assert data_calls() == 3
     assert len(clock.sleeps) == 2  # slept (on the fake clock) before each retry
@@ -85,7 +87,12 @@ def test_connection_errors_and_timeouts_are_retried(error: Exception) -> None:
     responses.get(DATA_URL, json=OK)
     api, _, recorder = client()
     assert (
-        len(api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")) == 1
+        len(
+            api.device_data(
+                "inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN"
+            )
+        )
+        == 1
     )
     codes = [c for e, c in recorder.requests if e == "inverter_data"]
     assert codes[0] in ("connection_error", "timeout") and codes[1] == "200"
@@ -98,7 +105,7 @@ def test_other_client_errors_are_not_retried(status: int) -> None:
     responses.get(DATA_URL, status=status, json={"error": "No data for the range."})
     api, clock, _ = client()
     with pytest.raises(ApiError) as info:
-        api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+        api.device_data("inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
     assert data_calls() == 1
     assert clock.sleeps == []
     assert info.value.status == status
@@ -111,7 +118,7 @@ def test_attempts_are_bounded_and_the_last_error_is_raised() -> None:
     responses.get(DATA_URL, status=503, json={"error": "down"})
     api, clock, _ = client(attempts=3)
     with pytest.raises(ApiError, match="HTTP 503: down"):
-        api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+        api.device_data("inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
     assert data_calls() == 3
     assert len(clock.sleeps) == 2
 
@@ -122,7 +129,7 @@ def test_retry_after_seconds_is_honoured() -> None:
     responses.get(DATA_URL, status=429, headers={"Retry-After": "7"}, json={})
     responses.get(DATA_URL, json=OK)
     api, clock, _ = client()
-    api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+    api.device_data("inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
     assert clock.sleeps == [7.0]
 
 
@@ -135,7 +142,7 @@ def test_retry_after_http_date_is_honoured_and_capped() -> None:
     responses.get(DATA_URL, status=503, headers={"Retry-After": much_later}, json={})
     responses.get(DATA_URL, json=OK)
     api, clock, _ = client(max_wait=30)
-    api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+    api.device_data("inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
     assert clock.sleeps[0] == pytest.approx(12, abs=1)
     assert clock.sleeps[1] == 30  # capped at max_wait_seconds
 
@@ -148,7 +155,9 @@ def test_a_header_number_in_other_digits_is_an_answer_not_a_crash(header: str) -
     responses.get(DATA_URL, status=503, headers={header: "\xb2"}, json={})
     responses.get(DATA_URL, headers={header: "\xb2" * 5000}, json=OK)
     api, clock, _ = client(max_wait=2)
-    points = api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+    points = api.device_data(
+        "inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN"
+    )
     assert points and data_calls() == 2
     assert len(clock.sleeps) == 1 and 0 <= clock.sleeps[0] <= 2  # jittered: no usable wait
 
@@ -160,7 +169,7 @@ def test_backoff_without_retry_after_is_jittered_and_bounded() -> None:
         responses.get(DATA_URL, status=500, json={})
     api, clock, _ = client(attempts=6, max_wait=2)
     with pytest.raises(ApiError):
-        api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+        api.device_data("inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
     assert len(clock.sleeps) == 5
     assert all(0 <= s <= 2 for s in clock.sleeps)
 
@@ -179,7 +188,7 @@ def test_non_json_200_is_an_invalid_response_and_counted() -> None:
     responses.get(DATA_URL, body="<html>oops</html>", content_type="text/html")
     api, _, recorder = client()
     with pytest.raises(InvalidResponse, match="is not JSON"):
-        api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+        api.device_data("inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
     assert recorder.invalid == ["inverter_data"]
 
 
@@ -200,7 +209,7 @@ def test_request_carries_range_and_resolution() -> None:
         ],
     )
     api, _, _ = client()
-    api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="1HOUR")
+    api.device_data("inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="1HOUR")
 
 
 # --- hostile answers (issue 11): limits, decoding, redirects, deadlines ---------------------
@@ -238,7 +247,9 @@ def hostile_client(
 
 
 def poll(api: PoderoClient) -> list[DataPoint]:
-    return api.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN")
+    return api.device_data(
+        "inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN"
+    )
 
 
 OK_BYTES = json.dumps(OK).encode()

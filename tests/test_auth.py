@@ -196,7 +196,10 @@ def test_401_from_the_api_renews_the_token_and_retries_once() -> None:
     tokens, _, recorder, transport = make(CLIENT)
     client = PoderoClient(BASE, transport, tokens)
     assert (
-        client.inverter_data("o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN") == []
+        client.device_data(
+            "inverter", "o", "u", "i", start=NOON - 3600, end=NOON, resolution="15MIN"
+        )
+        == []
     )
     assert [c for c in recorder.requests] == [
         ("token", "200"),

@@ -70,22 +70,6 @@ class PoderoClient:
             ),
         )
 
-    def inverter_data(
-        self,
-        org_id: str,
-        user_id: str,
-        device_id: str,
-        *,
-        start: float,
-        end: float,
-        resolution: str,
-    ) -> list[DataPoint]:
-        """The points of one inverter in [start, end] (none after `end`: points still to come
-        are dropped unread), sorted by time. One deadline covers the whole call."""
-        return self.device_data(
-            "inverter", org_id, user_id, device_id, start=start, end=end, resolution=resolution
-        )
-
     def device_data(
         self,
         kind: str,
