@@ -13,7 +13,7 @@ import yaml
 
 from exporter.base.safeyaml import RefusedYaml, load_yaml
 from exporter.config.model import Config, ConfigError, load_config, parse_config, shard_of
-from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config, run_cli
+from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config, run_cli, to_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -613,3 +613,15 @@ def test_broken_config_exits_2_with_one_line(
     assert main(["--config.file", str(path), "--config.check"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and expected in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["toaster", "heat-pump", "toaster\n\x00" * 500, "Inverter"])
+def test_an_unknown_kind_is_refused_in_one_short_line_naming_the_kinds(kind: str) -> None:
+    raw = minimal_config()
+    raw["inverters"][0]["kind"] = kind
+    with pytest.raises(ConfigError) as refused:
+        to_config(raw)
+    message = str(refused.value)
+    assert message.startswith("inverters[0].kind: ") and len(message) < 300, message
+    assert "\n" not in message and "\x00" not in message
+    assert "one of inverter, heat_pump, electric_vehicle, wallbox" in message

@@ -344,8 +344,9 @@ class DeviceConfig:
     @classmethod
     def _known_kind(cls, kind: str) -> str:
         if registry.find(kind) is None:
+            shown = repr(kind[:40]) + ("…" if len(kind) > 40 else "")
             raise ValueError(
-                f"{kind!r} is not a kind of device: one of {', '.join(registry.names())}"
+                f"{shown} is not a kind of device: one of {', '.join(registry.names())}"
             )
         return kind
 
