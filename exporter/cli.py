@@ -290,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metrics_path=args.telemetry_path,
                 metrics=exporter.page.chunks,
                 metrics_gzip=exporter.page.gzip_chunks,
+                openmetrics=lambda: exporter.page.chunks(openmetrics=True),
+                openmetrics_gzip=lambda: exporter.page.gzip_chunks(openmetrics=True),
                 ready=lambda: exporter.ready,
                 reload=reload,
                 status=exporter.status_view(),

@@ -16,12 +16,18 @@ from tests.conftest import require_tool
 from tests.fakes import FakeClock
 
 
-def demo_page(clock: FakeClock) -> str:
+def demo_exporter(clock: FakeClock) -> Exporter:
+    """The demo's exporter (six homes), polled once; the caller stops it."""
     from exporter.cli import _demo_config
 
     config, _ = _demo_config(6, None)
     exporter = Exporter(config, clock)
     exporter.poll_once()
+    return exporter
+
+
+def demo_page(clock: FakeClock) -> str:
+    exporter = demo_exporter(clock)
     text = exporter.page.render().decode()
     exporter.stop()
     return text

@@ -29,7 +29,9 @@ from pydantic.dataclasses import dataclass
 from exporter.base.files import UnreadableFile, read_regular_file
 from exporter.base.safeyaml import RefusedYaml, load_yaml
 from exporter.config.errors import format_validation_error, join
-from exporter.kinds import registry, table
+from exporter.config.labels import DeviceLabels, check_custom_labels
+from exporter.config.labels import is_label_name as is_label_name  # backfill's --label check
+from exporter.kinds import registry
 
 # The API's aggregation buckets. Only 15MIN is accepted (`PollConfig._complete_buckets`): the
 # others are listed so that the refusal can say why.
@@ -48,7 +50,6 @@ DEFAULT_TOKEN_PATHS = {
 # with `kind:`.
 INVERTER = "inverter"
 EV = "electric_vehicle"
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # A response body larger than this (decoded) is abandoned: a day of 15-minute points is a
 # few kB, a listing of 10,000 homes a few MB.
@@ -331,14 +332,7 @@ class DeviceConfig:
     @field_validator("labels")
     @classmethod
     def _label_names(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key in labels:
-            if not is_label_name(key):
-                raise ValueError(f"{key!r} is not a valid Prometheus label name")
-            if (series := table.reserved_labels().get(key)) is not None:
-                raise ValueError(
-                    f"{key!r} is set by the exporter on {series} and cannot be a custom label"
-                )
-        return labels
+        return check_custom_labels(labels)
 
     @field_validator("kind")
     @classmethod
@@ -429,6 +423,9 @@ class Config(_Strict):
     shard: ShardConfig = ShardConfig()
     discovery: DiscoveryConfig | None = None
     inverters: list[DeviceConfig] = []
+    # Labels for devices by home, owner or id (discovered ones above all); not under
+    # `discovery:`, so that changing them re-labels devices without listing the fleet again.
+    device_labels: DeviceLabels = DeviceLabels()
 
     @field_validator("timezone")
     @classmethod
@@ -529,11 +526,6 @@ def expand_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
         for i, value in enumerate(node):
             node[i] = expand_env(value, env, f"{path}[{i}]")
     return node
-
-
-def is_label_name(name: str) -> bool:
-    """A Prometheus label name a user may set (not one of the reserved `__` names)."""
-    return bool(_LABEL_NAME.match(name)) and not name.startswith("__")
 
 
 def is_unicode(text: str) -> bool:

@@ -10,6 +10,9 @@ JOULES_PER_KWH = 3.6e6
 # Every per-device series carries these, whatever the kind (kube-state-metrics' namespace
 # and pod): a home's devices join on user_id, a device's series on device_id.
 IDENTITY = ("device_id", "name", "user_id")
+# The base units a family name may end in (before a counter's `_total`): what OpenMetrics'
+# `# UNIT` line says. A name ending in none of them has no unit (a price, a state, a count).
+BASE_UNITS = ("seconds", "joules", "watts", "celsius", "ratio", "bytes", "volts", "amperes")
 
 
 class Source(Enum):
@@ -41,6 +44,13 @@ class Family:
     def convert(self, api_value: float) -> float:
         """The API's value in this family's base unit."""
         return api_value * self.scale
+
+    @property
+    def unit(self) -> str:
+        """The base unit its name ends in (OpenMetrics' `# UNIT`), or "" for none."""
+        stem = self.name.removesuffix("_total") if self.type == "counter" else self.name
+        last = stem.rpartition("_")[2]
+        return last if last in BASE_UNITS else ""
 
     @property
     def per_device(self) -> bool:

@@ -4,6 +4,10 @@ The page keeps, for every family, the joined lines of each block of inverters; a
 re-renders only the blocks whose inverters changed (or whose readings turned stale). The
 samples are those of `collector.current_samples`, so the output equals a plain
 prometheus_client rendering of them (tests/reference.py; a test holds the two together).
+
+The same blocks serve both text formats: the classic one (text/plain 0.0.4) and OpenMetrics
+1.0, whose sample lines are the same bytes; only the families' headers (a counter's family
+named without `_total`, `# UNIT`), the exporter's own metrics and the closing `# EOF` differ.
 """
 
 from __future__ import annotations
@@ -13,11 +17,14 @@ import logging
 import struct
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.base.clock import Clock
 from exporter.base.logs import kv
@@ -35,6 +42,8 @@ from exporter.render.collector import (
     target_samples,
     visible,
 )
+from exporter.render.openmetrics import family_name as openmetrics_name
+from exporter.render.openmetrics import header as openmetrics_header
 from exporter.state.store import DeviceState, ReadingStore
 from exporter.state.targets import DeviceTarget
 
@@ -42,6 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 # The families every kind shares are always served (with HELP and TYPE even before a
 # sample); a kind's own only once some device has a sample of them.
 ALWAYS_SERVED = frozenset(common.FAMILIES)
@@ -49,6 +59,41 @@ ALWAYS_SERVED = frozenset(common.FAMILIES)
 
 def header(family: Family) -> bytes:
     return f"# HELP {family.name} {family.help}\n# TYPE {family.name} {family.type}\n".encode()
+
+
+# Sample suffixes prometheus_client adds to these types for the creation time.
+CREATED_TYPES = ("counter", "histogram", "summary")
+
+
+class OwnMetrics:
+    """The exporter's own registry as each text format wants it: the classic one without
+    prometheus_client's `_created` samples (which it writes as gauges of their own beside
+    the counters), OpenMetrics with them and with `# UNIT` where the table's name ends in a
+    base unit."""
+
+    def __init__(self, registry: CollectorRegistry, openmetrics: bool) -> None:
+        self._registry = registry
+        self._openmetrics = openmetrics
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():
+            if self._openmetrics:
+                family = OWN_BY_NAME.get(metric.name)
+                if family is not None and family.unit:
+                    metric.unit = family.unit
+            elif metric.type in CREATED_TYPES:
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+    def text(self) -> bytes:
+        if self._openmetrics:
+            return generate_openmetrics(self)  # type: ignore[no-untyped-call,no-any-return]
+        return generate_latest(self)
+
+
+# The exporter's own families by the name prometheus_client gives them (a counter's without
+# `_total`).
+OWN_BY_NAME = {openmetrics_name(f): f for f in table.families() if not f.per_device}
 
 
 # A gzip stream built from pieces compressed at different times: the 10-byte header (no
@@ -116,10 +161,11 @@ class RenderGuard:
     that is not valid Unicode, a bug) is left out instead of failing the whole output; counts
     such devices (`podero_render_errors_total`) and logs each one once."""
 
-    def __init__(self) -> None:
+    def __init__(self, created: float | None = None) -> None:
         self._lock = threading.Lock()
         self._logged: set[str] = set()
         self.errors = 0
+        self.created = created  # when counting began, for OpenMetrics' `_created`
 
     def render(self, target: DeviceTarget, render: Callable[[], T]) -> T | None:
         """`render()`, or None (counted, logged once per device) if it fails."""
@@ -141,13 +187,37 @@ class RenderGuard:
                 )
             return None
 
-    def exposition(self) -> bytes:
-        """The counter's lines for /metrics."""
+    def exposition(self, openmetrics: bool = False) -> bytes:
+        """The counter's lines for /metrics, in OpenMetrics with its `_created` if known."""
         name = RENDER_ERRORS.name
-        return (
-            f"# HELP {name} {RENDER_ERRORS.help}\n# TYPE {name} {RENDER_ERRORS.type}\n"
-            f"{name} {float_text(float(self.errors))}\n"
-        ).encode()
+        value = f"{name} {float_text(float(self.errors))}\n".encode()
+        if not openmetrics:
+            return header(RENDER_ERRORS) + value
+        created = b""
+        if self.created is not None:
+            stem = openmetrics_name(RENDER_ERRORS)
+            created = f"{stem}_created {float_text(self.created)}\n".encode()
+        return openmetrics_header(RENDER_ERRORS) + value + created
+
+
+@dataclass(eq=False)
+class Format:
+    """One text format's side of the page: its family headers (plain and as deflate
+    segments), the exporter's own metrics as it wants them, and the body assembled from the
+    shared blocks, plain and gzip, as last built and as last handed out."""
+
+    headers: dict[Family, bytes]
+    own: OwnMetrics
+    deflated_headers: dict[Family, bytes] = field(default_factory=dict)
+    wanted: bool = False  # assembled only once someone asked for this format
+    gzip_wanted: bool = False
+    chunks: list[bytes] | None = None
+    served: list[bytes] | None = None
+    gz_chunks: tuple[list[bytes], int, int] | None = None  # pieces, CRC-32, size
+    gz_served: tuple[list[bytes], int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.deflated_headers = {f: _gzip(text) for f, text in self.headers.items()}
 
 
 # Inverters per cached block: a change re-renders one block, not the whole page.
@@ -177,7 +247,7 @@ class MetricsPage:
         self._clock = clock
         self._max_age = max_age
         self._telemetry = telemetry
-        self.guard = RenderGuard()
+        self.guard = RenderGuard(created=clock.time())
         self._unrenderable: set[str] = set()  # devices whose description failed to render
         self._lock = threading.Lock()
         self._epoch = -1
@@ -189,26 +259,29 @@ class MetricsPage:
         self._dirty: set[int] = set()  # blocks whose polled families need rendering
         self._described: set[int] = set()  # blocks whose targets changed too
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
-        self._chunks: list[bytes] | None = None
         # Each non-empty block also as a raw deflate segment, compressed once per change of the
         # block; a gzip scrape writes a header, the segments and one trailer (one gzip member).
         self._gz: dict[Family, list[bytes | None]] = {}
-        self._gz_chunks: tuple[list[bytes], int, int] | None = None  # pieces, CRC-32, size
-        # What the last complete refresh handed out: served while the next one renders.
-        self._served: list[bytes] | None = None
-        self._gz_served: tuple[list[bytes], int, int] | None = None
-        self._gzip_wanted = False
         # The page's families, from the registry's kinds when the page is made.
         self._families = table.device_families()
-        self._headers = {f: header(f) for f in self._families}
-        self._deflated_headers = {f: _gzip(text) for f, text in self._headers.items()}
+        self._classic = Format(
+            {f: header(f) for f in self._families},
+            OwnMetrics(telemetry, openmetrics=False),
+            wanted=True,
+        )
+        self._openmetrics = Format(
+            {f: openmetrics_header(f) for f in self._families},
+            OwnMetrics(telemetry, openmetrics=True),
+        )
+        self._formats = (self._classic, self._openmetrics)
         # Families that polls change; the others change only with the targets.
         self._target_families = tuple(f for f in self._families if f.source is Source.TARGET)
         self._polled_families = tuple(f for f in self._families if f.source is not Source.TARGET)
 
     def _rebuild(self, states: list[DeviceState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
-        self._blocks, self._chunks, self._gz, self._gz_chunks = {}, None, {}, None
+        self._blocks, self._gz = {}, {}
+        self._changed()
         self._states = []
         self._slot = {}
         self._blocks = {f: [] for f in self._families}
@@ -235,7 +308,7 @@ class MetricsPage:
                 for family, blocks in self._blocks.items():
                     blocks.append(b"")
                     self._gz[family].append(None)
-                self._chunks = self._gz_chunks = None
+                self._changed()
             self._expire_later(i, None, state, now, max_age)
             self._described.add(i // BLOCK)
             self._dirty.add(i // BLOCK)
@@ -258,7 +331,12 @@ class MetricsPage:
         if self._blocks[family][b] != data:
             self._blocks[family][b] = data
             self._gz[family][b] = None  # compressed again when a gzip scrape asks
-            self._chunks = self._gz_chunks = None
+            self._changed()
+
+    def _changed(self) -> None:
+        """The blocks changed: each format's body is assembled again at the next refresh."""
+        for fmt in self._formats:
+            fmt.chunks = fmt.gz_chunks = None
 
     def _block_states(self, b: int) -> list[DeviceState]:
         return self._states[b * BLOCK : (b + 1) * BLOCK]
@@ -324,49 +402,67 @@ class MetricsPage:
             self._described.clear()
             self._dirty.clear()
             self._epoch, self._seq = epoch, seq
-            if self._chunks is None:
-                self._chunks = [
-                    chunk
-                    for family, blocks in self._blocks.items()
-                    if family in ALWAYS_SERVED or any(blocks)
-                    for chunk in (self._headers[family], *blocks)
-                    if chunk
-                ]
-            self._served = self._chunks
-            return self._chunks
+            for fmt in self._formats:
+                if fmt.wanted:
+                    if fmt.chunks is None:
+                        fmt.chunks = [
+                            chunk
+                            for family, blocks in self._blocks.items()
+                            if family in ALWAYS_SERVED or any(blocks)
+                            for chunk in (fmt.headers[family], *blocks)
+                            if chunk
+                        ]
+                    fmt.served = fmt.chunks
+            assert self._classic.chunks is not None
+            return self._classic.chunks
 
     def update(self) -> None:
         """What the background refresher does every second: bring the page up to date and,
         once anyone has asked for gzip, its gzip pieces too; scrapes then only write."""
         self.refresh()
-        if self._gzip_wanted:
-            with self._lock:
-                if self._gz_chunks is None:
-                    segments, crc, size = self._gz_segments()
-                    self._gz_chunks = (_pieces(segments), crc, size)
-                self._gz_served = self._gz_chunks
+        for fmt in self._formats:
+            if fmt.gzip_wanted:
+                with self._lock:
+                    if fmt.gz_chunks is None:
+                        segments, crc, size = self._gz_segments(fmt)
+                        fmt.gz_chunks = (_pieces(segments), crc, size)
+                    fmt.gz_served = fmt.gz_chunks
 
-    def chunks(self) -> list[bytes]:
+    def _format(self, openmetrics: bool) -> Format:
+        return self._openmetrics if openmetrics else self._classic
+
+    def _rest(self, openmetrics: bool) -> list[bytes]:
+        """What follows the per-device part: the render errors and the exporter's own
+        metrics (in OpenMetrics, ending in `# EOF`)."""
+        return [self.guard.exposition(openmetrics), self._format(openmetrics).own.text()]
+
+    def chunks(self, openmetrics: bool = False) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another: what
         the last update rendered (at most a second old in the daemon), so that a scrape
-        never renders or waits behind rendering, however busy the process is."""
-        inverters = self._served if self._served is not None else self.refresh()
-        return [*inverters, self.guard.exposition(), generate_latest(self._telemetry)]
+        never renders or waits behind rendering, however busy the process is. In OpenMetrics
+        1.0 if `openmetrics`, else in the classic text format."""
+        fmt = self._format(openmetrics)
+        fmt.wanted = True
+        if fmt.served is None:
+            self.refresh()
+        assert fmt.served is not None
+        return [*fmt.served, *self._rest(openmetrics)]
 
-    def gzip_chunks(self) -> list[bytes]:
+    def gzip_chunks(self, openmetrics: bool = False) -> list[bytes]:
         """The same body as one gzip stream: the per-inverter part from deflate segments kept
         per block, joined into pieces of about 1 MiB (a few writes per scrape), the small rest
         compressed now, and the trailer."""
-        self._gzip_wanted = True
-        if self._gz_served is None:
+        fmt = self._format(openmetrics)
+        fmt.wanted = fmt.gzip_wanted = True
+        if fmt.gz_served is None:
             self.update()
-        assert self._gz_served is not None
-        served, crc, size = self._gz_served
-        rest = self.guard.exposition() + generate_latest(self._telemetry)
+        assert fmt.gz_served is not None
+        served, crc, size = fmt.gz_served
+        rest = b"".join(self._rest(openmetrics))
         tail = _gzip(rest) + _gzip_trailer(zlib.crc32(rest, crc), size + len(rest))
         return [GZIP_HEADER, *served, tail]
 
-    def _gz_segments(self) -> tuple[list[bytes], int, int]:
+    def _gz_segments(self, fmt: Format) -> tuple[list[bytes], int, int]:
         """Every family's header and blocks as deflate segments, with the CRC-32 and size of
         what they hold, in the order of the plain page (lock held)."""
         segments, crc, size = [], 0, 0
@@ -374,8 +470,8 @@ class MetricsPage:
             if family not in ALWAYS_SERVED and not any(blocks):
                 continue
             compressed = self._gz[family]
-            segments.append(self._deflated_headers[family])
-            crc, size = zlib.crc32(self._headers[family], crc), size + len(self._headers[family])
+            segments.append(fmt.deflated_headers[family])
+            crc, size = zlib.crc32(fmt.headers[family], crc), size + len(fmt.headers[family])
             for b, block in enumerate(blocks):
                 if block:
                     segment = compressed[b]

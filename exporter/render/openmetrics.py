@@ -79,8 +79,10 @@ def family_name(family: Family) -> str:
 
 
 def header(family: Family) -> bytes:
+    """The family's HELP, TYPE and (where its name ends in a base unit) UNIT lines."""
     name = family_name(family)
-    return f"# HELP {name} {escape(family.help)}\n# TYPE {name} {family.type}\n".encode()
+    unit = f"# UNIT {name} {family.unit}\n" if family.unit else ""
+    return f"# HELP {name} {escape(family.help)}\n# TYPE {name} {family.type}\n{unit}".encode()
 
 
 def descriptive_samples(target: DeviceTarget) -> Samples:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from exporter import __version__
-from exporter.render.exposition import CONTENT_TYPE
+from exporter.render.exposition import CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE
 from exporter.render.status import SCRIPT, STYLE, BadQuery, Busy, StatusView
 from exporter.serve.server import ExporterHTTPServer, ServerLimits
 from exporter.serve.webconfig import BasicAuth, WebConfig
@@ -40,6 +40,9 @@ class WebApp:
     # keeps one.
     metrics_gzip: Callable[[], list[bytes]] | None = None
     metrics_path: str = "/metrics"  # --web.telemetry-path
+    # The body in OpenMetrics 1.0, plain and gzip, for a scraper that asks for it (Accept).
+    openmetrics: Callable[[], list[bytes]] | None = None
+    openmetrics_gzip: Callable[[], list[bytes]] | None = None
 
     def landing_page(self, params: dict[str, str]) -> bytes:
         if self.status is not None:
@@ -64,6 +67,28 @@ def accepts_gzip(header: str) -> bool:
         except ValueError:
             return False
     return False
+
+
+OPENMETRICS = "application/openmetrics-text"
+TEXT_RANGES = ("text/plain", "text/*", "*/*")
+
+
+def accepts_openmetrics(header: str) -> bool:
+    """Whether an Accept header prefers OpenMetrics 1.0 (`application/openmetrics-text` with
+    version 1.0.0 or none, q > 0) at least as much as the classic text format."""
+    best = {"openmetrics": 0.0, "text": 0.0}
+    for part in header.lower().split(",")[:32]:
+        media, *raw_params = (p.strip() for p in part.split(";"))
+        params = dict(p.partition("=")[::2] for p in raw_params)
+        try:
+            q = float(params.get("q", "1"))
+        except ValueError:
+            continue
+        if media == OPENMETRICS and params.get("version", "1.0.0") == "1.0.0":
+            best["openmetrics"] = max(best["openmetrics"], q)
+        elif media in TEXT_RANGES and params.get("version", "0.0.4") == "0.0.4":
+            best["text"] = max(best["text"], q)
+    return best["openmetrics"] > 0 and best["openmetrics"] >= best["text"]
 
 
 def _inline_hash(text: str) -> str:
@@ -106,8 +131,9 @@ class Site:
         if self.auth.allows(environ.get("HTTP_AUTHORIZATION")):
             params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
             gzip_ok = accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            om = accepts_openmetrics(environ.get("HTTP_ACCEPT", ""))
             try:
-                response = self.route(method, environ.get("PATH_INFO", "/"), params, gzip_ok)
+                response = self.route(method, environ.get("PATH_INFO", "/"), params, gzip_ok, om)
             except Busy:
                 response = _Response(
                     503, b"Busy: too many status requests; retry.\n", headers={"Retry-After": "1"}
@@ -136,7 +162,12 @@ class Site:
         return [] if method == "HEAD" else chunks
 
     def route(
-        self, method: str, path: str, params: dict[str, str], gzip_ok: bool = False
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        gzip_ok: bool = False,
+        openmetrics: bool = False,
     ) -> _Response:
         """The response for an authorized request."""
         app = self.app
@@ -151,10 +182,7 @@ class Site:
             allow = "POST" if path == "/-/reload" else "GET, HEAD"
             return _Response(405, b"Method not allowed.\n", headers={"Allow": allow})
         if path == app.metrics_path:
-            if gzip_ok and app.metrics_gzip is not None:
-                gzip_headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
-                return _Response(200, app.metrics_gzip(), CONTENT_TYPE, gzip_headers)
-            return _Response(200, app.metrics(), CONTENT_TYPE, {"Vary": "Accept-Encoding"})
+            return self._metrics(gzip_ok, openmetrics)
         if path == "/":
             return _Response(200, app.landing_page(params), "text/html; charset=utf-8")
         if path == "/api/v1/inverters" and app.status is not None:
@@ -170,6 +198,19 @@ class Site:
         if path == "/-/reload":
             return _Response(405, b"Use POST to reload.\n", headers={"Allow": "POST"})
         return _Response(404, b"Not found.\n")
+
+    def _metrics(self, gzip_ok: bool, openmetrics: bool) -> _Response:
+        """/metrics in the format the scraper asked for, gzip if it accepts it."""
+        app = self.app
+        plain, gzip, content_type = app.metrics, app.metrics_gzip, CONTENT_TYPE
+        if openmetrics and app.openmetrics is not None:
+            plain, gzip = app.openmetrics, app.openmetrics_gzip
+            content_type = OPENMETRICS_CONTENT_TYPE
+        vary = "Accept, Accept-Encoding" if app.openmetrics is not None else "Accept-Encoding"
+        if gzip_ok and gzip is not None:
+            headers = {"Content-Encoding": "gzip", "Vary": vary}
+            return _Response(200, gzip(), content_type, headers)
+        return _Response(200, plain(), content_type, {"Vary": vary})
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from exporter.base.logs import kv
+from exporter.config.labels import DeviceLabels
 from exporter.config.model import INVERTER, Config, DeviceConfig
 from exporter.kinds import registry
 
@@ -131,6 +132,16 @@ def _discovered_target(d: DiscoveredDevice, config: Config) -> DeviceTarget:
         kind=d.kind,
     )
     return replace(DeviceTarget.from_config(entry, config), inventory=d.inventory, discovered=True)
+
+
+def with_rule_labels(target: DeviceTarget, rules: DeviceLabels) -> DeviceTarget:
+    """The target with the labels `device_labels` rules give it (by user_id, owner or
+    device_id); its own configured labels win over the rules'."""
+    owner = target.inventory.owner if target.inventory is not None else None
+    extra = rules.labels_for(target.user_id, owner, target.device_id)
+    if not extra:
+        return target
+    return replace(target, labels=tuple(sorted({**dict(extra), **dict(target.labels)}.items())))
 
 
 class TargetsFollower(Protocol):
@@ -287,7 +298,9 @@ class TargetSet:
             target = _discovered_target(discovered, self._config)
         else:
             return None
-        return target if self._config.shard.owns(target.user_id) else None
+        if not self._config.shard.owns(target.user_id):
+            return None
+        return with_rule_labels(target, self._config.device_labels)
 
     def _publish(self, touched: list[str]) -> None:
         changed: list[DeviceTarget] = []
