@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from exporter.api.auth import TokenProvider
@@ -192,9 +193,14 @@ class Exporter:
         self.refresh_static_inventory(submit)
 
     def poll_once(self) -> CycleResult:
-        """Inventory, then one poll of every inverter (for --once)."""
-        self.refresh_inventory()
-        return self.poller.poll_all()
+        """Listings, detail calls and every device's first poll on the scheduler's workers and
+        budget, as the daemon starts (for --once); how the polls went."""
+        started = time.perf_counter()
+        self.refresh_inventory(self.poller.submit)
+        self.poller.run_first_cycle()
+        polled = [s for s in self.store.snapshot() if s.polled]
+        ok = sum(1 for s in polled if s.up)
+        return CycleResult(ok, len(polled) - ok, time.perf_counter() - started)
 
     def start(self) -> None:
         """Polling at once for what is known; listings and detail calls as jobs beside the
