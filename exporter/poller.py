@@ -78,6 +78,7 @@ class Poller:
         self._unpolled: set[str] = set()
         self._running = 0
         self._jobs_running = 0
+        self._repeat_polls = True  # False in run_first_cycle: first polls and jobs only
         # Notified whenever a worker finishes (under the lock): what run_first_cycle waits on.
         self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -268,7 +269,8 @@ class Poller:
     def run_first_cycle(self) -> None:
         """Run the scheduler, as the daemon does, until every inverter has been polled once and
         no job (listing, detail call) waits or runs: --once, with its inventory on the same
-        workers and budget as the polls."""
+        workers and budget as the polls. No device is polled twice meanwhile."""
+        self._repeat_polls = False
         stop = threading.Event()
         loop = threading.Thread(target=self.run, args=(stop,), name="scheduler", daemon=True)
         loop.start()
@@ -280,6 +282,7 @@ class Poller:
             stop.set()
             self._wake.set()
             loop.join()
+            self._repeat_polls = True
 
     def next_wakeup(self) -> float | None:
         with self._lock:
@@ -327,7 +330,7 @@ class Poller:
         self._jobs_turn = not self._jobs_turn
         if self._jobs_turn and self._jobs:
             return self._jobs.popleft()
-        poll = self._next_due_poll(now)
+        poll = self._next_due_poll(now) if self._repeat_polls else None
         if poll is not None:
             return poll
         return self._jobs.popleft() if self._jobs else None
