@@ -32,7 +32,7 @@ DEFAULT_INVENTORY_INTERVAL = 3600.0
 
 
 def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoClient:
-    """An API client with its own session, budget (this replica's share of the organisation's)
+    """An API client with its own session, budget (this replica's share of the organization's)
     and token provider for this config."""
     podero = config.podero
     transport = Transport(
@@ -50,7 +50,7 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
 
 
 def requests_per_second(config: Config) -> float:
-    """This replica's share of `podero.max_requests_per_second`, the organisation's budget."""
+    """This replica's share of `podero.max_requests_per_second`, the organization's budget."""
     shard = config.shard
     return replica_share(config.podero.max_requests_per_second, shard.index, shard.count)
 

@@ -1,4 +1,4 @@
-"""The request budget on a fake clock, and each replica's share of the organisation's."""
+"""The request budget on a fake clock, and each replica's share of the organization's."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ TOTAL = 25
         (7, [4, 4, 4, 4, 3, 3, 3]),
     ],
 )
-def test_each_replica_takes_its_share_of_the_organisations_budget(
+def test_each_replica_takes_its_share_of_the_organizations_budget(
     count: int, shares: list[int]
 ) -> None:
     assert [replica_share(TOTAL, i, count) for i in range(count)] == shares
@@ -101,7 +101,7 @@ def test_the_shares_never_add_up_to_more_than_the_total(total: float, count: int
 @pytest.mark.parametrize("count", [2, 3, 4, 7])
 def test_replicas_together_never_exceed_the_total_in_any_second(count: int) -> None:
     """Each replica on its own budget, started at unrelated moments: the requests of all of
-    them, merged as the API sees them, stay within the organisation's budget in every
+    them, merged as the API sees them, stay within the organization's budget in every
     one-second window."""
     phases = random.Random(count)
     sent: list[float] = []

@@ -1,5 +1,5 @@
 """The request budget: never more than N requests to the API in any one-second window, where N
-is this replica's share of the organisation's budget."""
+is this replica's share of the organization's budget."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class RequestBudget:
 
 
 def replica_share(total: float, index: int, count: int) -> float:
-    """Requests per second for replica `index` of `count` out of the organisation's `total`.
+    """Requests per second for replica `index` of `count` out of the organization's `total`.
 
     Whole requests, split as evenly as they go (the first `floor(total) mod count` replicas take
     one more): a replica of share k sends at most k in any one-second window, so the replicas
