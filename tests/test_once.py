@@ -22,13 +22,16 @@ class CallLog:
     """Every API call's start and end in order, each held until a call of the other sort
     (detail call or data poll) has started as well: possible only if they run side by side."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hold: bool = True) -> None:
         self.lock = threading.Lock()
         self.events: list[tuple[str, str]] = []  # ("start" or "end", "data" or "detail")
         self.in_flight = 0
         self.max_in_flight = 0
         self.started = {"data": threading.Event(), "detail": threading.Event()}
         self.met_the_other_sort: list[bool] = []
+        if not hold:
+            for started in self.started.values():
+                started.set()
 
     def around(self, sort: str, call: Any) -> Any:
         with self.lock:
@@ -88,15 +91,13 @@ def test_once_ends_after_every_first_poll_and_every_detail_call(
     sim_config: Config, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     exporter = Exporter(with_concurrency(sim_config, 2), clock)
-    log = CallLog()
-    log.started["data"].set()  # no holding here: two workers, one at a time is fine
-    log.started["detail"].set()
+    log = CallLog(hold=False)  # two workers: one call at a time is fine here
     recording(exporter, log, monkeypatch)
     exporter.poll_once()
     # Nothing in flight, nothing left: each device polled once, its detail call made.
     assert log.in_flight == 0
-    assert [e for e in log.events if e[0] == "end"].count(("end", "data")) == 5
-    assert [e for e in log.events if e[0] == "end"].count(("end", "detail")) == 5
+    assert log.events.count(("end", "data")) == 5
+    assert log.events.count(("end", "detail")) == 5
     states = exporter.store.snapshot()
     assert len(states) == 5
     assert all(s.polled and s.up and s.target.inventory is not None for s in states)
@@ -109,3 +110,27 @@ def test_once_on_no_devices_ends_at_once(sim_config: Config, clock: FakeClock) -
     result = exporter.poll_once()
     exporter.stop()
     assert (result.succeeded, result.failed) == (0, 0)
+
+
+def test_once_polls_no_device_twice_even_when_due_again(
+    sim_config: Config, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inventory that takes long (an hour of fake time per detail call here) does not make
+    --once poll the devices whose next poll came due meanwhile: once each is what it is for."""
+    exporter = Exporter(with_concurrency(sim_config, 2), clock)
+    log = CallLog(hold=False)
+    recording(exporter, log, monkeypatch)
+    client = exporter.client
+    logged = client.get_json
+
+    def slow_inventory(endpoint: str, path: str, *args: Any, **kw: Any) -> Any:
+        if not path.endswith("/data"):
+            clock.advance(3600)
+        return logged(endpoint, path, *args, **kw)
+
+    monkeypatch.setattr(client, "get_json", slow_inventory)
+    result = exporter.poll_once()
+    exporter.stop()
+    assert (result.succeeded, result.failed) == (5, 0)
+    assert log.events.count(("end", "data")) == 5
+    assert log.events.count(("end", "detail")) == 5
