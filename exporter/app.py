@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 from exporter.api.auth import TokenProvider
-from exporter.api.budget import RequestBudget
+from exporter.api.budget import RequestBudget, replica_share
 from exporter.api.client import PoderoClient
 from exporter.api.discovery import FleetDiscovery, Submit, inventory_job, run_now
 from exporter.api.transport import RetryPolicy, Transport, new_session
@@ -31,7 +32,8 @@ DEFAULT_INVENTORY_INTERVAL = 3600.0
 
 
 def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoClient:
-    """An API client with its own session, budget and token provider for this config."""
+    """An API client with its own session, budget (this replica's share of the organization's)
+    and token provider for this config."""
     podero = config.podero
     transport = Transport(
         new_session(podero.max_concurrency),
@@ -39,7 +41,7 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
         policy=RetryPolicy(podero.retry.attempts, podero.retry.max_wait_seconds),
         clock=clock,
         observer=telemetry,
-        budget=RequestBudget(podero.max_requests_per_second, clock),
+        budget=RequestBudget(requests_per_second(config), clock),
         max_body_bytes=podero.max_response_bytes,
         call_timeout=podero.call_timeout_seconds,
     )
@@ -47,10 +49,16 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
     return PoderoClient(podero.base_url, transport, tokens)
 
 
+def requests_per_second(config: Config) -> float:
+    """This replica's share of `podero.max_requests_per_second`, the organization's budget."""
+    shard = config.shard
+    return replica_share(config.podero.max_requests_per_second, shard.index, shard.count)
+
+
 def warn_if_over_budget(config: Config, inverters: int) -> None:
-    """Say so at start when the request budget cannot keep up with the fleet."""
+    """Say so at start when this replica's share of the budget cannot keep up with its fleet."""
     needed = config.required_requests_per_second(inverters)
-    budget = config.podero.max_requests_per_second
+    budget = requests_per_second(config)
     if needed > 0.8 * budget:
         log.warning(
             "the request budget is too small for the fleet: raise it or shard the fleet",
@@ -58,7 +66,9 @@ def warn_if_over_budget(config: Config, inverters: int) -> None:
                 inverters=inverters,
                 needed_requests_per_second=round(needed, 1),
                 resolution=config.poll.resolution,
-                max_requests_per_second=budget,
+                replica_requests_per_second=round(budget, 3),
+                max_requests_per_second=config.podero.max_requests_per_second,
+                shards=config.shard.count,
             ),
         )
 
@@ -192,9 +202,14 @@ class Exporter:
         self.refresh_static_inventory(submit)
 
     def poll_once(self) -> CycleResult:
-        """Inventory, then one poll of every inverter (for --once)."""
-        self.refresh_inventory()
-        return self.poller.poll_all()
+        """Listings, detail calls and every device's first poll on the scheduler's workers and
+        budget, as the daemon starts (for --once); how the polls went."""
+        started = time.perf_counter()
+        self.refresh_inventory(self.poller.submit)
+        self.poller.run_first_cycle()
+        polled = [s for s in self.store.snapshot() if s.polled]
+        ok = sum(1 for s in polled if s.up)
+        return CycleResult(ok, len(polled) - ok, time.perf_counter() - started)
 
     def start(self) -> None:
         """Polling at once for what is known; listings and detail calls as jobs beside the
@@ -243,8 +258,8 @@ class Exporter:
                 return str(exc)
             old = self.config
             self.config = new
-            if new.podero != old.podero:
-                # Credentials or endpoints changed: a fresh client (and token).
+            if new.podero != old.podero or new.shard != old.shard:
+                # Credentials, endpoints or the budget's share changed: a fresh client.
                 self.client = build_client(new, self.clock, self.telemetry)
                 self.poller.set_client(self.client)
             if new.podero != old.podero or new.discovery != old.discovery:

@@ -77,6 +77,10 @@ class Poller:
         self._in_flight: set[str] = set()
         self._unpolled: set[str] = set()
         self._running = 0
+        self._jobs_running = 0
+        self._repeat_polls = True  # False in run_first_cycle: first polls and jobs only
+        # Notified whenever a worker finishes (under the lock): what run_first_cycle waits on.
+        self._progress = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._closed = False
         self.after_poll: Callable[[], None] = lambda: None  # called after every poll
@@ -262,6 +266,24 @@ class Poller:
         succeeded += sum(1 for f in done if f.exception() is None and f.result())
         return CycleResult(succeeded, len(targets) - succeeded, time.perf_counter() - started)
 
+    def run_first_cycle(self) -> None:
+        """Run the scheduler, as the daemon does, until every inverter has been polled once and
+        no job (listing, detail call) waits or runs: --once, with its inventory on the same
+        workers and budget as the polls. No device is polled twice meanwhile."""
+        self._repeat_polls = False
+        stop = threading.Event()
+        loop = threading.Thread(target=self.run, args=(stop,), name="scheduler", daemon=True)
+        loop.start()
+        try:
+            with self._progress:
+                while loop.is_alive() and (self._unpolled or self._jobs or self._jobs_running):
+                    self._progress.wait(1.0)
+        finally:
+            stop.set()
+            self._wake.set()
+            loop.join()
+            self._repeat_polls = True
+
     def next_wakeup(self) -> float | None:
         with self._lock:
             return self._queue[0][0] if self._queue else None
@@ -291,6 +313,8 @@ class Poller:
                 if item is None:
                     return
                 self._running += 1
+                if not isinstance(item, DeviceTarget):
+                    self._jobs_running += 1
             self._executor.submit(self._work, item)
 
     def _next_item(self, now: float) -> DeviceTarget | Job | None:
@@ -306,7 +330,7 @@ class Poller:
         self._jobs_turn = not self._jobs_turn
         if self._jobs_turn and self._jobs:
             return self._jobs.popleft()
-        poll = self._next_due_poll(now)
+        poll = self._next_due_poll(now) if self._repeat_polls else None
         if poll is not None:
             return poll
         return self._jobs.popleft() if self._jobs else None
@@ -337,6 +361,9 @@ class Poller:
                 self._running -= 1
                 if isinstance(item, DeviceTarget):
                     self._in_flight.discard(item.device_id)
+                else:
+                    self._jobs_running -= 1
+                self._progress.notify_all()
             self._wake.set()
 
     def close(self) -> None:

@@ -1,10 +1,16 @@
-"""The global request budget on a fake clock."""
+"""The request budget on a fake clock, and each replica's share of the organization's."""
 
 from __future__ import annotations
 
+import math
+import random
 import threading
 
-from exporter.api.budget import RequestBudget
+import pytest
+
+from exporter.api.budget import RequestBudget, replica_share
+from exporter.app import requests_per_second
+from tests.conftest import minimal_config, to_config
 from tests.fakes import FakeClock
 
 
@@ -60,3 +66,69 @@ def test_slots_are_unique_across_threads() -> None:
         t.join()
     assert busiest_window(waits) <= 10
     assert len(set(round(w, 6) for w in waits)) == 40
+
+
+TOTAL = 25
+
+
+@pytest.mark.parametrize(
+    ("count", "shares"),
+    [
+        (1, [25]),
+        (2, [13, 12]),
+        (3, [9, 8, 8]),
+        (4, [7, 6, 6, 6]),
+        (7, [4, 4, 4, 4, 3, 3, 3]),
+    ],
+)
+def test_each_replica_takes_its_share_of_the_organizations_budget(
+    count: int, shares: list[int]
+) -> None:
+    assert [replica_share(TOTAL, i, count) for i in range(count)] == shares
+    assert sum(shares) == TOTAL
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 10, 25, 26, 64, 300])
+@pytest.mark.parametrize("total", [0.5, 1, 3, 9.99, 20, 25, 25.5, 100, 1000.3, 10_000])
+def test_the_shares_never_add_up_to_more_than_the_total(total: float, count: int) -> None:
+    shares = [replica_share(total, i, count) for i in range(count)]
+    assert all(s > 0 for s in shares)
+    assert sum(shares) <= total and math.fsum(shares) <= total
+    # Little is left unused: less than one request per second in all.
+    assert total - sum(shares) < 1
+
+
+@pytest.mark.parametrize("count", [2, 3, 4, 7])
+def test_replicas_together_never_exceed_the_total_in_any_second(count: int) -> None:
+    """Each replica on its own budget, started at unrelated moments: the requests of all of
+    them, merged as the API sees them, stay within the organization's budget in every
+    one-second window."""
+    phases = random.Random(count)
+    sent: list[float] = []
+    for index in range(count):
+        clock = FakeClock(phases.uniform(0, 1))
+        budget = RequestBudget(replica_share(TOTAL, index, count), clock)
+        for _ in range(200):
+            budget.acquire()
+            sent.append(clock.time())
+    assert busiest_window(sent) <= TOTAL
+
+
+def test_an_even_fraction_would_exceed_the_total_in_some_second() -> None:
+    """Why the shares are whole requests: two replicas of 12.5/s, in step, send 26 in one
+    second."""
+    sent: list[float] = []
+    for _ in range(2):
+        clock = FakeClock(0.0)
+        budget = RequestBudget(TOTAL / 2, clock)
+        for _ in range(100):
+            budget.acquire()
+            sent.append(clock.time())
+    assert busiest_window(sent) == 26
+
+
+@pytest.mark.parametrize(("index", "expected"), [(0, 7), (3, 6)])
+def test_the_exporter_takes_its_replicas_share(index: int, expected: int) -> None:
+    raw = minimal_config(shard={"count": 4, "index": index})
+    raw["podero"]["max_requests_per_second"] = TOTAL
+    assert requests_per_second(to_config(raw)) == expected

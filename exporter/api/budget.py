@@ -1,7 +1,9 @@
-"""A global request budget: never more than N requests to the API in any one-second window."""
+"""The request budget: never more than N requests to the API in any one-second window, where N
+is this replica's share of the organization's budget."""
 
 from __future__ import annotations
 
+import math
 import threading
 
 from exporter.base.clock import Clock
@@ -9,6 +11,7 @@ from exporter.base.clock import Clock
 # Requests are spaced slightly wider than 1/N so that scheduling jitter between leaving the
 # budget and reaching the server cannot squeeze N+1 requests into one second at the server.
 SPACING_MARGIN = 1.02
+SUM_MARGIN = 1e-9
 
 
 class RequestBudget:
@@ -30,3 +33,21 @@ class RequestBudget:
         if wait > 0:
             self._clock.sleep(wait)
         return max(0.0, wait)
+
+
+def replica_share(total: float, index: int, count: int) -> float:
+    """Requests per second for replica `index` of `count` out of the organization's `total`.
+
+    Whole requests, split as evenly as they go (the first `floor(total) mod count` replicas take
+    one more): a replica of share k sends at most k in any one-second window, so the replicas
+    together never exceed `total` in any window, whatever their phases. (An even fraction such
+    as 25 / 2 = 12.5 would let each send 13 in some window: 26 together.) Below one request
+    per second each, every replica takes `total / count`, which holds on average only."""
+    whole = math.floor(total)
+    if count == 1:
+        return total
+    if whole < count:
+        # A hair under the exact fraction, so that adding up the shares cannot round above.
+        return total / count * (1 - SUM_MARGIN)
+    base, extra = divmod(whole, count)
+    return float(base + (1 if index < extra else 0))
