@@ -73,6 +73,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="exporter-toolkit web config: TLS and basic auth for every endpoint",
     )
     parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="serve POST /-/reload (SIGHUP reloads either way)",
+    )
+    parser.add_argument(
         "--web.telemetry-path",
         dest="telemetry_path",
         default="/metrics",
@@ -278,10 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         exporter.stop()
         return 0 if result.succeeded else 1
 
-    def reload() -> str | None:
+    def reload_config() -> Config:
         if args.demo:
-            return "the demo config cannot be reloaded"
-        return exporter.reload(lambda: load(args))
+            raise ConfigError("the demo config cannot be reloaded")
+        return load(args)
+
+    # One thread runs every reload; the web request and SIGHUP only ask it for one.
+    reloader = exporter.reloader(reload_config)
 
     try:
         web = start_servers(
@@ -291,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metrics=exporter.page.chunks,
                 metrics_gzip=exporter.page.gzip_chunks,
                 ready=lambda: exporter.ready,
-                reload=reload,
+                reload=reloader.ask if args.enable_lifecycle else None,
                 status=exporter.status_view(),
             ),
             web_config,
@@ -323,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop.set()
 
     def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=reload, name="reload", daemon=True).start()
+        reloader.ask_soon()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
@@ -333,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     clock.stop()  # wakes every retry and budget wait with Stopped
     exporter.stop()
+    reloader.stop()
     web.shutdown()
     web.server_close()
     log.info("stopped")
