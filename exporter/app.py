@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from exporter.api.auth import TokenProvider
+from exporter.api.bodies import ByteBudget, budget_for
 from exporter.api.budget import RequestBudget
 from exporter.api.client import PoderoClient
 from exporter.api.discovery import FleetDiscovery, Submit, inventory_job, run_now
@@ -35,8 +36,16 @@ RELOAD_WAIT_SECONDS = 5.0
 RELOAD_WAITERS = 2
 
 
-def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoClient:
-    """An API client with its own session, budget and token provider for this config."""
+def body_budget(config: Config) -> int:
+    """The bytes of response bodies held and parsed at once for this config."""
+    return budget_for(config.podero.max_response_bytes, config.podero.max_concurrency)
+
+
+def build_client(
+    config: Config, clock: Clock, telemetry: Telemetry, bodies: ByteBudget | None = None
+) -> PoderoClient:
+    """An API client with its own session, request budget and token provider for this config,
+    sharing the process's byte budget for bodies (a new one if none is given)."""
     podero = config.podero
     transport = Transport(
         new_session(podero.max_concurrency),
@@ -47,6 +56,7 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
         budget=RequestBudget(podero.max_requests_per_second, clock),
         max_body_bytes=podero.max_response_bytes,
         call_timeout=podero.call_timeout_seconds,
+        bodies=bodies or ByteBudget(body_budget(config)),
     )
     tokens = TokenProvider(podero.auth, podero.token_url, transport, clock)
     return PoderoClient(podero.base_url, transport, tokens)
@@ -77,7 +87,8 @@ class Exporter:
         self.started_at = clock.time()
         self.telemetry = Telemetry()
         self.telemetry.follow_timezone(config.timezone, clock.time)
-        self.client = build_client(config, clock, self.telemetry)
+        self.bodies = ByteBudget(body_budget(config))  # one for the process, across reloads
+        self.client = build_client(config, clock, self.telemetry, self.bodies)
         self.targets = TargetSet(config)
         self.discovery = self._new_discovery()
         self._inventory_at: float | None = None
@@ -261,7 +272,8 @@ class Exporter:
             self.config = new
             if new.podero != old.podero:
                 # Credentials or endpoints changed: a fresh client (and token).
-                self.client = build_client(new, self.clock, self.telemetry)
+                self.bodies.resize(body_budget(new))
+                self.client = build_client(new, self.clock, self.telemetry, self.bodies)
                 self.poller.set_client(self.client)
             if new.podero != old.podero or new.discovery != old.discovery:
                 self.discovery = self._new_discovery()

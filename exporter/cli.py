@@ -292,6 +292,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # One thread runs every reload; the web request and SIGHUP only ask it for one.
     reloader = exporter.reloader(reload_config)
 
+    # Before anything says it has started: a SIGHUP from then on must find its handler.
+    stop = threading.Event()
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
+        stop.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        reloader.ask_soon()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hup)
     try:
         web = start_servers(
             listeners,
@@ -325,19 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
 
-    stop = threading.Event()
-
-    def on_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
-        stop.set()
-
-    def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        reloader.ask_soon()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, on_hup)
     while not stop.wait(1.0):
         pass
     clock.stop()  # wakes every retry and budget wait with Stopped
