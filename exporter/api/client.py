@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -38,6 +39,11 @@ class PoderoClient:
     @property
     def token_expires_at(self) -> float | None:
         return self._tokens.expires_at
+
+    def holding_bodies(self) -> AbstractContextManager[None]:
+        """Bodies read in the block keep their share of the byte budget until it ends (see
+        `Transport.holding_bodies`): for a caller that uses what it got before letting go."""
+        return self._transport.holding_bodies()
 
     def get_json(
         self,

@@ -8,6 +8,9 @@ What a hostile or broken server can do, and what it costs here at most:
   whole body (`_DeadlineSocket`), and every call one for all its tries and waits;
 - send an endless or a huge body, or a small one that inflates to gigabytes: the decoded
   body is read in chunks and abandoned at `max_body_bytes` (decompression included);
+- send every worker a body at that limit at once: bodies held and parsed at once share one
+  byte budget for the process (`bodies.py`), taken before a body is kept and given back
+  once its caller has used it (`holding_bodies`);
 - redirect: the token endpoint's redirects are never followed; data calls follow at most
   `MAX_REDIRECTS` to the same origin, each hop paying its share of the budget, so that
   no credential ever leaves for another origin;
