@@ -97,7 +97,7 @@ class BigBodies(BaseHTTPRequestHandler):
             self._send(404, b'{"error": "not found"}')
 
 
-def run_once(root: Path, base_url: str, concurrency: int, timeout: float) -> dict[str, Any]:
+def run_once(root: Path, base_url: str, concurrency: int) -> dict[str, Any]:
     """`python -m exporter --once` from `root` with `concurrency` workers and inverters."""
     config = {
         "podero": {
@@ -123,15 +123,19 @@ def run_once(root: Path, base_url: str, concurrency: int, timeout: float) -> dic
             [sys.executable, "-m", "exporter", "--config.file", str(path), "--once"],
             cwd=root,
             env=env,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
         )
         try:
+            assert proc.stdout is not None
+            page = proc.stdout.read().decode(errors="replace")  # until it exits
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
             proc.kill()
             raise
+        up = [line for line in page.splitlines() if line.startswith("podero_device_up{")]
         return {
+            "polled": sum(line.endswith(" 1.0") or line.endswith(" 1") for line in up),
             "seconds": time.monotonic() - started,
             "peak_mb": usage.ru_maxrss / 1024,
             "status": os.waitstatus_to_exitcode(status),
@@ -143,7 +147,6 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout whose exporter runs")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[4, 16, 32])
     parser.add_argument("--chunked", action="store_true", help="no Content-Length")
-    parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args()
     BigBodies.body = data_body(DEFAULT_MAX_RESPONSE_BYTES - 1024)
     BigBodies.chunked = args.chunked
@@ -158,11 +161,12 @@ def main() -> None:
         f"{DEFAULT_MAX_RESPONSE_BYTES / 2**20:.0f} MiB"
     )
     for concurrency in args.concurrency:
-        r = run_once(args.root, base_url, concurrency, args.timeout)
+        r = run_once(args.root, base_url, concurrency)
         goal = f" (goal <= {PEAK_GOAL_MB:.0f} MB: {verdict(r['peak_mb'] <= PEAK_GOAL_MB)})"
         print(
             f"max_concurrency {concurrency:3d}, {concurrency:3d} inverters: peak "
-            f"{r['peak_mb']:7.1f} MB in {r['seconds']:5.1f} s (exit {r['status']})"
+            f"{r['peak_mb']:7.1f} MB in {r['seconds']:5.1f} s, {r['polled']} polled "
+            f"(exit {r['status']})"
             f"{goal if concurrency == 32 else ''}"
         )
     server.shutdown()
