@@ -168,7 +168,7 @@ def test_the_budget_is_one_for_the_process_across_reloads(
     assert exporter.reload(lambda: to_config(raw)) is None
     assert exporter.bodies is bodies
     podero = exporter.config.podero
-    assert bodies.total == podero.max_response_bytes + 2 * SMALL_BODY_BYTES
+    assert bodies.total == podero.max_response_bytes + 4 * SMALL_BODY_BYTES
     exporter.stop()
 
 

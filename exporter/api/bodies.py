@@ -39,8 +39,11 @@ def whole_number(value: str) -> int | None:
 
 def budget_for(max_body_bytes: int, max_concurrency: int) -> int:
     """The byte budget of a process: one body at the size limit, and a small share for each
-    other worker (the least that never deadlocks, see the module's docstring)."""
-    return max_body_bytes + (max_concurrency - 1) * SMALL_BODY_BYTES
+    other worker (the least that never deadlocks, see the module's docstring), with two to
+    spare: a token answer kept inside the call that needed it, and a thread of the caller's
+    own (`--once` lists inventory beside the workers). A wait for room ends at the exchange's
+    deadline in any case."""
+    return max_body_bytes + (max_concurrency + 1) * SMALL_BODY_BYTES
 
 
 class ByteBudget:
