@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from exporter import __version__
-from exporter.app import Exporter
+from exporter.app import Exporter, Reloader
 from exporter.base.clock import SystemClock
 from exporter.base.logs import LEVELS, kv, setup_logging
 from exporter.base.memory import limit_malloc_arenas
@@ -284,13 +284,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         exporter.stop()
         return 0 if result.succeeded else 1
 
-    def reload_config() -> Config:
-        if args.demo:
-            raise ConfigError("the demo config cannot be reloaded")
-        return load(args)
-
     # One thread runs every reload; the web request and SIGHUP only ask it for one.
-    reloader = exporter.reloader(reload_config)
+    reloader = (
+        Reloader(lambda: "the demo config cannot be reloaded").start()
+        if args.demo
+        else exporter.reloader(lambda: load(args))
+    )
 
     # Before anything says it has started: a SIGHUP from then on must find its handler.
     stop = threading.Event()
