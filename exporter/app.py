@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from exporter.api.auth import TokenProvider
+from exporter.api.bodies import ByteBudget, budget_for
 from exporter.api.budget import RequestBudget, replica_share
 from exporter.api.client import PoderoClient
 from exporter.api.discovery import FleetDiscovery, Submit, inventory_job, run_now
@@ -29,11 +30,24 @@ log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001
 # Configured inverters' inventory is refreshed this often when discovery is off.
 DEFAULT_INVENTORY_INTERVAL = 3600.0
+# How long `POST /-/reload` waits for its reload before answering that it still runs.
+RELOAD_WAIT_SECONDS = 5.0
+# Web requests that wait for a reload at once; more are answered "still running" at once, so
+# that a flood of reload requests never parks the web workers /metrics needs.
+RELOAD_WAITERS = 2
 
 
-def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoClient:
-    """An API client with its own session, budget (this replica's share of the organization's)
-    and token provider for this config."""
+def body_budget(config: Config) -> int:
+    """The bytes of response bodies held and parsed at once for this config."""
+    return budget_for(config.podero.max_response_bytes, config.podero.max_concurrency)
+
+
+def build_client(
+    config: Config, clock: Clock, telemetry: Telemetry, bodies: ByteBudget | None = None
+) -> PoderoClient:
+    """An API client with its own session, request budget (this replica's share of the
+    organization's) and token provider for this config, sharing the process's byte budget
+    for bodies (a new one if none is given)."""
     podero = config.podero
     transport = Transport(
         new_session(podero.max_concurrency),
@@ -44,6 +58,7 @@ def build_client(config: Config, clock: Clock, telemetry: Telemetry) -> PoderoCl
         budget=RequestBudget(requests_per_second(config), clock),
         max_body_bytes=podero.max_response_bytes,
         call_timeout=podero.call_timeout_seconds,
+        bodies=bodies or ByteBudget(body_budget(config)),
     )
     tokens = TokenProvider(podero.auth, podero.token_url, transport, clock)
     return PoderoClient(podero.base_url, transport, tokens)
@@ -82,7 +97,8 @@ class Exporter:
         self.started_at = clock.time()
         self.telemetry = Telemetry()
         self.telemetry.follow_timezone(config.timezone, clock.time)
-        self.client = build_client(config, clock, self.telemetry)
+        self.bodies = ByteBudget(body_budget(config))  # one for the process, across reloads
+        self.client = build_client(config, clock, self.telemetry, self.bodies)
         self.targets = TargetSet(config)
         self.discovery = self._new_discovery()
         self._inventory_at: float | None = None
@@ -245,6 +261,17 @@ class Exporter:
         self._stop.set()
         self.poller.close()
 
+    def reloader(
+        self, load: Callable[[], Config], wait_seconds: float = RELOAD_WAIT_SECONDS
+    ) -> Reloader:
+        """A started reloader that applies `load()`'s config; one that is late shows as a
+        failed reload until it finishes."""
+        return Reloader(
+            lambda: self.reload(load),
+            wait_seconds=wait_seconds,
+            on_overdue=lambda: self.telemetry.config_loaded(False, self.clock.time()),
+        ).start()
+
     def reload(self, load: Callable[[], Config]) -> str | None:
         """Apply a new config; on any error keep the running one and return the reason.
         Only what changed is touched: every unchanged inverter keeps its schedule, backoff
@@ -260,7 +287,8 @@ class Exporter:
             self.config = new
             if new.podero != old.podero or new.shard != old.shard:
                 # Credentials, endpoints or the budget's share changed: a fresh client.
-                self.client = build_client(new, self.clock, self.telemetry)
+                self.bodies.resize(body_budget(new))
+                self.client = build_client(new, self.clock, self.telemetry, self.bodies)
                 self.poller.set_client(self.client)
             if new.podero != old.podero or new.discovery != old.discovery:
                 self.discovery = self._new_discovery()
@@ -274,3 +302,107 @@ class Exporter:
             self.telemetry.config_loaded(True, self.clock.time())
             log.info("config reloaded", extra=kv(inverters=len(self.targets)))
             return None
+
+
+class Reloader:
+    """One thread that runs reloads; `/-/reload` and SIGHUP only ask for one. Requests that
+    arrive while a reload runs are all served by the one run after it, so a reload that hangs
+    holds this thread alone, never a web worker or a thread per signal."""
+
+    def __init__(
+        self,
+        reload: Callable[[], str | None],
+        *,
+        wait_seconds: float = RELOAD_WAIT_SECONDS,
+        on_overdue: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._reload = reload
+        self.wait_seconds = wait_seconds
+        self._on_overdue = on_overdue
+        self._changed = threading.Condition()
+        self._wake = threading.Event()
+        self._signalled = False  # set by a signal handler, which takes no lock of ours
+        self._asked = 0  # requests are numbered 1, 2, ...
+        self._served = 0  # every request up to this number has had a run begin after it
+        self._result: str | None = None
+        self._waiting = 0  # callers of ask() waiting for their run
+        self._stopped = False
+        self.runs = 0  # reloads begun
+        self._thread = threading.Thread(target=self._loop, name="reloader", daemon=True)
+
+    def start(self) -> Reloader:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+    def ask_soon(self) -> None:
+        """Ask for a reload without waiting: all a signal handler may do (a flag and an
+        event)."""
+        self._signalled = True
+        self._wake.set()
+
+    def ask(self, timeout: float | None = None) -> str | None:
+        """Ask for a reload and wait for a run that began after the request (at most
+        `timeout`, default `wait_seconds`): None if it succeeded, else the reason. Raises
+        TimeoutError if none finished in time (at once if RELOAD_WAITERS callers wait
+        already); the run goes on in the reloader."""
+        with self._changed:
+            self._asked += 1
+            ticket = self._asked
+            waiting = self._waiting < RELOAD_WAITERS
+            self._waiting += waiting
+        self._wake.set()
+        if not waiting:
+            raise TimeoutError("reload still running")
+        wait = self.wait_seconds if timeout is None else timeout
+        with self._changed:
+            try:
+                if not self._changed.wait_for(lambda: self._served >= ticket, wait):
+                    raise TimeoutError("reload still running")
+                return self._result
+            finally:
+                self._waiting -= 1
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopped:
+                return
+            with self._changed:
+                upto = self._asked
+                due = upto > self._served or self._signalled
+                self._signalled = False
+                if due:
+                    self.runs += 1
+            if not due:
+                continue
+            result = self._run_one()
+            with self._changed:
+                self._served = max(self._served, upto)
+                self._result = result
+                self._changed.notify_all()
+
+    def _run_one(self) -> str | None:
+        # A reload that hangs (a config file on a dead mount) is reported once it is late;
+        # the running config stays until it finishes.
+        overdue = threading.Timer(self.wait_seconds, self._overdue)
+        overdue.daemon = True
+        overdue.start()
+        try:
+            return self._reload()
+        except Exception as exc:  # the reloader must outlive any reload
+            log.exception("reload failed, keeping the running config")
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            overdue.cancel()
+
+    def _overdue(self) -> None:
+        log.error(
+            "reload still running, keeping the running config until it finishes",
+            extra=kv(seconds=self.wait_seconds),
+        )
+        self._on_overdue()

@@ -19,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from exporter import __version__
-from exporter.app import Exporter
+from exporter.app import Exporter, Reloader
 from exporter.base.clock import SystemClock
 from exporter.base.logs import LEVELS, kv, setup_logging
 from exporter.base.memory import limit_malloc_arenas
@@ -71,6 +71,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         dest="web_config_file",
         default=None,
         help="exporter-toolkit web config: TLS and basic auth for every endpoint",
+    )
+    parser.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="serve POST /-/reload (SIGHUP reloads either way)",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -278,11 +284,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         exporter.stop()
         return 0 if result.succeeded else 1
 
-    def reload() -> str | None:
-        if args.demo:
-            return "the demo config cannot be reloaded"
-        return exporter.reload(lambda: load(args))
+    # One thread runs every reload; the web request and SIGHUP only ask it for one.
+    reloader = (
+        Reloader(lambda: "the demo config cannot be reloaded").start()
+        if args.demo
+        else exporter.reloader(lambda: load(args))
+    )
 
+    # Before anything says it has started: a SIGHUP from then on must find its handler.
+    stop = threading.Event()
+
+    def on_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
+        stop.set()
+
+    def on_hup(_signum: int, _frame: FrameType | None) -> None:
+        reloader.ask_soon()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hup)
     try:
         web = start_servers(
             listeners,
@@ -293,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 openmetrics=lambda: exporter.page.chunks(openmetrics=True),
                 openmetrics_gzip=lambda: exporter.page.gzip_chunks(openmetrics=True),
                 ready=lambda: exporter.ready,
-                reload=reload,
+                reload=reloader.ask if args.enable_lifecycle else None,
                 status=exporter.status_view(),
             ),
             web_config,
@@ -318,23 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
 
-    stop = threading.Event()
-
-    def on_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
-        stop.set()
-
-    def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=reload, name="reload", daemon=True).start()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, on_hup)
     while not stop.wait(1.0):
         pass
     clock.stop()  # wakes every retry and budget wait with Stopped
     exporter.stop()
+    reloader.stop()
     web.shutdown()
     web.server_close()
     log.info("stopped")

@@ -150,35 +150,11 @@ class Poller:
         """Poll one inverter now and record the result; True if the API answered usefully."""
         started = time.perf_counter()
         now = self._clock.time()
-        ok, newest, reading, error = False, None, None, ""
-        points: list[DataPoint] = []
-        try:
-            points = self._fetch(target, now)
-        except ApiError as exc:
-            error = exc.reason
-            log.warning(
-                "poll failed",
-                extra=kv(
-                    **target.log_fields(),
-                    endpoint=exc.endpoint,
-                    status=exc.status,
-                    reason=exc.reason,
-                ),
-            )
-        except Stopped:
-            raise
-        except Exception as exc:  # a bug must not stop the loop; it is logged with its trace
-            error = f"internal error: {type(exc).__name__}"
-            log.exception("poll crashed", extra=kv(**target.log_fields()))
-        else:
-            ok = True
-            reading = latest_reading(points, now, target.kind)
-            newest = reading.time if reading else None
+        # The body's share of the byte budget is held until its points are used up: two
+        # threads' points of capped bodies would otherwise overlap.
+        with self._client.holding_bodies():
+            ok, reading, newest, energy, error = self._poll_data(target, now)
         done = self._clock.time()
-        # Energy totals are an inverter's (its power flows); other kinds have none yet.
-        energy = (
-            self._energy_after(target, now, points) if registry.get(target.kind).energy else None
-        )
         with self._lock:
             schedule = self._schedules.get(target.device_id)
             if schedule is not None:
@@ -204,6 +180,40 @@ class Poller:
         self._observer.poll_done(time.perf_counter() - started, ok)
         self.after_poll()
         return ok
+
+    def _poll_data(
+        self, target: DeviceTarget, now: float
+    ) -> tuple[bool, DataPoint | None, float | None, EnergyTotals | None, str]:
+        """Fetch and use one device's points: (ok, reading, newest, energy, error)."""
+        ok, newest, reading, error = False, None, None, ""
+        points: list[DataPoint] = []
+        try:
+            points = self._fetch(target, now)
+        except ApiError as exc:
+            error = exc.reason
+            log.warning(
+                "poll failed",
+                extra=kv(
+                    **target.log_fields(),
+                    endpoint=exc.endpoint,
+                    status=exc.status,
+                    reason=exc.reason,
+                ),
+            )
+        except Stopped:
+            raise
+        except Exception as exc:  # a bug must not stop the loop; it is logged with its trace
+            error = f"internal error: {type(exc).__name__}"
+            log.exception("poll crashed", extra=kv(**target.log_fields()))
+        else:
+            ok = True
+            reading = latest_reading(points, now, target.kind)
+            newest = reading.time if reading else None
+        # Energy totals are an inverter's (its power flows); other kinds have none yet.
+        energy = (
+            self._energy_after(target, now, points) if registry.get(target.kind).energy else None
+        )
+        return ok, reading, newest, energy, error
 
     def _fetch(self, target: DeviceTarget, now: float) -> list[DataPoint]:
         """The device's data points of the lookback window, from its kind's data endpoint."""

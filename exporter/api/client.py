@@ -4,9 +4,10 @@ rule, and parsing of the answers. Sits on the transport; knows nothing of Promet
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from exporter.api.auth import TokenProvider
@@ -19,6 +20,7 @@ from exporter.state.readings import DataPoint, parse_data_response
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/partners/v2.0"
+Parsed = TypeVar("Parsed")
 
 
 def iso(epoch: float) -> str:
@@ -38,6 +40,11 @@ class PoderoClient:
     def token_expires_at(self) -> float | None:
         return self._tokens.expires_at
 
+    def holding_bodies(self) -> AbstractContextManager[None]:
+        """Bodies read in the block keep their share of the byte budget until it ends (see
+        `Transport.holding_bodies`): for a caller that uses what it got before letting go."""
+        return self._transport.holding_bodies()
+
     def get_json(
         self,
         endpoint: str,
@@ -49,15 +56,33 @@ class PoderoClient:
         """GET a path below the API prefix; a 401 tries once more with a renewed token. Every
         try and wait of the call (both sends) ends by one deadline (default: the transport's
         call timeout from now)."""
+        return self.get_parsed(endpoint, path, params, lambda body: body, deadline=deadline)
+
+    def get_parsed(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        parse: Callable[[Any], Parsed],
+        *,
+        deadline: float | None = None,
+    ) -> Parsed:
+        """`get_json`, then `parse` of the JSON: the body holds its share of the transport's
+        byte budget until `parse` is done, so bodies parsed at once stay within it."""
         url = self._base + path
         if deadline is None:
             deadline = self._transport.call_deadline()
-        try:
-            response = self._send_authorized(endpoint, url, params, deadline)
-            return decode_json(endpoint, response)
-        except InvalidResponse:
-            self._transport.observer.invalid_response(endpoint)
-            raise
+        with self._transport.holding_bodies():
+            try:
+                reply = self._send_authorized(endpoint, url, params, deadline)
+                body = decode_json(endpoint, reply)
+            except InvalidResponse:
+                self._transport.observer.invalid_response(endpoint)
+                raise
+            del reply  # the text goes before parsing, not after
+            parsed = parse(body)
+            del body  # and the JSON before the share is given back
+        return parsed
 
     def _send_authorized(
         self, endpoint: str, url: str, params: Mapping[str, str] | None, deadline: float
@@ -98,16 +123,32 @@ class PoderoClient:
         end: float,
         resolution: str,
     ) -> list[DataPoint]:
-        body = self.get_json(
+        def parse(body: Any) -> list[DataPoint]:
+            if isinstance(body, dict) and isinstance(body.get("data"), list):
+                body["data"] = _LetGo(body["data"])
+            try:
+                return parse_data_response(body, until=end, fields=fields)
+            except InvalidData as exc:
+                self._transport.observer.invalid_response(endpoint)
+                raise InvalidResponse(endpoint, clean_text(str(exc), 300)) from None
+
+        return self.get_parsed(
             endpoint,
             path + "/data",
             {"from_datetime": iso(start), "to_datetime": iso(end), "resolution": resolution},
+            parse,
         )
-        try:
-            return parse_data_response(body, until=end, fields=fields)
-        except InvalidData as exc:
-            self._transport.observer.invalid_response(endpoint)
-            raise InvalidResponse(endpoint, clean_text(str(exc), 300)) from None
+
+
+class _LetGo(list[Any]):
+    """A body's list of points that lets go of each point's JSON as it is iterated: its
+    DataPoint exists by then, so parsing never holds every point twice."""
+
+    def __iter__(self) -> Iterator[Any]:
+        for index in range(len(self)):
+            item = self[index]
+            self[index] = None
+            yield item
 
 
 def _segment(value: str) -> str:

@@ -8,6 +8,9 @@ What a hostile or broken server can do, and what it costs here at most:
   whole body (`_DeadlineSocket`), and every call one for all its tries and waits;
 - send an endless or a huge body, or a small one that inflates to gigabytes: the decoded
   body is read in chunks and abandoned at `max_body_bytes` (decompression included);
+- send every worker a body at that limit at once: bodies held and parsed at once share one
+  byte budget for the process (`bodies.py`), taken before a body is kept and given back
+  once its caller has used it (`holding_bodies`);
 - redirect: the token endpoint's redirects are never followed; data calls follow at most
   `MAX_REDIRECTS` to the same origin, each hop paying its share of the budget, so that
   no credential ever leaves for another origin;
@@ -21,11 +24,9 @@ import http.client
 import io
 import json
 import logging
-import re
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ from tenacity import RetryCallState
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from exporter.api.bodies import (
+    BadBody,
+    BodyShare,
+    BodyTooLarge,
+    ByteBudget,
+    read_body,
+    whole_number,
+)
 from exporter.api.budget import RequestBudget
 from exporter.base.clock import Clock
 from exporter.base.logs import kv
@@ -64,9 +73,6 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 # strings too) or more is refused unparsed. That bounds parsing at ~120 MB; a real listing
 # of 10,000 homes has a few hundred thousand.
 MAX_JSON_ITEMS = 1_000_000
-CHUNK_BYTES = 64 * 1024
-# Inflated at most this much at a time (a 64 KiB chunk of a bomb holds 64 MiB).
-_PIECE_BYTES = 1024 * 1024
 # Content encodings the transport decodes itself, bounded (see `_Decoder`).
 ACCEPT_ENCODING = "gzip, deflate"
 
@@ -131,22 +137,12 @@ class Reply:
     url: str
 
 
-# A header's whole number: ASCII digits only (str.isdigit() also takes '²' and '٣', which
-# int() refuses), and few enough of them for int().
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,30}")
-
-
-def _whole_number(value: str) -> int | None:
-    value = value.strip()
-    return int(value) if _WHOLE_NUMBER.fullmatch(value) else None
-
-
 def parse_retry_after(value: str | None, now: float) -> float | None:
     """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
     if not value:
         return None
     value = value.strip()
-    if (seconds := _whole_number(value)) is not None:
+    if (seconds := whole_number(value)) is not None:
         return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -279,79 +275,6 @@ def new_session(pool_size: int) -> requests.Session:
     return session
 
 
-# --- bodies -------------------------------------------------------------------------------
-class BadBody(Exception):
-    """A body that cannot be had: too large, or in an encoding that cannot be decoded."""
-
-
-class BodyTooLarge(BadBody):
-    """The body (on the wire or decoded) would exceed the size limit."""
-
-
-class _Decoder:
-    """Content-Encoding gzip or deflate, inflated at most `room` bytes at a time, so that a
-    small body that inflates to gigabytes costs no more than the size limit."""
-
-    def __init__(self, encoding: str) -> None:
-        self.encoding = encoding
-        # 32 + MAX_WBITS: a gzip or a zlib header, detected. ("deflate" means zlib in HTTP.)
-        self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS) if encoding else None
-
-    def feed(self, data: bytes, room: int) -> Iterator[bytes]:
-        """The decoded bytes of `data`, in pieces, stopping once more than `room` came out."""
-        if self._zlib is None:
-            yield data
-            return
-        produced = 0
-        while data and produced <= room and not self._zlib.eof:
-            try:
-                piece = self._zlib.decompress(data, min(room - produced + 1, _PIECE_BYTES))
-            except zlib.error:
-                raise BadBody(f"the {self.encoding} body does not decode") from None
-            produced += len(piece)
-            yield piece
-            data = self._zlib.unconsumed_tail
-
-    def finished(self) -> bool:
-        return self._zlib is None or self._zlib.eof
-
-
-def _content_encoding(headers: Mapping[str, str]) -> str:
-    value = headers.get("Content-Encoding", "").strip().lower()
-    if value in ("", "identity"):
-        return ""
-    if value in ("gzip", "x-gzip", "deflate"):
-        return value
-    raise BadBody(f"content encoding {clean_text(value, 40)!r} is not supported")
-
-
-def read_body(raw: Any, headers: Mapping[str, str], limit: int) -> bytes:
-    """The whole decoded body from urllib3's raw response, read in chunks; raises
-    BodyTooLarge beyond `limit` bytes (on the wire or decoded) and BadBody for a body that
-    cannot be decoded. Timeouts surface from the socket as they happen."""
-    decoder = _Decoder(_content_encoding(headers))
-    declared = _whole_number(headers.get("Content-Length", ""))
-    if declared is not None and declared > limit:
-        raise BodyTooLarge(f"declares {declared} bytes")
-    parts: list[bytes] = []
-    size = raw_size = 0
-    while True:
-        chunk = raw.read(CHUNK_BYTES, decode_content=False)
-        if not chunk:
-            break
-        raw_size += len(chunk)
-        if raw_size > limit:
-            raise BodyTooLarge(f"more than {limit} bytes on the wire")
-        for piece in decoder.feed(chunk, limit - size):
-            size += len(piece)
-            if size > limit:
-                raise BodyTooLarge(f"more than {limit} bytes ({decoder.encoding or 'plain'})")
-            parts.append(piece)
-    if not decoder.finished():
-        raise BadBody(f"the {decoder.encoding} body is cut short")
-    return b"".join(parts)
-
-
 def media_type(headers: Mapping[str, str]) -> str:
     """The media type of a Content-Type header, lower case, without parameters."""
     return headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -407,6 +330,7 @@ class Transport:
         budget: RequestBudget | None = None,
         max_body_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         call_timeout: float = DEFAULT_CALL_TIMEOUT_SECONDS,
+        bodies: ByteBudget | None = None,
     ) -> None:
         self._session = session
         self._timeout = timeout
@@ -416,6 +340,8 @@ class Transport:
         self._budget = budget
         self._max_body = max_body_bytes
         self._call_timeout = call_timeout
+        self._bodies = bodies  # the process's byte budget for bodies held and parsed
+        self._held = threading.local()  # .shares: of the bodies this thread's call keeps
         # Try n waits up to multiplier x 2^n (tenacity counts from 2^0 for the first).
         self._jittered = tenacity.wait_random_exponential(
             multiplier=2 * policy.backoff_multiplier, max=policy.max_wait_seconds
@@ -428,6 +354,28 @@ class Transport:
     def call_deadline(self) -> float:
         """The deadline (on the clock's monotonic time) of a call that starts now."""
         return self._clock.monotonic() + self._call_timeout
+
+    @contextmanager
+    def holding_bodies(self) -> Iterator[None]:
+        """Bodies received in the block keep their share of the byte budget until it ends:
+        wrap the sending and the parsing of a call in it. (Outside one, a body gives its
+        share back as soon as it is read.)"""
+        if getattr(self._held, "shares", None) is not None:
+            yield  # an enclosing block holds them
+            return
+        self._held.shares = []
+        try:
+            yield
+        finally:
+            self._release_from(0)
+            self._held.shares = None
+
+    def _release_from(self, index: int) -> None:
+        shares: list[BodyShare] | None = getattr(self._held, "shares", None)
+        if shares:
+            for share in shares[index:]:
+                share.release()
+            del shares[index:]
 
     def send(
         self,
@@ -473,7 +421,24 @@ class Transport:
         follow_redirects: bool,
         kwargs: Mapping[str, Any],
     ) -> Reply:
-        """One try: the exchange, and the same-origin redirects it leads to."""
+        """One try: the exchange, and the same-origin redirects it leads to. A try that
+        fails gives back its bodies' share of the byte budget at once."""
+        held = len(getattr(self._held, "shares", None) or ())
+        try:
+            return self._redirected(endpoint, method, url, deadline, follow_redirects, kwargs)
+        except BaseException:
+            self._release_from(held)
+            raise
+
+    def _redirected(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        deadline: float,
+        follow_redirects: bool,
+        kwargs: Mapping[str, Any],
+    ) -> Reply:
         current, hop_kwargs = url, kwargs
         for _ in range(MAX_REDIRECTS + 1):
             reply = self._exchange(endpoint, method, current, deadline, hop_kwargs)
@@ -548,21 +513,33 @@ class Transport:
 
     def _body(self, endpoint: str, response: requests.Response) -> bytes:
         status = response.status_code
-        if status in REDIRECT_STATUS:
+        if status in REDIRECT_STATUS or not is_json(response.headers):
+            # Not JSON: decode_json says so, without reading what nobody will parse.
             return b""
         if 200 <= status < 300:
-            # Not JSON: decode_json says so, without reading what nobody will parse.
-            return (
-                read_body(response.raw, response.headers, self._max_body)
-                if is_json(response.headers)
-                else b""
-            )
-        if not is_json(response.headers):
-            return b""
+            return self._read(response, self._max_body)
         try:
-            return read_body(response.raw, response.headers, MAX_ERROR_BODY_BYTES)
+            return self._read(response, MAX_ERROR_BODY_BYTES)
         except BadBody:
             return b""  # the status alone says enough
+
+    def _read(self, response: requests.Response, limit: int) -> bytes:
+        """The body within `limit`, covered by the byte budget (if any) until the caller's
+        `holding_bodies` block ends."""
+        if self._bodies is None:
+            return read_body(response.raw, response.headers, limit)
+        share = BodyShare(self._bodies, limit, getattr(_deadline, "at", None))
+        try:
+            body = read_body(response.raw, response.headers, limit, share)
+        except BaseException:
+            share.release()
+            raise
+        shares: list[BodyShare] | None = getattr(self._held, "shares", None)
+        if shares is None:
+            share.release()
+        else:
+            shares.append(share)
+        return body
 
 
 # What a failed exchange raises: requests' own errors, urllib3's from reading the body,

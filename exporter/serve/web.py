@@ -34,7 +34,9 @@ class WebApp:
 
     metrics: Callable[[], list[bytes]]  # the body in chunks, written one after another
     ready: Callable[[], bool]
-    reload: Callable[[], str | None]  # None on success, else the reason it failed
+    # None on success, else the reason it failed; raises TimeoutError while it still runs.
+    # None itself: no /-/reload (served only with --web.enable-lifecycle).
+    reload: Callable[[], str | None] | None
     status: StatusView | None = None
     # The same body gzip-compressed (one gzip member of ready deflate segments), if the page
     # keeps one.
@@ -171,13 +173,12 @@ class Site:
     ) -> _Response:
         """The response for an authorized request."""
         app = self.app
+        if path == "/-/reload" and app.reload is None:
+            return _Response(404, b"Not found: /-/reload needs --web.enable-lifecycle.\n")
         if method == "POST":
-            if path != "/-/reload":
+            if path != "/-/reload" or app.reload is None:
                 return _Response(404, b"Not found.\n")
-            error = app.reload()
-            if error is None:
-                return _Response(200, b"Reloaded.\n")
-            return _Response(500, f"Reload failed: {error}\n".encode())
+            return _reload_response(app.reload)
         if method not in ("GET", "HEAD"):
             allow = "POST" if path == "/-/reload" else "GET, HEAD"
             return _Response(405, b"Method not allowed.\n", headers={"Allow": allow})
@@ -211,6 +212,20 @@ class Site:
             headers = {"Content-Encoding": "gzip", "Vary": vary}
             return _Response(200, gzip(), content_type, headers)
         return _Response(200, plain(), content_type, {"Vary": vary})
+
+
+def _reload_response(reload: Callable[[], str | None]) -> _Response:
+    try:
+        error = reload()
+    except TimeoutError:
+        return _Response(
+            503,
+            b"Reload still running: the running config stays until it finishes.\n",
+            headers={"Retry-After": "5"},
+        )
+    if error is None:
+        return _Response(200, b"Reloaded.\n")
+    return _Response(500, f"Reload failed: {error}\n".encode())
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

@@ -60,7 +60,7 @@ def test_stops_within_5s_with_calls_in_flight(
 
 def test_reload_by_sighup_and_post(tmp_path: Path, live_sim: RunningSimulator) -> None:
     config = tmp_path / "config.yaml"
-    with exporter_process(tmp_path, config_for(live_sim, 2)) as exporter:
+    with exporter_process(tmp_path, config_for(live_sim, 2), "--web.enable-lifecycle") as exporter:
         proc, base = exporter.proc, exporter.base
         assert len(metric(base, "podero_device_up")) == 2
         tokens = live_sim.api.stats()["responses"]["token"]["200"]

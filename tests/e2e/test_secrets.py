@@ -51,7 +51,9 @@ def run_and_collect(
 ) -> str:
     """Run the exporter at debug level through some polls; everything it wrote and served."""
     served = []
-    with exporter_process(tmp_path, raw, "--log.level", "debug", wait="/-/healthy") as exporter:
+    with exporter_process(
+        tmp_path, raw, "--log.level", "debug", "--web.enable-lifecycle", wait="/-/healthy"
+    ) as exporter:
         base, config, log = exporter.base, tmp_path / "config.yaml", exporter.log
         sim.api.faults = faults
         start = sim.api.stats()["requests"]
