@@ -53,13 +53,15 @@ class CallLog:
 def recording(exporter: Exporter, log: CallLog, monkeypatch: pytest.MonkeyPatch) -> None:
     """Route the exporter's API calls (token requests aside) through `log`."""
     client = exporter.client
-    get_json = client.get_json
+    get_parsed = client.get_parsed  # every call's body is parsed here (get_json too)
 
-    def logged(endpoint: str, path: str, params: Mapping[str, str] | None = None, **kw: Any) -> Any:
+    def logged_parsed(
+        endpoint: str, path: str, params: Mapping[str, str] | None, parse: Any, **kw: Any
+    ) -> Any:
         sort = "data" if path.endswith("/data") else "detail"
-        return log.around(sort, lambda: get_json(endpoint, path, params, **kw))
+        return log.around(sort, lambda: get_parsed(endpoint, path, params, parse, **kw))
 
-    monkeypatch.setattr(client, "get_json", logged)
+    monkeypatch.setattr(client, "get_parsed", logged_parsed)
 
 
 def with_concurrency(config: Config, workers: int) -> Config:
