@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.app import Exporter
 from exporter.base.files import MAX_SYMLINKS, UnreadableFile, read_regular_file
 from exporter.config.model import (
     MAX_CONFIG_FILE_BYTES,
@@ -26,7 +27,8 @@ from exporter.config.model import (
     load_config,
 )
 from exporter.serve.webconfig import MAX_WEB_CONFIG_BYTES, load_web_config
-from tests.conftest import minimal_config
+from tests.conftest import NOON, minimal_config, to_config
+from tests.fakes import FakeClock
 
 # How long --config.check may take before it counts as hanging (it takes about 0.5 s).
 CHECK_TIMEOUT = 30.0
@@ -269,3 +271,21 @@ def test_a_fifo_with_a_writer_is_still_refused_and_nothing_is_read(tmp_path: Pat
         assert os.read(writer, 100) == b"secret"  # still there: nobody read it
     finally:
         os.close(writer)
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"), [case for case in CASES if case[0] != "web-config"]
+)  # the web config is read at start only; a reload reads the config and its secret file
+def test_a_wrong_file_is_refused_at_reload_and_the_running_config_stays(
+    cases: dict[tuple[str, str], Case], target: str, kind: str
+) -> None:
+    case = cases[(target, kind)]
+    exporter = Exporter(to_config(minimal_config()), FakeClock(NOON))
+    try:
+        running = exporter.config
+        assert exporter.reload(lambda: load_config(case.config, {})) == case.message
+        assert exporter.config is running
+        text = exporter.page.render().decode()
+        assert "podero_config_last_reload_successful 0.0" in text
+    finally:
+        exporter.stop()
