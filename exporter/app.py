@@ -122,6 +122,7 @@ class Exporter:
             clock,
             lambda: self.config.poll.max_data_age_seconds,
             self.telemetry.registry,
+            lambda: self.config.metrics.selection.served(),
         )
         self.telemetry.config_loaded(True, clock.time())
         warn_if_over_budget(config, len(self.targets))

@@ -410,6 +410,7 @@ def run(
             until=span.end,
             complete=result.complete,
             energy=args.energy,
+            served=config.metrics.selection.served(),
         )
     finally:
         journal.close()

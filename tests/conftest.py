@@ -46,8 +46,6 @@ VALUE_METRICS = (
     "podero_inverter_household_consumption_watts",
     "podero_inverter_battery_charge_ratio",
     "podero_inverter_battery_power_watts",
-    "podero_inverter_estimated_consumption_watts",
-    "podero_inverter_unoptimized_consumption_watts",
     "podero_inverter_price",
 )
 

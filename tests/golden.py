@@ -1,5 +1,6 @@
 """The golden /metrics page: a fixed simulated fleet (seed 7, five inverters with inventory)
-polled once at a fixed moment; the per-inverter part of the page, byte for byte.
+polled once at a fixed moment; the per-inverter part of the page, byte for byte, with every
+group of families enabled (config `metrics:`), so that every family of the table is golden.
 
 Regenerate after an intended change with `.venv/bin/python -m tests.golden` and review the diff.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exporter.app import Exporter
+from exporter.kinds import selection
 from exporter.sim import Faults, SimFleet, SimulatedApi, demo_config, start_simulator
 from tests.conftest import NOON, to_config
 from tests.fakes import FakeClock
@@ -24,6 +26,7 @@ def render_golden() -> str:
         raw = demo_config(sim.describe())
         raw["podero"]["max_requests_per_second"] = 1000
         raw["thresholds"] = {"battery_low_percent": 15, "grid_export_high_watts": 7000}
+        raw["metrics"] = {"enable": list(selection.groups())}
         exporter = Exporter(to_config(raw), clock)
         exporter.poll_once()
         # Next-poll times depend on when each poll finished on the shared clock: not golden.

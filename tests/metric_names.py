@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.app import Exporter
 from exporter.base.clock import Clock
 from exporter.config.model import Config
+from exporter.kinds import selection
 
 
 def metric_names(expr: str) -> set[str]:
@@ -35,10 +36,13 @@ def exposed_names(config: Config, clock: Clock) -> set[str]:
     }
 
 
-def with_thresholds(config: Config) -> Config:
+def with_thresholds(config: Config, every_family: bool = False) -> Config:
     """The config with thresholds of every kind, so threshold series exist, and discovery of
-    the configured inverters' organizations, so that their homes' other devices are polled."""
+    the configured inverters' organizations, so that their homes' other devices are polled;
+    with `every_family`, every group of families served (else the defaults)."""
     raw = config.model_dump(mode="json")
+    if every_family:
+        raw["metrics"] = {"enable": list(selection.groups())}
     raw["discovery"] = {"org_ids": sorted({i.org_id for i in config.inverters})}
     raw["podero"]["auth"]["client_secret"] = config.podero.auth.secret().get_secret_value()
     raw["thresholds"] = {

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from exporter.base.clock import Clock
+from exporter.kinds import selection
 from exporter.kinds.family import Family
 from exporter.kinds.table import device_families
 from exporter.render.collector import Sample, current_samples
@@ -27,11 +28,13 @@ class InverterCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self._clock.time()
         max_age = self._max_age()
-        families = device_families()
+        served = selection.DEFAULT.served()
+        families = [f for f in device_families() if f in served]
         by_family: dict[Family, list[Sample]] = {family: [] for family in families}
         for state in self._store.snapshot():
             for family, samples in current_samples(state, now, max_age).items():
-                by_family[family].extend(samples)
+                if family in served:
+                    by_family[family].extend(samples)
         for family in families:
             if family not in ALWAYS_SERVED and not by_family[family]:
                 continue  # a kind's own families are served once they have samples
@@ -47,9 +50,10 @@ class InverterCollector(Collector):
 
 def render_inverters(states: list[DeviceState], now: float, max_age: float) -> bytes:
     """The per-inverter families as text, rendered whole (no blocks, no caching)."""
-    per_family: dict[Family, list[bytes]] = {f: [header(f)] for f in device_families()}
+    served = selection.DEFAULT.served()
+    per_family = {f: [header(f)] for f in device_families() if f in served}
     for state in states:
-        for family, text in lines_of(current_samples(state, now, max_age)).items():
+        for family, text in lines_of(current_samples(state, now, max_age), served).items():
             per_family[family].append(text)
     return b"".join(
         b"".join(parts)

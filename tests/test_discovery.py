@@ -83,7 +83,9 @@ def test_discovers_every_live_inverter_of_several_orgs(
 def test_inventory_metrics_describe_each_device(
     fleet_sim: RunningSimulator, clock: FakeClock
 ) -> None:
-    exporter = exporter_for(discovery_config(fleet_sim), clock)
+    exporter = exporter_for(
+        {**discovery_config(fleet_sim), "metrics": {"enable": ["inventory", "status"]}}, clock
+    )
     fleet = {i.id: i for i in fleet_sim.api.fleet.inverters}
     auth = {
         dict(k)["device_id"]: v

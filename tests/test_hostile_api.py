@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from exporter.app import Exporter
+from exporter.kinds import selection
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.sim.api import HOSTILE_LISTING
 from exporter.sim.fleet import iso
@@ -53,6 +54,8 @@ def config(sim: RunningSimulator, discovery: bool = False, **podero: Any) -> dic
             "max_concurrency": 4,
             **podero,
         },
+        # Every family served, so that every label and value meets the hostile input.
+        "metrics": {"enable": list(selection.GROUPS)},
     }
     if discovery:
         raw["discovery"] = {"org_ids": info["org_ids"]}

@@ -83,7 +83,9 @@ def test_api_outage_keeps_last_values_until_they_are_stale(
 
 
 def test_poll_due_follows_the_schedule(sim_config: Config, clock: FakeClock) -> None:
-    exporter = Exporter(sim_config, clock)
+    raw = sim_config.model_dump(mode="json")
+    raw["podero"]["auth"]["client_secret"] = sim_config.podero.auth.secret().get_secret_value()
+    exporter = Exporter(to_config({**raw, "metrics": {"enable": ["schedule"]}}), clock)
     exporter.poller.poll_all()
     assert (
         poll_due(exporter.poller, exporter.clock.time()).succeeded == 0

@@ -19,7 +19,7 @@ from tests.metric_names import with_thresholds
 
 def emitted_labels(config: Config, clock: FakeClock) -> set[str]:
     """Every label name on a per-device series of a real exporter's page (every kind)."""
-    exporter = Exporter(with_thresholds(config), clock)
+    exporter = Exporter(with_thresholds(config, every_family=True), clock)
     exporter.refresh_inventory()
     exporter.poller.poll_all()
     text = exporter.page.render().decode()

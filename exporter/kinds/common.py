@@ -11,6 +11,7 @@ UP = Family(
     "wallboxes, have none).",
     Source.POLL,
     shared=True,
+    group="health",
 )
 DATA_TIMESTAMP = Family(
     "podero_device_data_timestamp_seconds",
@@ -18,18 +19,22 @@ DATA_TIMESTAMP = Family(
     Source.POLL,
     field="time",
     shared=True,
+    group="health",
 )
 LAST_SUCCESS = Family(
     "podero_device_last_success_timestamp_seconds",
     "When the last successful poll of this device finished, Unix seconds.",
     Source.POLL,
     shared=True,
+    group="health",
 )
 NEXT_POLL = Family(
     "podero_device_next_poll_timestamp_seconds",
     "When this device is next polled, Unix seconds.",
     Source.POLL,
     shared=True,
+    group="schedule",
+    default=False,
 )
 INFO = Family(
     "podero_device_info",
@@ -37,6 +42,7 @@ INFO = Family(
     "manufacturer, model, price_zone (inverters) and lifecycle_state. Join on device_id.",
     Source.TARGET,
     shared=True,
+    group="health",
 )
 AUTHENTICATED = Family(
     "podero_device_authenticated",
@@ -46,6 +52,7 @@ AUTHENTICATED = Family(
     Source.TARGET,
     field="is_authenticated",
     shared=True,
+    group="health",
 )
 ACTION_NEEDED = Family(
     "podero_device_action_needed",
@@ -56,6 +63,7 @@ ACTION_NEEDED = Family(
     field="actions",
     labels=("action",),
     shared=True,
+    group="health",
 )
 SMART_OPTIMIZATION = Family(
     "podero_device_smart_optimization_active",
@@ -64,6 +72,7 @@ SMART_OPTIMIZATION = Family(
     Source.TARGET,
     field="is_smart_optimization_active",
     shared=True,
+    group="optimization",
 )
 OPTIMIZATION_SCORE = Family(
     "podero_device_optimization_score",
@@ -71,6 +80,7 @@ OPTIMIZATION_SCORE = Family(
     Source.TARGET,
     field="optimization_score",
     shared=True,
+    group="optimization",
 )
 # Polled kinds: these change with every poll.
 POLLED = (DATA_TIMESTAMP, UP, LAST_SUCCESS, NEXT_POLL)

@@ -35,14 +35,18 @@ ESTIMATED_CONSUMPTION = reading(
     "estimated_consumption",
     "Estimated charging consumption of the electric vehicle in watts "
     "(API field estimated_consumption).",
+    group="consumption",
 )
 UNOPTIMIZED_CONSUMPTION = reading(
     "podero_electric_vehicle_unoptimized_consumption_watts",
     "unoptimized_consumption",
     "Charging consumption without Podero's optimisation in watts "
     "(API field unoptimized_consumption).",
+    group="consumption",
 )
-PRICE = reading("podero_electric_vehicle_price", "price", price_help("the electric vehicle's "))
+PRICE = reading(
+    "podero_electric_vehicle_price", "price", price_help("the electric vehicle's "), group="price"
+)
 CHARGED_THRESHOLD = threshold(
     "podero_electric_vehicle_charged_threshold_ratio",
     "vehicle_charged_percent",

@@ -40,6 +40,10 @@ class Family:
     part: str | None = None  # energy: the "positive" or "negative" part of the power field
     shared: bool = False  # one family for every kind, with a `kind` label
     states: tuple[str, ...] = ()  # a state set: the states that always have a series
+    # What an operator selects (config `metrics:`): a group of families, and whether the
+    # family is served when the config says nothing of it (kinds/selection.py).
+    group: str = "readings"
+    default: bool = True
 
     def convert(self, api_value: float) -> float:
         """The API's value in this family's base unit."""
@@ -64,25 +68,46 @@ class Family:
         return (*IDENTITY, *(("kind",) if self.shared else ()), *self.labels)
 
 
-def reading(name: str, field: str, help_text: str, scale: float = 1.0) -> Family:
+def reading(
+    name: str,
+    field: str,
+    help_text: str,
+    scale: float = 1.0,
+    group: str = "readings",
+    default: bool = True,
+) -> Family:
     """A value of the newest data point."""
-    return Family(name, help_text, Source.READING, field=field, scale=scale)
+    return Family(
+        name, help_text, Source.READING, field=field, scale=scale, group=group, default=default
+    )
 
 
 def inventory(name: str, field: str, help_text: str, scale: float = 1.0) -> Family:
-    """A value of the device's listing or detail (its inventory)."""
-    return Family(name, help_text, Source.TARGET, field=field, scale=scale)
+    """A value of the device's listing or detail (its inventory): opt-in, since it changes
+    rarely and no shipped dashboard or alert needs it."""
+    return Family(
+        name, help_text, Source.TARGET, field=field, scale=scale, group="inventory", default=False
+    )
 
 
 def state_set(name: str, field: str, help_text: str, states: tuple[str, ...]) -> Family:
     """A status of the inventory as a state set: 1 for the current status (label `status`),
-    0 for the other known ones."""
-    return Family(name, help_text, Source.TARGET, field=field, labels=("status",), states=states)
+    0 for the other known ones. Opt-in: a series per known state, mostly 0."""
+    return Family(
+        name,
+        help_text,
+        Source.TARGET,
+        field=field,
+        labels=("status",),
+        states=states,
+        group="status",
+        default=False,
+    )
 
 
 def threshold(name: str, field: str, help_text: str, scale: float = 1.0) -> Family:
     """A configured alert threshold (`field`: the key of the config's thresholds)."""
-    return Family(name, help_text, Source.TARGET, field=field, scale=scale)
+    return Family(name, help_text, Source.TARGET, field=field, scale=scale, group="thresholds")
 
 
 ENERGY_HELP = (
@@ -95,7 +120,15 @@ ENERGY_HELP = (
 
 def energy(name: str, field: str, part: str, what: str) -> Family:
     """A counter of energy from the completed buckets of a power field."""
-    return Family(name, what + ENERGY_HELP, Source.ENERGY, type="counter", field=field, part=part)
+    return Family(
+        name,
+        what + ENERGY_HELP,
+        Source.ENERGY,
+        type="counter",
+        field=field,
+        part=part,
+        group="energy",
+    )
 
 
 def price_help(of: str) -> str:

@@ -23,14 +23,16 @@ ESTIMATED_CONSUMPTION = reading(
     "podero_heat_pump_estimated_consumption_watts",
     "estimated_consumption",
     "Estimated consumption of the heat pump in watts (API field estimated_consumption).",
+    group="consumption",
 )
 UNOPTIMIZED_CONSUMPTION = reading(
     "podero_heat_pump_unoptimized_consumption_watts",
     "unoptimized_consumption",
     "Consumption of the heat pump without Podero's optimisation in watts "
     "(API field unoptimized_consumption).",
+    group="consumption",
 )
-PRICE = reading("podero_heat_pump_price", "price", price_help("the heat pump's "))
+PRICE = reading("podero_heat_pump_price", "price", price_help("the heat pump's "), group="price")
 HOT_WATER_LOW_THRESHOLD = threshold(
     "podero_heat_pump_hot_water_low_threshold_celsius",
     "hot_water_low_celsius",

@@ -49,13 +49,17 @@ ESTIMATED_CONSUMPTION = reading(
     "podero_inverter_estimated_consumption_watts",
     "estimated_consumption",
     "Estimated consumption in watts (API field estimated_consumption, a forecast).",
+    group="consumption",
+    default=False,
 )
 UNOPTIMIZED_CONSUMPTION = reading(
     "podero_inverter_unoptimized_consumption_watts",
     "unoptimized_consumption",
     "Consumption without Podero's optimisation in watts (API field unoptimized_consumption).",
+    group="consumption",
+    default=False,
 )
-PRICE = reading("podero_inverter_price", "price", price_help("the inverter's "))
+PRICE = reading("podero_inverter_price", "price", price_help("the inverter's "), group="price")
 
 SOLAR_ENERGY = energy(
     "podero_inverter_solar_energy_joules_total",

@@ -30,7 +30,7 @@ from exporter.base.clock import Clock
 from exporter.base.logs import kv
 from exporter.base.memory import release_free_memory
 from exporter.base.text import clean_text
-from exporter.kinds import common, table
+from exporter.kinds import common, selection, table
 from exporter.kinds.family import Family, Source
 from exporter.kinds.own import RENDER_ERRORS
 from exporter.render.collector import (
@@ -135,25 +135,28 @@ def _pieces(chunks: list[bytes]) -> list[bytes]:
     return pieces
 
 
-def lines_of(samples: Samples) -> dict[Family, bytes]:
-    """Exposition lines by family."""
+def lines_of(samples: Samples, served: frozenset[Family] | None = None) -> dict[Family, bytes]:
+    """Exposition lines by family (only the `served` families, if given)."""
     return {
         family: "".join(
             f"{family.name}{{{label_text(labels)}}} {float_text(value)}\n"
             for labels, value in found
         ).encode()
         for family, found in samples.items()
+        if served is None or family in served
     }
 
 
-def described_lines(target: DeviceTarget) -> dict[Family, bytes]:
-    """The lines of the families that describe a target (config and inventory)."""
-    return lines_of(target_samples(target))
+def described_lines(target: DeviceTarget, served: frozenset[Family]) -> dict[Family, bytes]:
+    """The lines of the served families that describe a target (config and inventory)."""
+    return lines_of(target_samples(target), served)
 
 
-def polled_lines(state: DeviceState, now: float, max_age: float) -> dict[Family, bytes]:
+def polled_lines(
+    state: DeviceState, now: float, max_age: float, served: frozenset[Family]
+) -> dict[Family, bytes]:
     """This state's polled families' lines; reading families only while the data is fresh."""
-    return lines_of(visible(polled_samples(state), state, now, max_age))
+    return lines_of(visible(polled_samples(state), state, now, max_age), served)
 
 
 class RenderGuard:
@@ -242,10 +245,12 @@ class MetricsPage:
         clock: Clock,
         max_age: Callable[[], float],
         telemetry: CollectorRegistry,
+        served: Callable[[], frozenset[Family]] = selection.DEFAULT.served,
     ) -> None:
         self._store = store
         self._clock = clock
         self._max_age = max_age
+        self._served = served  # the config's selection of families (reloadable)
         self._telemetry = telemetry
         self.guard = RenderGuard(created=clock.time())
         self._unrenderable: set[str] = set()  # devices whose description failed to render
@@ -262,18 +267,24 @@ class MetricsPage:
         # Each non-empty block also as a raw deflate segment, compressed once per change of the
         # block; a gzip scrape writes a header, the segments and one trailer (one gzip member).
         self._gz: dict[Family, list[bytes | None]] = {}
-        # The page's families, from the registry's kinds when the page is made.
-        self._families = table.device_families()
+        # The page's families: the registry's kinds' when the page is made, as selected.
+        every = table.device_families()
         self._classic = Format(
-            {f: header(f) for f in self._families},
+            {f: header(f) for f in every},
             OwnMetrics(telemetry, openmetrics=False),
             wanted=True,
         )
         self._openmetrics = Format(
-            {f: openmetrics_header(f) for f in self._families},
+            {f: openmetrics_header(f) for f in every},
             OwnMetrics(telemetry, openmetrics=True),
         )
         self._formats = (self._classic, self._openmetrics)
+        self._select(served())
+
+    def _select(self, served: frozenset[Family]) -> None:
+        """Serve these families (of the page's): rendered from scratch by the next rebuild."""
+        self._selected = served
+        self._families = tuple(f for f in self._formats[0].headers if f in served)
         # Families that polls change; the others change only with the targets.
         self._target_families = tuple(f for f in self._families if f.source is Source.TARGET)
         self._polled_families = tuple(f for f in self._families if f.source is not Source.TARGET)
@@ -317,7 +328,7 @@ class MetricsPage:
         described: dict[Family, list[bytes]] = {f: [] for f in self._target_families}
         for state in self._block_states(b):
             target = state.target
-            rendered = self.guard.render(target, partial(described_lines, target))
+            rendered = self.guard.render(target, partial(described_lines, target, self._selected))
             if rendered is None:
                 self._unrenderable.add(target.device_id)
                 continue
@@ -346,7 +357,9 @@ class MetricsPage:
         for state in self._block_states(b):
             if state.target.device_id in self._unrenderable:
                 continue  # counted when its description failed; all or nothing per device
-            rendered = self.guard.render(state.target, partial(polled_lines, state, now, max_age))
+            rendered = self.guard.render(
+                state.target, partial(polled_lines, state, now, max_age, self._selected)
+            )
             for family, text in (rendered or {}).items():
                 parts[family].append(text)
         for family, lines in parts.items():
@@ -372,6 +385,10 @@ class MetricsPage:
         max_age = self._max_age()
         with self._lock:
             epoch, seq, changed = self._store.changes_since(self._epoch, self._seq)
+            served = self._served()
+            if served != self._selected:
+                self._select(served)
+                changed = None  # a reload chose other families: render everything again
             if changed is None or max_age != self._rendered_max_age:
                 epoch, seq, states = self._store.epoch_snapshot()
                 self._rebuild(states, now, max_age)

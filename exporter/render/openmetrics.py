@@ -185,9 +185,11 @@ def write_history(
     until: float,
     complete: bool,
     energy: bool = True,
+    served: frozenset[Family] | None = None,
 ) -> HistoryStats:
     """Write the OpenMetrics text of these devices' histories to `path` (replaced at the end,
-    so it is never half-written); `# EOF` closes it only if the history is `complete`."""
+    so it is never half-written); `# EOF` closes it only if the history is `complete`. Only
+    the `served` families (the config's `metrics:` selection), if given."""
     stats = HistoryStats()
     tmp = path.with_name(path.name + ".tmp")
     with tempfile.TemporaryDirectory(prefix=".backfill-", dir=path.parent) as spool_dir:
@@ -211,6 +213,8 @@ def write_history(
                         stats.buckets += 1
                     stamp = f" {start:.0f}\n"
                     for family, found in samples.items():
+                        if served is not None and family not in served:
+                            continue
                         family_lines = lines.setdefault(family, [])
                         for labels, value in found:
                             prefix = series.get((family, labels))
