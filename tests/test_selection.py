@@ -173,3 +173,20 @@ def test_backfill_follows_the_selection(
     assert ESTIMATED_CONSUMPTION.name in names
     assert "podero_inverter_price" not in names
     assert "podero_inverter_solar_production_watts" in names
+
+
+def test_the_readme_names_every_group_and_the_default_counts(
+    sim_config: Config, clock: FakeClock
+) -> None:
+    from tests.test_readme import section
+
+    text = section("Metrics").split("### Choosing metrics", 1)[1].split("\n### ", 1)[0]
+    rows = [line.split("|")[1].strip(" `") for line in text.splitlines() if line.startswith("| `")]
+    assert rows == list(selection.GROUPS)
+    counts = series_per_device(page_of(with_thresholds(sim_config), clock))
+    most = {kind: max(found) for kind, found in counts.items()}
+    assert (
+        f"at most {most['inverter']}\nseries per inverter (every threshold set), "
+        f"{most['heat_pump']} per heat pump, {most['electric_vehicle']} per vehicle and "
+        f"{most['wallbox']} per\nwallbox" in text
+    ), most
