@@ -218,6 +218,9 @@ class Format:
     served: list[bytes] | None = None
     gz_chunks: tuple[list[bytes], int, int] | None = None  # pieces, CRC-32, size
     gz_served: tuple[list[bytes], int, int] | None = None
+    # The exporter's own metrics as of the last refresh: rendering them (prometheus_client,
+    # a few ms) once a second instead of once per scrape.
+    own_text: bytes | None = None
 
     def __post_init__(self) -> None:
         self.deflated_headers = {f: _gzip(text) for f, text in self.headers.items()}
@@ -421,6 +424,7 @@ class MetricsPage:
             self._epoch, self._seq = epoch, seq
             for fmt in self._formats:
                 if fmt.wanted:
+                    fmt.own_text = fmt.own.text()
                     if fmt.chunks is None:
                         fmt.chunks = [
                             chunk
@@ -451,7 +455,9 @@ class MetricsPage:
     def _rest(self, openmetrics: bool) -> list[bytes]:
         """What follows the per-device part: the render errors and the exporter's own
         metrics (in OpenMetrics, ending in `# EOF`)."""
-        return [self.guard.exposition(openmetrics), self._format(openmetrics).own.text()]
+        fmt = self._format(openmetrics)
+        own = fmt.own_text if fmt.own_text is not None else fmt.own.text()
+        return [self.guard.exposition(openmetrics), own]
 
     def chunks(self, openmetrics: bool = False) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another: what
