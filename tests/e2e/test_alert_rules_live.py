@@ -75,11 +75,15 @@ def test_the_demo_as_it_starts_has_one_alert_the_readme_names(stack: Stack) -> N
     wait_for(evaluated_after, 30, "the rules to be evaluated on the polled fleet")
     fleet = requests.get(f"{stack.simulator}/_sim/fleet", timeout=5).json()
     third = fleet["inverters"][2]["inverter_id"]
+    found = query(stack, "ALERTS")
     alerts = {
         tuple(a["metric"].get(k) for k in ("alertname", "device_id", "alertstate"))  # type: ignore[attr-defined]
-        for a in query(stack, "ALERTS")
+        for a in found
     }
     assert alerts == {("PoderoDeviceActionNeeded", third, "pending")}  # firing after 30 minutes
+    name = found[0]["metric"]["name"]  # type: ignore[index]
+    readme = " ".join((RULES.parents[1] / "README.md").read_text().split())
+    assert f"the third simulated inverter (`{name}`) needs its owner's action" in readme
 
 
 def test_the_device_alerts_series_arrive_from_every_kind(stack: Stack) -> None:
