@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs and run it: lint, types, unit and end-to-end tests
 # (Debian's prometheus for promtool and the real-server tests, prometheus-alertmanager for
-# amtool and the Alertmanager tests, chromium for the status page).
+# amtool and the Alertmanager tests, chromium for the status page, curl and openssl for the
+# README's commands).
 # Works on a fresh Debian machine with Python 3.11 (uses sudo for apt-get when not root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/
   need_apt+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# The README walk (tests/e2e/test_readme_walk.py) runs its curl and openssl commands.
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c "import ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"

@@ -515,6 +515,16 @@ def test_config_check_cli_exit_codes(tmp_path: Path) -> None:
     _ = (ORG, USER, INV_B)
 
 
+def test_config_check_says_discovery_is_on() -> None:
+    # "0 inverters" alone reads as a config that polls nothing.
+    org = "0b1e6e1c-58a7-4a3e-9a52-2f5b0c1d4e01"
+    discovering = to_config(minimal_config(inverters=[], discovery={"org_ids": [org, ORG]}))
+    assert discovering.summary().startswith(
+        "config ok: 0 inverters and discovery of 2 organizations, base_url https://podero.invalid"
+    )
+    assert to_config(minimal_config()).summary().startswith("config ok: 2 inverters, base_url")
+
+
 def test_shard_flags_override_the_config(tmp_path: Path) -> None:
     raw = minimal_config()
     raw["inverters"] = [

@@ -141,13 +141,29 @@ def by_key(resources: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, A
     return {(r["kind"], r["metadata"]["name"]): r for r in resources}
 
 
-def readme_overlays() -> list[str]:
-    """The overlays the README's Kubernetes section shows."""
+def readme_kustomizations() -> list[str]:
+    """The kustomizations the README's Kubernetes section shows."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
-    overlays = [b for b in blocks if "kind: Kustomization" in b]
+    return [b for b in blocks if "kind: Kustomization" in b]
+
+
+def readme_overlays() -> list[str]:
+    """The README's overlays that set the replica count (the shard count)."""
+    overlays = [b for b in readme_kustomizations() if "\nreplicas:" in b]
     assert overlays, "the Kubernetes docs show no overlay"
     return overlays
+
+
+def readme_tls_overlay(directory: Path) -> Path:
+    """The README's overlay for a web config with TLS and basic auth, on this checkout's base."""
+    (text,) = [b for b in readme_kustomizations() if "--web.config.file" in b]
+    kustomization = yaml.safe_load(text)
+    assert kustomization["resources"] == ["../podero-exporter/deploy/kubernetes/base"]
+    directory.mkdir(exist_ok=True)
+    kustomization["resources"] = [os.path.relpath(BASE, directory)]
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    return directory
 
 
 def readme_overlay(text: str, directory: Path) -> Path:
@@ -355,6 +371,42 @@ def test_probes_hit_the_health_endpoints_on_the_metrics_port() -> None:
     assert c["ports"] == [{"name": "metrics", "containerPort": 10042, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "metrics"}
+
+
+def test_the_readme_tls_overlay_probes_what_the_kubelet_can_reach(tmp_path: Path) -> None:
+    """Basic auth guards every path and a required client certificate every connection, so
+    the kubelet's plain HTTP probes would fail: the overlay probes the port instead, and
+    mounts the web config it names."""
+    (built,) = [
+        r for r in kubectl_kustomize(readme_tls_overlay(tmp_path)) if r["kind"] == "StatefulSet"
+    ]
+    kubernetes_validate.validate(built, KUBERNETES_VERSIONS[-1], strict=True)
+    pod = built["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert "httpGet" not in c[probe]
+        assert c[probe]["tcpSocket"] == {"port": "metrics"}
+        assert c[probe]["periodSeconds"] == container()[probe]["periodSeconds"]  # merged
+    (flag,) = [a for a in c["args"] if a.startswith("--web.config.file=")]
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "web-config")
+    assert flag == f"--web.config.file={mount['mountPath']}/web-config.yml"
+    assert mount["readOnly"] is True
+    # Its own directory: the config's mount (/etc/podero-exporter) stays as it was.
+    assert {m["mountPath"] for m in container()["volumeMounts"]} < {
+        m["mountPath"] for m in c["volumeMounts"]
+    }
+    volume = next(v for v in pod["volumes"] if v["name"] == "web-config")
+    assert volume["secret"]["defaultMode"] == 0o440  # the group fsGroup gives the pod
+    assert c["args"][:2] == container()["args"]
+    # The README web config it mounts turns on what makes plain probes fail.
+    readme = (ROOT / "README.md").read_text()
+    web = yaml.safe_load(
+        readme[
+            readme.index("# web-config.yml") : readme.index("```", readme.index("# web-config.yml"))
+        ]
+    )
+    assert web["basic_auth_users"]
+    assert web["tls_server_config"]["client_auth_type"] == "RequireAndVerifyClientCert"
 
 
 def quantity_bytes(value: str) -> float:

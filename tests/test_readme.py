@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import run_cli
 from tests.upgrading import RENAMED_ALERTS, RENAMED_SERIES, RENAMES
@@ -122,3 +123,41 @@ def test_releasing_names_the_steps_and_the_build_argument_the_dockerfile_takes()
     assert re.search(r"^ARG VERSION=", dockerfile, re.MULTILINE)
     assert "SETUPTOOLS_SCM_PRETEND_VERSION_FOR_PODERO_EXPORTER=$VERSION" in dockerfile
     assert "COPY pyproject.toml README.md LICENSE ./" in dockerfile  # the licence ships
+
+
+def shell_block_after(heading: str, contains: str) -> str:
+    """The first ```sh block of a section that contains `contains`."""
+    blocks = re.findall(r"```sh\n(.*?)```", section(heading), flags=re.DOTALL)
+    (block,) = [b for b in blocks if contains in b][:1]
+    return str(block)
+
+
+def test_kubernetes_apply_deploys_the_image_it_pushes_with_the_secret_file_made_before() -> None:
+    apply = shell_block_after("Kubernetes", "docker push")
+    built = re.search(r"docker build .*-t (\S+) \.", apply)
+    pushed = re.search(r"docker push (\S+)", apply)
+    deployed = re.search(r"kustomize edit set image podero-exporter=(\S+?)\)", apply)
+    assert built and pushed and deployed
+    assert built[1] == pushed[1] == deployed[1]
+    # What `kustomize edit set image podero-exporter=...` changes is what the base deploys.
+    base = ROOT / "deploy/kubernetes/base"
+    images = yaml.safe_load((base / "kustomization.yaml").read_text())["images"]
+    assert [i["name"] for i in images] == ["podero-exporter"]
+    (statefulset,) = yaml.safe_load_all((base / "statefulset.yaml").read_text())
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    assert container["image"].partition(":")[0] == "podero-exporter"
+    # The secret file is the one "Running it for real" wrote, under the name it gave it.
+    secret_file = re.search(r"--from-file=client-secret=(\S+)", apply)
+    assert secret_file
+    running = section("Running it for real")
+    assert f"> {secret_file[1].removeprefix('./')} && chmod 600" in running
+    assert f"client_secret_file: {secret_file[1]}" in running
+    example = (base / "secret.example.yaml").read_text()
+    assert f"--from-file=client-secret={secret_file[1]}" in example
+
+
+def test_gitignore_keeps_what_the_readme_makes_out_of_git() -> None:
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    for made in ("/config.yaml", "/podero_client_secret", "/local/"):
+        assert made in ignored
+    assert "`config.yaml`, `podero_client_secret` and `local/`" in section("Running it for real")

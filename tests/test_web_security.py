@@ -405,7 +405,8 @@ def test_readme_example_passes_promtool_check_web_config(tmp_path: Path, pki: Pk
     (tmp_path / "server.crt").write_bytes(pki.server_cert.read_bytes())
     (tmp_path / "server.key").write_bytes(pki.server_key.read_bytes())
     (tmp_path / "ca.crt").write_bytes(pki.ca.read_bytes())
-    text = text.replace("/etc/podero-exporter/", str(tmp_path) + "/")
+    # Its file names are relative: both read them beside the web config, wherever they run.
+    assert "cert_file: server.crt" in text
     (tmp_path / "web-config.yml").write_text(text)
     result = subprocess.run(
         [promtool, "check", "web-config", str(tmp_path / "web-config.yml")],
@@ -415,6 +416,43 @@ def test_readme_example_passes_promtool_check_web_config(tmp_path: Path, pki: Pk
     )
     assert result.returncode == 0, result.stdout + result.stderr
     load_web_config(tmp_path / "web-config.yml")  # and the exporter accepts it too
+
+
+def test_relative_paths_are_relative_to_the_web_config_file(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As exporter-toolkit: `server.crt` is the file beside the web config, not one in the
+    directory the exporter was started from (a copy of the CA there would be taken)."""
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    for source, name in ((pki.server_cert, "server.crt"), (pki.server_key, "server.key")):
+        (conf / name).write_bytes(source.read_bytes())
+    (conf / "ca.crt").write_bytes(pki.ca.read_bytes())
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    (elsewhere / "ca.crt").write_text("not a certificate")
+    monkeypatch.chdir(elsewhere)
+    relative = {
+        "cert_file": "server.crt",
+        "key_file": "./server.key",
+        "client_auth_type": "RequireAndVerifyClientCert",
+        "client_ca_file": "ca.crt",
+    }
+    (conf / "web.yml").write_text(yaml.safe_dump({"tls_server_config": relative}))
+    tls = load_web_config(Path("../etc/web.yml")).tls_server_config
+    assert tls is not None
+    assert (tls.cert_file, tls.key_file, tls.client_ca_file) == (
+        "../etc/server.crt",
+        "../etc/server.key",
+        "../etc/ca.crt",
+    )
+    # An absolute path stays as it is; a missing relative file is named where it was looked for.
+    absolute = {**relative, "client_ca_file": str(pki.ca), "cert_file": "missing.crt"}
+    (conf / "web.yml").write_text(yaml.safe_dump({"tls_server_config": absolute}))
+    with pytest.raises(
+        ConfigError, match=re.escape("cannot load certificates from ../etc/missing.crt")
+    ):
+        load_web_config(Path("../etc/web.yml"))
 
 
 # --- TLS: client SANs, key material, rotation ---------------------------------------------

@@ -491,6 +491,8 @@ class Config(_Strict):
         if self.shard.count > 1:
             owned = sum(1 for i in self.inverters if self.shard.owns(i.user_id))
             shard = f" ({owned} in shard {self.shard.index} of {self.shard.count})"
+        if (orgs := len(self.discovery.org_ids) if self.discovery else 0) > 0:
+            shard += f" and discovery of {orgs} organization{'s' if orgs > 1 else ''}"
         return (
             f"config ok: {len(self.inverters)} inverters{shard}, "
             f"base_url {self.podero.base_url}, grant {self.podero.auth.grant_type}, "

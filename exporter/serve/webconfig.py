@@ -246,11 +246,28 @@ def load_web_config(path: str | Path) -> WebConfig:
     except yaml.YAMLError:
         raise ConfigError(f"{path}: YAML syntax error") from None
     try:
-        config = WebConfig.model_validate(raw or {})
+        config = _beside(WebConfig.model_validate(raw or {}), Path(path).parent)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
     _ = config.server_tls  # loads the certificates now, so a broken file fails at startup
     return config
+
+
+def _beside(config: WebConfig, directory: Path) -> WebConfig:
+    """`config` with relative certificate, key and CA paths taken relative to `directory`
+    (the web config file's), as exporter-toolkit does, not to the working directory: a file
+    naming `server.crt` means the one beside it, wherever the exporter is started."""
+    tls = config.tls_server_config
+    if tls is None:
+        return config
+    moved = {
+        key: str(directory / value)
+        for key in ("cert_file", "key_file", "client_ca_file")
+        if (value := getattr(tls, key)) is not None and not Path(value).is_absolute()
+    }
+    if not moved:
+        return config
+    return config.model_copy(update={"tls_server_config": tls.model_copy(update=moved)})
 
 
 def ssl_context(tls: TLSServerConfig, pem: TLSMaterial) -> ssl.SSLContext:

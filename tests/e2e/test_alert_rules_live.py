@@ -6,6 +6,8 @@ vehicle's charged-by time in UTC."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -44,6 +46,44 @@ def test_every_rule_is_loaded_and_healthy(stack: Stack) -> None:
 
 
 POLLED = {"inverter", "heat_pump", "electric_vehicle"}
+
+
+def epoch(stamp: str) -> float:
+    """Prometheus' RFC 3339 time (nanoseconds, `Z`) as seconds since the epoch."""
+    match = re.fullmatch(r"([\d-]+T[\d:]+)(\.\d+)?(Z|[+-][\d:]+)", stamp)
+    assert match, stamp
+    seconds = dt.datetime.fromisoformat(match[1] + ("+00:00" if match[3] == "Z" else match[3]))
+    return seconds.timestamp() + float(match[2] or 0)
+
+
+def test_the_demo_as_it_starts_has_one_alert_the_readme_names(stack: Stack) -> None:
+    """README, "Two commands": no threshold alert fires in the demo; its third inverter needs
+    its owner's action, so PoderoDeviceActionNeeded goes pending at once (for that one)."""
+
+    def everything_polled() -> float | None:
+        # 3 inverters, a heat pump and a vehicle up, and the exporter's target known.
+        up = query(stack, 'count(podero_device_up == 1) + count(up{job="podero"} == 1)')
+        return float(up[0]["value"][0]) if up and float(up[0]["value"][1]) == 6 else None  # type: ignore[index]
+
+    since = wait_for(everything_polled, 30, "every demo device to be polled and scraped")
+
+    def evaluated_after() -> bool:
+        groups = requests.get(f"{stack.prometheus}/api/v1/rules", timeout=10).json()["data"]
+        stamps = [epoch(g["lastEvaluation"]) for g in groups["groups"]]
+        return bool(stamps) and min(stamps) > since
+
+    wait_for(evaluated_after, 30, "the rules to be evaluated on the polled fleet")
+    fleet = requests.get(f"{stack.simulator}/_sim/fleet", timeout=5).json()
+    third = fleet["inverters"][2]["inverter_id"]
+    found = query(stack, "ALERTS")
+    alerts = {
+        tuple(a["metric"].get(k) for k in ("alertname", "device_id", "alertstate"))  # type: ignore[attr-defined]
+        for a in found
+    }
+    assert alerts == {("PoderoDeviceActionNeeded", third, "pending")}  # firing after 30 minutes
+    name = found[0]["metric"]["name"]  # type: ignore[index]
+    readme = " ".join((RULES.parents[1] / "README.md").read_text().split())
+    assert f"the third simulated inverter (`{name}`) needs its owner's action" in readme
 
 
 def test_the_device_alerts_series_arrive_from_every_kind(stack: Stack) -> None:
