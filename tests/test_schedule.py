@@ -100,3 +100,11 @@ def test_without_skip_until_due_every_interval_is_polled() -> None:
         skip_until_due=False,
     )
     assert s.next_poll == T0 + 60
+
+
+def test_an_inverter_silent_for_weeks_is_still_polled_once_per_resolution() -> None:
+    # 2**misses outgrows a float after about 1000 misses (11 days at one poll per 900 s).
+    now = T0 + 30 * 86_400.0
+    s = poll(PollSchedule(offset=0.0, newest=T0, lag=30.0, misses=3000), now, T0)
+    assert s.misses == 3001 and s.next_poll == now + RES
+    assert (s.newest, s.lag) == (T0, 30.0)
