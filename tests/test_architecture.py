@@ -10,7 +10,8 @@ from pathlib import Path
 
 import grimp
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.project import ROOT, project_root
+
 MAX_MODULE_LINES = 600
 
 
@@ -108,6 +109,18 @@ def test_the_daemon_loads_no_simulator_module() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_tests_read_the_checkout_even_from_mutmuts_copy(tmp_path: Path) -> None:
+    """scripts/mutation.sh runs the tests in mutants/, a mutated copy of the package and the
+    tests: the files tests read (this module's line caps among them) are the checkout's."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "project.py").write_text("")
+    (tmp_path / "mutants").mkdir()
+    assert project_root(tmp_path / "mutants") == tmp_path
+    assert project_root(tmp_path) == tmp_path
+    assert project_root(tmp_path / "tests") == tmp_path / "tests"  # not a copy
+    assert (ROOT / "README.md").is_file() and ROOT.name != "mutants"
 
 
 def test_no_module_is_over_600_lines() -> None:

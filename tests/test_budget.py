@@ -42,6 +42,7 @@ def test_idle_budget_lets_the_first_request_through_at_once() -> None:
     assert budget.acquire() == 0
     clock.advance(10)
     assert budget.acquire() == 0
+    assert clock.sleeps == []  # not even a sleep(0)
 
 
 def test_slots_are_unique_across_threads() -> None:
@@ -86,6 +87,13 @@ def test_each_replica_takes_its_share_of_the_organizations_budget(
 ) -> None:
     assert [replica_share(TOTAL, i, count) for i in range(count)] == shares
     assert sum(shares) == TOTAL
+
+
+def test_as_many_whole_requests_as_replicas_gives_each_exactly_one() -> None:
+    # Not a hair under one (the rule below one request per second each).
+    assert [replica_share(3, i, 3) for i in range(3)] == [1.0, 1.0, 1.0]
+    assert [replica_share(3.5, i, 3) for i in range(3)] == [1.0, 1.0, 1.0]
+    assert replica_share(2.9, 0, 3) < 2.9 / 3
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 7, 10, 25, 26, 64, 300])

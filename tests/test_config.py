@@ -14,8 +14,7 @@ import yaml
 from exporter.base.safeyaml import RefusedYaml, load_yaml
 from exporter.config.model import Config, ConfigError, load_config, parse_config, shard_of
 from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config, run_cli, to_config
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.project import ROOT
 
 
 def _with(path: str, value: Any) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import yaml
 from exporter.config.labels import MATCH_KEYS
 from exporter.config.model import Config, parse_config
 from exporter.kinds import registry
+from tests.project import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
 SECRET_FILE = "/run/secrets/podero_client_secret"
 

@@ -6,7 +6,6 @@ import importlib.util
 import json
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -24,8 +23,8 @@ from exporter.kinds.table import by_name
 from exporter.sim import RunningSimulator, demo_config
 from tests.conftest import to_config
 from tests.metric_names import exposed_names, metric_names, with_thresholds
+from tests.project import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = ROOT / "grafana/dashboards"
 FLEET, INVERTER, HOME = "podero-fleet.json", "podero-inverter.json", "podero-home.json"
 ALL = (FLEET, INVERTER, HOME)

@@ -19,8 +19,8 @@ import yaml
 
 from exporter.config.model import ConfigError, parse_config
 from tests.conftest import require_tool
+from tests.project import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 KUBERNETES = ROOT / "deploy/kubernetes"
 BASE = KUBERNETES / "base"
 OPERATOR = KUBERNETES / "operator"

@@ -230,3 +230,39 @@ def test_counters_exist_at_zero_from_the_first_poll_and_grow_per_completed_bucke
     assert grown[("podero_inverter_household_energy_joules_total", "a")] == 0.0
     assert grown[("podero_inverter_solar_energy_joules_total", "b")] == 0.0
     exporter.stop()
+
+
+def test_the_boundaries_of_what_counts_are_exact() -> None:
+    now = T0 + 8 * Q
+    oldest = now - LOOKBACK - Q  # the oldest start still remembered: T0 + 3 Q
+    points = [
+        point(oldest - Q, solar_production_w=1),  # starts before the oldest: forgotten
+        point(oldest, solar_production_w=10),  # starts at the oldest: counts
+        point(now - Q, solar_production_w=100),  # ends exactly at now: counts
+    ]
+    assert joules(add(EnergyTotals(since=T0), points, now)) == {"solar_production_w+": 110 * Q}
+    # A bucket that ends exactly when the totals began is not theirs.
+    late = EnergyTotals(since=oldest + Q)
+    assert joules(add(late, points, now)) == {"solar_production_w+": 100 * Q}
+
+
+def test_a_bucket_at_the_oldest_start_is_remembered_and_not_counted_again() -> None:
+    now = T0 + 8 * Q
+    oldest = now - LOOKBACK - Q
+    points = [point(oldest, solar_production_w=10)]
+    once = add(EnergyTotals(since=T0), points, now)
+    assert once.counted == frozenset({oldest})
+    assert add(once, points, now) is once  # the same poll again: nothing new
+
+
+def test_power_below_one_watt_counts_on_its_side_and_zero_on_neither() -> None:
+    points = [
+        point(T0, solar_production_w=0.5, battery_charge_discharge_power_w=-0.5),
+        point(T0 + Q, solar_production_w=0.0, battery_charge_discharge_power_w=0.0),
+    ]
+    totals = add(EnergyTotals(since=T0), points, now=T0 + 2 * Q)
+    assert joules(totals) == {
+        "solar_production_w+": 0.5 * Q,
+        "battery_charge_discharge_power_w-": 0.5 * Q,
+    }
+    assert totals.counted == frozenset({T0, T0 + Q})

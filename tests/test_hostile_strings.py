@@ -1,6 +1,7 @@
-"""Strings from outside (issue 11): the one sanitising function, the listing helpers that
-apply it, the per-device rendering guard that keeps one bad device from failing the
-page of all the others, and the home view showing a hostile owner and name inert."""
+"""Strings from outside (issue 11): the listing helpers that apply the one sanitising
+function (its own tests: tests/test_text.py), the per-device rendering guard that keeps one
+bad device from failing the page of all the others, and the home view showing a hostile
+owner and name inert."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.api.discovery import default_name, inventory_from, owner_of
-from exporter.base.text import clean_text
 from exporter.render.exposition import MetricsPage
 from exporter.render.status import Header, StatusView
 from exporter.state.readings import DataPoint
@@ -20,34 +20,6 @@ from exporter.state.targets import DeviceTarget, Inventory
 from tests.conftest import NOON
 from tests.fakes import FakeClock
 from tests.test_exposition import samples_of
-
-
-@pytest.mark.parametrize(
-    ("raw", "clean"),
-    [
-        ("Fronius Symo GEN24", "Fronius Symo GEN24"),
-        ("Wechselrichter Süd ☀", "Wechselrichter Süd ☀"),
-        ("X\udc80Y", "X\ufffdY"),  # a lone surrogate (the JSON escape \udc80)
-        ("\ud83d\ude00", "\ufffd\ufffd"),  # a pair json.loads would have joined: two halves
-        ("a\x00b\x1b[31mc\x7f", "ab[31mc"),
-        ("line\nbreak\r\ttab", "linebreaktab"),
-        ("in\u202ereverse\u2066", "inreverse"),
-        ("\u2028\u2029\ufeffx", "x"),
-        ("\x85next line", "next line"),  # C1
-        ("", ""),
-    ],
-)
-def test_clean_text(raw: str, clean: str) -> None:
-    assert clean_text(raw) == clean
-    clean_text(raw).encode("utf-8")
-
-
-def test_clean_text_caps_the_length_cheaply() -> None:
-    assert clean_text("x" * 201) == "x" * 199 + "…"
-    assert clean_text("x" * 200) == "x" * 200
-    assert clean_text("y" * 10_000_000, 50) == "y" * 49 + "…"
-    assert clean_text("\x00" * 10_000 + "tail", 10) == "…"  # cut, not silently shortened
-    assert clean_text("abc", 0) == ""
 
 
 def test_listing_helpers_clean_every_string() -> None:

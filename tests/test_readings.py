@@ -9,6 +9,8 @@ import pytest
 from exporter.state.readings import (
     DataPoint,
     InvalidData,
+    field_names,
+    fields_of,
     latest_reading,
     parse_data_response,
     parse_time,
@@ -174,7 +176,7 @@ BROKEN: list[tuple[str, Any, str]] = [
             {"time": "2026-11-23T11:00:00Z", "solar_production_w": 1},
             {"time": "2026-11-23T12:00:00+01:00", "solar_production_w": 2},
         ),
-        "two points share the time",
+        "two points share the time 1795431600",
     ),
 ]
 
@@ -183,7 +185,8 @@ BROKEN: list[tuple[str, Any, str]] = [
 def test_broken_body_is_refused_with_a_reason(case: str, raw: Any, reason: str) -> None:
     with pytest.raises(InvalidData) as info:
         parse_data_response(raw)
-    assert reason in str(info.value)
+    # The reason is the whole message, or its end where the message shows a long value.
+    assert str(info.value).endswith(reason)
 
 
 def test_error_messages_stay_short_whatever_the_value() -> None:
@@ -219,3 +222,49 @@ def test_a_point_at_the_bound_is_kept_and_broken_past_points_still_count() -> No
     past = body({"time": "2026-11-23T11:00:00Z", "price": float("nan")})
     with pytest.raises(InvalidData, match="price nan is out of range"):
         parse_data_response(past, until=NOON)
+
+
+def test_field_names_are_the_kinds_fields_measured_ones_first() -> None:
+    assert field_names("inverter") == (
+        "solar_production_w",
+        "export_power_to_grid_w",
+        "household_consumption_w",
+        "battery_charge_level_percent",
+        "battery_charge_discharge_power_w",
+        "price",
+        "estimated_consumption",
+        "unoptimized_consumption",
+    )
+    assert field_names("heat_pump") == tuple(f.name for f in fields_of("heat_pump"))
+    assert field_names("heat_pump")[:2] == ("inlet_temp_act", "hot_water_temp")
+
+
+def test_a_body_is_read_with_the_fields_it_is_given() -> None:
+    raw = body({"time": "2026-11-23T11:00:00Z", "inlet_temp_act": 41.5, "solar_production_w": 7})
+    heat_pump = parse_data_response(raw, fields=fields_of("heat_pump"))
+    assert [p.values for p in heat_pump] == [{"inlet_temp_act": 41.5}]
+    assert [p.values for p in parse_data_response(raw)] == [{"solar_production_w": 7.0}]
+
+
+def test_a_zone_of_z_is_utc_in_either_case() -> None:
+    utc = 1_795_431_600.0  # 2026-11-23T11:00:00Z
+    assert parse_time("2026-11-23T11:00:00Z") == utc
+    assert parse_time("2026-11-23T11:00:00z") == utc
+    assert parse_time(" 2026-11-23T11:00:00z\n") == utc
+    assert parse_time("2026-11-23T12:00:00+01:00") == utc
+    with pytest.raises(InvalidData, match="is not an ISO 8601 date-time"):
+        parse_time("2026-11-23T12:00:00+01:00z")  # two zones
+
+
+def test_only_the_first_64_characters_of_a_time_are_read() -> None:
+    # Fractions of a second may run long; a time of 64 characters is read whole.
+    at_limit = "2026-11-23T11:00:00." + "0" * 38 + "+00:00"
+    assert len(at_limit) == 64 and parse_time(at_limit) == 1_795_431_600.0
+    past_limit = "2026-11-23T11:00:00." + "0" * 39 + "+00:00"
+    with pytest.raises(InvalidData, match="is not an ISO 8601 date-time"):
+        parse_time(past_limit)  # cut to "...+00:0"
+
+
+def test_the_extremes_of_the_calendar_and_of_offsets_are_times() -> None:
+    assert parse_time("9999-12-31T23:59:59-23:59") == 253_402_387_139.0
+    assert parse_time("0001-01-01T00:00:00+23:59") == -62_135_683_140.0

@@ -5,15 +5,14 @@ upgrading and releasing notes cover what they must."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import run_cli
+from tests.project import ROOT
 from tests.upgrading import RENAMED_ALERTS, RENAMED_SERIES, RENAMES
 
-ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

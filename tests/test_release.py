@@ -19,9 +19,9 @@ from packaging.version import Version
 
 from exporter import __version__
 from tests.conftest import run_cli
+from tests.project import ROOT
 from tests.upgrading import RENAMES
 
-ROOT = Path(__file__).resolve().parent.parent
 # sha256 of https://www.apache.org/licenses/LICENSE-2.0.txt, the licence's official text.
 APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
 

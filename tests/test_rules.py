@@ -16,8 +16,8 @@ from exporter.base.clock import Clock
 from exporter.config.model import Config
 from tests.conftest import require_tool
 from tests.metric_names import exposed_names, metric_names, with_thresholds
+from tests.project import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "prometheus/podero.rules.yml"
 RULE_TESTS = ROOT / "prometheus/podero.rules.test.yml"
 ALERTMANAGER = ROOT / "alertmanager/alertmanager.yml"

@@ -100,3 +100,89 @@ def test_without_skip_until_due_every_interval_is_polled() -> None:
         skip_until_due=False,
     )
     assert s.next_poll == T0 + 60
+
+
+def test_an_inverter_silent_for_weeks_is_still_polled_once_per_resolution() -> None:
+    # 2**misses outgrows a float after about 1000 misses (11 days at one poll per 900 s).
+    now = T0 + 30 * 86_400.0
+    s = poll(PollSchedule(offset=0.0, newest=T0, lag=30.0, misses=3000), now, T0)
+    assert s.misses == 3001 and s.next_poll == now + RES
+    assert (s.newest, s.lag) == (T0, 30.0)
+
+
+def test_a_time_on_the_grid_stays_there_at_any_scale() -> None:
+    # (t - offset) / interval can come out a hair above k (1.1 / 0.1 = 11.000000000000002):
+    # a time on the grid must not move one interval later.
+    assert aligned_at_or_after(1.1, 0.1, 0.0) == 11 * 0.1
+    assert aligned_at_or_after(T0 + 10, 3600.0, 10.0) == T0 + 10  # an hourly grid
+    assert aligned_at_or_after(T0 + 11, 3600.0, 10.0) == T0 + 3610
+    assert aligned_after(T0 + 10, 3600.0, 10.0) == T0 + 3610
+
+
+def test_the_first_lag_sample_is_taken_as_it_is() -> None:
+    s = PollSchedule(offset=0.0, newest=T0)  # nothing learned yet, no miss
+    s = poll(s, T0 + RES + 100, T0 + RES)
+    assert (s.lag, s.misses) == (100.0, 0)
+    assert s.next_poll == T0 + 2 * RES + 120  # the first slot at or after T0 + 2 RES + 100
+
+
+def test_sightings_without_misses_let_the_lag_decay_towards_the_real_one() -> None:
+    decay = 0.02 * INTERVAL
+    learned = PollSchedule(offset=0.0, newest=T0, lag=100.0)
+    # Seen later than the lag says: the lag is kept (less the decay), not raised.
+    assert poll(learned, T0 + RES + 200, T0 + RES).lag == 100.0 - decay
+    # Seen sooner: the new sample (less the decay).
+    assert poll(learned, T0 + RES + 50, T0 + RES).lag == 50.0 - decay
+    # Never below zero.
+    small = PollSchedule(offset=0.0, newest=T0, lag=0.5)
+    assert poll(small, T0 + RES + 10, T0 + RES).lag == 0.0
+
+
+def test_after_a_miss_the_next_sighting_replaces_the_lag() -> None:
+    # One miss means the lag was too short: the new sample is taken whole, not decayed.
+    missed = PollSchedule(offset=0.0, newest=T0, lag=100.0, misses=1)
+    s = poll(missed, T0 + RES + 300, T0 + RES)
+    assert (s.lag, s.misses) == (300.0, 0)
+
+
+def test_an_observed_lag_is_at_least_zero_and_at_most_two_resolutions() -> None:
+    missed = PollSchedule(offset=0.0, newest=T0, misses=1)
+    # A point stamped after the clock's now (clocks apart): no negative lag.
+    early = poll(missed, T0 + RES - 5, T0 + RES)
+    assert early.lag == 0.0 and early.next_poll == T0 + 2 * RES
+    # A point first seen long after its time (the exporter was down): capped.
+    late = poll(missed, T0 + RES + 5000, T0 + RES)
+    assert late.lag == 2 * RES
+
+
+def test_a_poll_that_finds_nothing_new_keeps_what_was_learned() -> None:
+    s = PollSchedule(offset=0.0, newest=T0, lag=40.0)
+    s = poll(s, T0 + RES + 60, T0)
+    assert (s.newest, s.lag, s.misses) == (T0, 40.0, 1)
+    s = poll(s, T0 + RES + 120, None)  # an empty answer: no newest point at all
+    assert (s.newest, s.lag, s.misses) == (T0, 40.0, 2)
+
+
+def test_a_failed_poll_keeps_the_miss_count_and_what_was_learned() -> None:
+    s = PollSchedule(offset=0.0, newest=T0, lag=30.0, misses=3)
+    failed = poll(s, T0 + 2000, None, ok=False)
+    assert (failed.newest, failed.lag, failed.misses) == (T0, 30.0, 3)
+    assert failed.next_poll == T0 + 2040
+    unskipped = after_poll(
+        s,
+        now=T0 + 2000,
+        ok=True,
+        newest=T0 + RES,
+        interval=INTERVAL,
+        resolution=RES,
+        skip_until_due=False,
+    )
+    assert (unskipped.newest, unskipped.lag, unskipped.misses) == (T0, 30.0, 3)
+
+
+def test_a_resolution_no_longer_than_the_interval_never_backs_off() -> None:
+    s, now = PollSchedule(offset=0.0, newest=T0), T0 + 600
+    for misses in range(1, 40):
+        s = after_poll(s, now=now, ok=True, newest=T0, interval=60.0, resolution=30.0)
+        assert s.misses == misses and s.next_poll == now + 60
+        now = s.next_poll

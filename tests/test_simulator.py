@@ -14,6 +14,7 @@ import yaml
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
 from exporter.state.readings import latest_reading, parse_data_response
 from tests.fakes import FakeClock
+from tests.project import ROOT
 
 SPEC = yaml.safe_load((Path(__file__).parent / "fixtures/inverter-data.openapi.yaml").read_text())
 DATA_PATH = "/api/partners/v2.0/org/{org_id}/users/{user_id}/inverters/{inverter_id}/data"
@@ -52,7 +53,7 @@ def get(sim: RunningSimulator, url: str, **params: str) -> requests.Response:
 
 
 def test_the_fixture_is_the_published_spec() -> None:
-    published = Path(__file__).resolve().parents[2] / "shared/podero-api/inverter-data.openapi.yaml"
+    published = ROOT.parent / "shared/podero-api/inverter-data.openapi.yaml"
     if published.exists():
         assert yaml.safe_load(published.read_text()) == SPEC
     assert DATA_PATH in SPEC["paths"]

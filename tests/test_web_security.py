@@ -29,8 +29,8 @@ from exporter.serve.server import ExporterHTTPServer
 from exporter.serve.web import WebApp, start_web
 from exporter.serve.webconfig import BasicAuth, ServerTLS, TLSServerConfig, load_web_config
 from tests.conftest import require_tool
+from tests.project import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 LOCALHOST = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
 ALICE_HASH = bcrypt.hashpw(b"wonderland", bcrypt.gensalt(10)).decode().replace("$2b$", "$2y$")
 

@@ -89,8 +89,12 @@ def after_poll(
         return _replace(updated, next_poll=next_poll)
     # Nothing new: poll at the interval, backing off once a whole resolution has passed in vain.
     misses = schedule.misses + 1
-    patience = max(1, math.ceil(resolution / interval))
-    gap = min(interval * 2 ** max(0, misses - patience), max(interval, resolution))
+    patience = math.ceil(resolution / interval)
+    ceiling = max(interval, resolution)
+    try:
+        gap = min(interval * 2 ** max(0, misses - patience), ceiling)
+    except OverflowError:  # silent for weeks: 2**misses is more than a float holds
+        gap = ceiling
     return PollSchedule(
         offset=offset,
         newest=schedule.newest,

@@ -17,8 +17,9 @@ from tests.e2e.processes import (
     prometheus_server,
     running,
 )
+from tests.project import ROOT
 
-RULES = Path(__file__).resolve().parents[2] / "prometheus/podero.rules.yml"
+RULES = ROOT / "prometheus/podero.rules.yml"
 
 
 @dataclass

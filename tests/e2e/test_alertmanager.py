@@ -31,10 +31,10 @@ from tests.e2e.processes import (
     wait_for,
 )
 from tests.e2e.stack import RULES
+from tests.project import ROOT
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 ALERTMANAGER_CONFIG = ROOT / "alertmanager/alertmanager.yml"
 # The alerts the exporter-death scenario needs at once; every other `for:` stays as shipped.
 FAST = ("PoderoBatteryLow", "PoderoExporterDown")

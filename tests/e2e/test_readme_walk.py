@@ -43,10 +43,10 @@ import requests
 
 from tests.conftest import require_tool
 from tests.e2e.processes import free_port, wait_for
+from tests.project import ROOT
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 SHELL_LANGUAGES = {"sh", "bash", "shell", "console"}
 # What a fresh checkout has, without what the README makes in it (and .gitignore keeps out).
