@@ -153,6 +153,9 @@ class SavingsFetcher:
     # --- BackgroundWork ----------------------------------------------------------------------
     def next_wakeup(self) -> float | None:
         with self._lock:
+            # Entries superseded by a reschedule (or of forgotten keys) go first.
+            while self._queue and self._due.get(self._queue[0][1]) != self._queue[0][0]:
+                heapq.heappop(self._queue)
             return self._queue[0][0] if self._queue else None
 
     def next_job(self, now: float) -> Job | None:
