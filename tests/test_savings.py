@@ -16,8 +16,9 @@ from exporter.api.transport import InvalidResponse
 from exporter.config.model import ConfigError
 from exporter.config.savings import UnitsConfig
 from exporter.kinds.kind import InvalidData
+from exporter.kinds.table import by_name
 from exporter.sim import SimFleet, SimulatedApi
-from exporter.sim.devices import DEVICE_PUBLISH_LAG_S, device_day
+from exporter.sim.devices import DEVICE_PUBLISH_LAG_S, consumption, day_prices, device_day
 from exporter.state.savings import Answer, PriceUnits, parse_savings_response, price_units
 from tests.conftest import NOON, minimal_config, to_config
 from tests.fakes import FakeClock
@@ -206,6 +207,11 @@ def test_hostile_units_are_cleaned_and_cut_for_a_label() -> None:
         ({}, UnitsConfig(price="EUR/kWh"), PriceUnits("EUR", "EUR/kWh")),
         ({}, UnitsConfig(currency="GBP"), PriceUnits("GBP", None)),
         ({"units": {"price": 52.1}}, NO_UNITS, None),
+        (  # hostile: cleaned and cut to a label's worth
+            {"units": {"price": "EUR\x00/\u202eMWh\udc80" + "h" * 10_000}},
+            NO_UNITS,
+            PriceUnits("EUR", "EUR/MWh\ufffd" + "h" * 23 + "…"),
+        ),
         ({"units": "EUR/MWh"}, NO_UNITS, None),
         (None, NO_UNITS, None),
     ],
@@ -214,6 +220,15 @@ def test_price_units_from_the_metadata_else_the_config(
     metadata: Any, fallback: UnitsConfig, expected: PriceUnits | None
 ) -> None:
     assert price_units({"metadata": metadata, "data": []}, fallback) == expected
+
+
+def test_the_price_families_say_their_unit_and_where_the_currency_is() -> None:
+    for kind in ("inverter", "heat_pump", "electric_vehicle"):
+        family = by_name(f"podero_{kind}_price")
+        assert "in currency per MWh" in family.help
+        assert "podero_device_price_info" in family.help
+    info = by_name("podero_device_price_info")
+    assert info.label_names == ("device_id", "name", "user_id", "kind", "currency", "unit")
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -408,3 +423,22 @@ def test_the_simulator_serves_the_routes(sim: Any) -> None:
         assert r.status_code == 200, url
         assert r.json()["data"][0]["time"] == "2026-11-01T00:00:00Z"
     assert requests.get(f"{device}/savings", timeout=5).status_code == 401
+
+
+def test_the_savings_read_the_same_consumption_and_prices_as_the_data_curves() -> None:
+    """The savings sum `consumption` and `day_prices` (cheap, without the rest of the curve):
+    they are the curves' own values, quarter-hour by quarter-hour."""
+    fleet = SimFleet(seed=3, inverters=20)
+    day = int(NOON // 86400)
+    checked = 0
+    for device in fleet.devices:
+        if device.kind == "wallbox":
+            continue
+        for d in (day - 17, day):
+            for k, q in enumerate(device_day(device, d)):
+                t = d * 86400 + k * 900
+                used = (q["estimated_consumption"], q["unoptimized_consumption"])
+                assert consumption(device, t, d) == used
+                assert day_prices(d)[k] == q["price"]
+                checked += 1
+    assert checked > 2000

@@ -381,7 +381,9 @@ class SimulatedApi:
         device = self._device(org_id, user_id, kind, device_id)
         if kind != "heat_pump":
             raise ApiError(404, "Not found.")
-        return self._aggregated([device], query, statistics_point, STATISTICS_UNITS)
+        return self._aggregated(
+            [device], query, statistics_point, STATISTICS_UNITS, temperatures=True
+        )
 
     def organization_savings(self, org_id: str, query: dict[str, str]) -> dict[str, Any]:
         """The savings of all the organization's heat pumps and vehicles (`/devices/savings`)."""
@@ -403,6 +405,7 @@ class SimulatedApi:
         query: dict[str, str],
         point: Any,
         units: dict[str, str],
+        temperatures: bool = False,
     ) -> dict[str, Any]:
         now = self.clock.time()
         resolution = query.get("resolution") or "1DAY"
@@ -416,7 +419,7 @@ class SimulatedApi:
         t = bucket_start(start, resolution)
         while t < end and t <= now and len(data) < MAX_POINTS:
             t_end = bucket_end(t, resolution)
-            totals: Totals = bucket_totals(devices, t, t_end, now)
+            totals: Totals = bucket_totals(devices, t, t_end, now, temperatures)
             data.append(point(iso(t), totals))
             t = t_end
         asked = {"from_datetime": iso(start), "to_datetime": iso(end), "resolution": resolution}
