@@ -239,7 +239,7 @@ def test_savings_are_fetched_once_per_interval_on_their_phase(
     exporter.stop()
 
 
-def test_switched_off_savings_are_neither_fetched_nor_shown(
+def test_switched_off_savings_are_neither_fetched_nor_shown_until_switched_on(
     homes: RunningSimulator, clock: FakeClock
 ) -> None:
     pump = devices_of(homes, "heat_pump")[0]
@@ -251,6 +251,11 @@ def test_switched_off_savings_are_neither_fetched_nor_shown(
     assert exporter.savings.next_job(float("inf")) is None
     assert named(exporter, "podero_device_savings_today") == {}
     assert named(exporter, "podero_device_savings_info") == {}
+    # Switched on again: due at once, and shown after the fetch.
+    exporter.reload(lambda: to_config(one_device_config(homes, pump)))
+    assert exporter.savings.next_wakeup() == clock.time()
+    exporter.fetch_savings()
+    assert pump.id in named(exporter, "podero_device_savings_today")
     exporter.stop()
 
 

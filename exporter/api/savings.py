@@ -85,20 +85,20 @@ class SavingsFetcher:
 
     # --- what is fetched ---------------------------------------------------------------------
     def apply_targets(self, changed: list[DeviceTarget], removed: list[str]) -> None:
-        """New devices with a savings endpoint are due at once; gone ones are forgotten."""
+        """New devices with a savings endpoint are due at once (while savings are on); gone
+        ones are forgotten."""
         now = self._clock.time()
         with self._lock:
             for device_id in removed:
                 self._forget((DEVICE, device_id))
             for target in changed:
                 kind = registry.find(target.kind)
-                key = (DEVICE, target.device_id)
-                if kind is None or not kind.savings or not self._settings.enabled:
-                    self._forget(key)
+                if kind is None or not kind.savings:
+                    self._forget((DEVICE, target.device_id))
                     continue
-                self._targets[target.device_id] = target
-                if key not in self._due:
-                    self._schedule(key, now)
+                self._targets[target.device_id] = target  # kept while off, for turning on
+                if self._settings.enabled and (DEVICE, target.device_id) not in self._due:
+                    self._schedule((DEVICE, target.device_id), now)
 
     def set_config(self, config: Config) -> None:
         """A reloaded config: the cadence, the units, the organizations, on or off."""
@@ -114,9 +114,11 @@ class SavingsFetcher:
                     )
                 self._rebuild_queue()
             forgotten = list(self._targets.values()) if not new.enabled else []
-            if not new.enabled:
-                for target in forgotten:
-                    self._forget((DEVICE, target.device_id))
+            for target in forgotten:
+                self._due.pop((DEVICE, target.device_id), None)
+            if new.enabled and not old.enabled:  # switched on: every device at once
+                for device_id in self._targets:
+                    self._schedule((DEVICE, device_id), now)
         for target in forgotten:  # figures of a switched-off feature go at once
             self._store.record_savings(target.device_id, target.kind, None)
         self._sync_organizations(organizations_of(config))
@@ -218,6 +220,8 @@ class SavingsFetcher:
             )
             for resolution in (DAY, MONTH)
         ]
+        if not self._settings.enabled:
+            return  # switched off by a reload while the calls ran
         state = self._store.get(target.device_id)
         old = state.savings if state is not None else None
         savings = merged(old, answers[0], answers[1], now)
