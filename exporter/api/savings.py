@@ -165,10 +165,12 @@ class SavingsFetcher:
         with self._lock:
             while self._queue and self._queue[0][0] <= now:
                 when, key = heapq.heappop(self._queue)
-                if self._due.get(key) != when or key in self._in_flight:
-                    continue
+                if self._due.get(key) != when:
+                    continue  # superseded by a reschedule, or forgotten
                 interval = self._settings.interval
                 self._schedule(key, aligned_after(now, interval, _phase(key, interval)))
+                if key in self._in_flight:
+                    continue  # still running since its last turn (a call that hangs): skip one
                 self._in_flight.add(key)
                 return partial(self._run, key)
         return None
