@@ -14,6 +14,7 @@ from exporter.api.bodies import ByteBudget, budget_for
 from exporter.api.budget import RequestBudget, replica_share
 from exporter.api.client import PoderoClient
 from exporter.api.discovery import FleetDiscovery, Submit, inventory_job, run_now
+from exporter.api.savings import SavingsFetcher
 from exporter.api.transport import RetryPolicy, Transport, new_session
 from exporter.base.clock import Clock, Stopped
 from exporter.base.logs import kv
@@ -23,6 +24,7 @@ from exporter.poller import CycleResult, Poller
 from exporter.render.exposition import MetricsPage
 from exporter.render.status import Header, StatusView
 from exporter.render.telemetry import Telemetry
+from exporter.state.savings import OrganizationSavings
 from exporter.state.store import ReadingStore
 from exporter.state.targets import TargetSet
 
@@ -113,16 +115,22 @@ class Exporter:
             max_concurrency=config.podero.max_concurrency,
             observer=self.telemetry,
         )
+        self.poller.units = config.units
+        self.organizations = OrganizationSavings()
+        self.savings = SavingsFetcher(self.client, self.store, self.organizations, clock, config)
+        self.savings.apply_targets(self.targets.current(), [])
         # The store learns of a new inverter before the poller can record a poll of it.
         self.targets.follow(self.store)
         self.targets.follow(self.poller)
+        self.targets.follow(self.savings)
         self.poller.after_poll = self._check_ready
         self.page = MetricsPage(
             self.store,
             clock,
             lambda: self.config.poll.max_data_age_seconds,
             self.telemetry.registry,
-            lambda: self.config.metrics.selection.served(),
+            served=lambda: self.config.metrics.selection.served(),
+            organizations=self.organizations.snapshot,
         )
         self.telemetry.config_loaded(True, clock.time())
         warn_if_over_budget(config, len(self.targets))
@@ -220,13 +228,24 @@ class Exporter:
 
     def poll_once(self) -> CycleResult:
         """Listings, detail calls and every device's first poll on the scheduler's workers and
-        budget, as the daemon starts (for --once); how the polls went."""
+        budget, as the daemon starts, then the savings of every device and organization (for
+        --once); how the polls went."""
         started = time.perf_counter()
         self.refresh_inventory(self.poller.submit)
         self.poller.run_first_cycle()
+        self.fetch_savings()
         polled = [s for s in self.store.snapshot() if s.polled]
         ok = sum(1 for s in polled if s.up)
         return CycleResult(ok, len(polled) - ok, time.perf_counter() - started)
+
+    def fetch_savings(self) -> None:
+        """The savings of every device and organization now, on the scheduler's workers and
+        budget, and wait for them (--once, tests)."""
+        jobs = self.savings.all_jobs()
+        if jobs:
+            for job in jobs:
+                self.poller.submit(job)
+            self.poller.run_first_cycle()
 
     def start(self) -> None:
         """Polling at once for what is known; listings and detail calls as jobs beside the
@@ -235,6 +254,7 @@ class Exporter:
         # from busy threads (status pages, parsing). Handing it over every millisecond
         # instead of every 5 keeps scrapes fast when the process is busy.
         sys.setswitchinterval(SWITCH_INTERVAL)
+        self.poller.set_background(self.savings)
         self._spawn("scheduler", self.poller.run)
         self._spawn("inventory", self._inventory_loop)
         self._spawn("render", self.page.run_refresher)
@@ -291,10 +311,13 @@ class Exporter:
                 self.bodies.resize(body_budget(new))
                 self.client = build_client(new, self.clock, self.telemetry, self.bodies)
                 self.poller.set_client(self.client)
+                self.savings.set_client(self.client)
             if new.podero != old.podero or new.discovery != old.discovery:
                 self.discovery = self._new_discovery()
             if new.poll != old.poll or new.podero.max_concurrency != old.podero.max_concurrency:
                 self.poller.set_poll(new.poll, new.podero.max_concurrency)
+            self.poller.units = new.units
+            self.savings.set_config(new)
             self.targets.set_config(new)
             self.telemetry.follow_timezone(new.timezone, self.clock.time)
             self.page.update()  # the answer to a reload shows on the next scrape already

@@ -1,7 +1,9 @@
-"""The scheduler of all API work: each inverter's poll when it is due, and the listing and
-detail jobs of discovery, on one bounded pool of `max_concurrency` workers (and so on one
-request budget). Due polls go first; jobs fill the workers that polls leave free, so polling
-never waits for a listing or an inventory round. Poll results go into the store."""
+"""The scheduler of all API work: each inverter's poll when it is due, the listing and detail
+jobs of discovery, and background work (the savings), on one bounded pool of
+`max_concurrency` workers (and so on one request budget). Due polls go first; jobs fill the
+workers that polls leave free, so polling never waits for a listing or an inventory round;
+background work takes only what neither wants, never the last free worker. Poll results go
+into the store."""
 
 from __future__ import annotations
 
@@ -20,15 +22,32 @@ from exporter.api.transport import ApiError
 from exporter.base.clock import Clock, Stopped
 from exporter.base.logs import kv
 from exporter.config.model import PollConfig
+from exporter.config.savings import UnitsConfig
 from exporter.kinds import registry
 from exporter.state.energy import EnergyTotals, add_completed_buckets
 from exporter.state.readings import DataPoint, latest_reading
+from exporter.state.savings import PriceUnits
 from exporter.state.schedule import PollSchedule, after_poll, aligned_at_or_after, phase_offset
 from exporter.state.store import ReadingStore
 from exporter.state.targets import DeviceTarget
 
 log = logging.getLogger(__name__)
 Job = Callable[[], None]
+
+
+class BackgroundWork(Protocol):
+    """Work of the lowest priority (the savings): a job when one is due, and when next."""
+
+    def next_job(self, now: float) -> Job | None: ...
+
+    def next_wakeup(self) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class Background:
+    """A job of `BackgroundWork`, as the workers see it."""
+
+    run: Job
 
 
 class PollObserver(Protocol):
@@ -78,6 +97,9 @@ class Poller:
         self._unpolled: set[str] = set()
         self._running = 0
         self._jobs_running = 0
+        self._background: BackgroundWork | None = None
+        self._background_running = 0
+        self.units = UnitsConfig()  # the fallback for the units the data's metadata omits
         self._repeat_polls = True  # False in run_first_cycle: first polls and jobs only
         # Notified whenever a worker finishes (under the lock): what run_first_cycle waits on.
         self._progress = threading.Condition(self._lock)
@@ -113,6 +135,13 @@ class Poller:
         """Run `job` (a listing or detail call) on a free worker, taking turns with due polls."""
         with self._lock:
             self._jobs.append(job)
+        self._wake.set()
+
+    def set_background(self, work: BackgroundWork | None) -> None:
+        """Hand out `work`'s jobs when no poll is due, no job waits, and a worker stays free
+        for the next due poll (with one worker only, that worker)."""
+        with self._lock:
+            self._background = work
         self._wake.set()
 
     def all_polled(self) -> bool:
@@ -153,7 +182,7 @@ class Poller:
         # The body's share of the byte budget is held until its points are used up: two
         # threads' points of capped bodies would otherwise overlap.
         with self._client.holding_bodies():
-            ok, reading, newest, energy, error = self._poll_data(target, now)
+            ok, reading, newest, energy, error, price = self._poll_data(target, now)
         done = self._clock.time()
         with self._lock:
             schedule = self._schedules.get(target.device_id)
@@ -172,7 +201,9 @@ class Poller:
         next_poll = schedule.next_poll if schedule else None
         kind = target.kind
         if ok:
-            self._store.record_success(target.device_id, reading, done, next_poll, energy, kind)
+            self._store.record_success(
+                target.device_id, reading, done, next_poll, energy, kind, price
+            )
         else:
             self._store.record_failure(target.device_id, error, done, next_poll, energy, kind)
         with self._lock:
@@ -183,12 +214,13 @@ class Poller:
 
     def _poll_data(
         self, target: DeviceTarget, now: float
-    ) -> tuple[bool, DataPoint | None, float | None, EnergyTotals | None, str]:
-        """Fetch and use one device's points: (ok, reading, newest, energy, error)."""
-        ok, newest, reading, error = False, None, None, ""
+    ) -> tuple[bool, DataPoint | None, float | None, EnergyTotals | None, str, PriceUnits | None]:
+        """Fetch and use one device's points: (ok, reading, newest, energy, error, what its
+        prices are counted in)."""
+        ok, newest, reading, error, price = False, None, None, "", None
         points: list[DataPoint] = []
         try:
-            points = self._fetch(target, now)
+            points, price = self._fetch(target, now)
         except ApiError as exc:
             error = exc.reason
             log.warning(
@@ -213,12 +245,13 @@ class Poller:
         energy = (
             self._energy_after(target, now, points) if registry.get(target.kind).energy else None
         )
-        return ok, reading, newest, energy, error
+        return ok, reading, newest, energy, error, price
 
-    def _fetch(self, target: DeviceTarget, now: float) -> list[DataPoint]:
-        """The device's data points of the lookback window, from its kind's data endpoint."""
+    def _fetch(self, target: DeviceTarget, now: float) -> tuple[list[DataPoint], PriceUnits | None]:
+        """The device's data points of the lookback window, from its kind's data endpoint,
+        and what its prices are counted in."""
         start, resolution = now - self._poll.lookback_seconds, self._poll.resolution
-        return self._client.device_data(
+        return self._client.device_series(
             target.kind,
             target.org_id,
             target.user_id,
@@ -226,6 +259,7 @@ class Poller:
             start=start,
             end=now,
             resolution=resolution,
+            units=self.units,
         )
 
     def _energy_after(
@@ -296,7 +330,10 @@ class Poller:
 
     def next_wakeup(self) -> float | None:
         with self._lock:
-            return self._queue[0][0] if self._queue else None
+            poll = self._queue[0][0] if self._queue else None
+            background = self._background.next_wakeup() if self._background else None
+        known = [t for t in (poll, background) if t is not None]
+        return min(known) if known else None
 
     def run(self, stop: threading.Event) -> None:
         """Hand due polls, then jobs, to free workers until `stop` is set."""
@@ -323,11 +360,13 @@ class Poller:
                 if item is None:
                     return
                 self._running += 1
-                if not isinstance(item, DeviceTarget):
+                if isinstance(item, Background):
+                    self._background_running += 1
+                elif not isinstance(item, DeviceTarget):
                     self._jobs_running += 1
             self._executor.submit(self._work, item)
 
-    def _next_item(self, now: float) -> DeviceTarget | Job | None:
+    def _next_item(self, now: float) -> DeviceTarget | Job | Background | None:
         """The most urgent work (lock held): an inverter's first poll before anything (it is
         what a listing was for); then due polls and jobs take turns, so that neither a poll
         storm (a new bucket everywhere at once) stalls discovery nor a listing round of
@@ -343,7 +382,20 @@ class Poller:
         poll = self._next_due_poll(now) if self._repeat_polls else None
         if poll is not None:
             return poll
-        return self._jobs.popleft() if self._jobs else None
+        if self._jobs:
+            return self._jobs.popleft()
+        return self._next_background(now)
+
+    def _next_background(self, now: float) -> Background | None:
+        """Background work (lock held), called only when no poll is due and no job waits;
+        it leaves one worker for the next poll that comes due (none if there is one only)."""
+        work = self._background
+        if work is None or not self._repeat_polls:
+            return None
+        if self._background_running >= max(1, self._concurrency - 1):
+            return None
+        job = work.next_job(now)
+        return Background(job) if job is not None else None
 
     def _next_due_poll(self, now: float) -> DeviceTarget | None:
         while self._queue and self._queue[0][0] <= now:
@@ -356,10 +408,12 @@ class Poller:
             return self._targets[device_id]
         return None
 
-    def _work(self, item: DeviceTarget | Job) -> None:
+    def _work(self, item: DeviceTarget | Job | Background) -> None:
         try:
             if isinstance(item, DeviceTarget):
                 self.poll_one(item)
+            elif isinstance(item, Background):
+                item.run()
             else:
                 item()
         except Stopped:
@@ -371,6 +425,8 @@ class Poller:
                 self._running -= 1
                 if isinstance(item, DeviceTarget):
                     self._in_flight.discard(item.device_id)
+                elif isinstance(item, Background):
+                    self._background_running -= 1
                 else:
                     self._jobs_running -= 1
                 self._progress.notify_all()

@@ -24,11 +24,12 @@ def metric_names(expr: str) -> set[str]:
 
 
 def exposed_names(config: Config, clock: Clock) -> set[str]:
-    """Family and sample names of a real exporter's page after discovery (where configured)
-    and one poll of every device."""
+    """Family and sample names of a real exporter's page after discovery (where configured),
+    one poll of every device and one fetch of the savings."""
     exporter = Exporter(config, clock)
     exporter.refresh_inventory()
     exporter.poller.poll_all()
+    exporter.fetch_savings()
     text = exporter.page.render().decode()
     exporter.stop()
     return {f.name for f in text_string_to_metric_families(text)} | {

@@ -20,7 +20,14 @@ from exporter.state.store import DeviceState, ReadingStore
 class InverterCollector(Collector):
     """prometheus_client collector over a store snapshot."""
 
-    def __init__(self, store: ReadingStore, clock: Clock, max_age: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: ReadingStore,
+        clock: Clock,
+        max_age: Callable[[], float],
+        served: frozenset[Family] | None = None,
+    ) -> None:
+        self._served = served  # the families to serve (default: the default selection)
         self._store = store
         self._clock = clock
         self._max_age = max_age
@@ -28,7 +35,7 @@ class InverterCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = self._clock.time()
         max_age = self._max_age()
-        served = selection.DEFAULT.served()
+        served = self._served if self._served is not None else selection.DEFAULT.served()
         families = [f for f in device_families() if f in served]
         by_family: dict[Family, list[Sample]] = {family: [] for family in families}
         for state in self._store.snapshot():
@@ -48,9 +55,14 @@ class InverterCollector(Collector):
             yield metric
 
 
-def render_inverters(states: list[DeviceState], now: float, max_age: float) -> bytes:
+def render_inverters(
+    states: list[DeviceState],
+    now: float,
+    max_age: float,
+    served: frozenset[Family] | None = None,
+) -> bytes:
     """The per-inverter families as text, rendered whole (no blocks, no caching)."""
-    served = selection.DEFAULT.served()
+    served = served if served is not None else selection.DEFAULT.served()
     per_family = {f: [header(f)] for f in device_families() if f in served}
     for state in states:
         for family, text in lines_of(current_samples(state, now, max_age), served).items():

@@ -28,7 +28,7 @@ from exporter.backfill import (
     parse_labels,
 )
 from exporter.config.model import Config
-from exporter.kinds import common, electric_vehicle, heat_pump, registry, table
+from exporter.kinds import common, electric_vehicle, heat_pump, registry, savings, table
 from exporter.kinds import inverter as inverter_kind
 from exporter.kinds.family import Family, Source
 from exporter.kinds.table import device_labels
@@ -38,6 +38,7 @@ from exporter.sim import RunningSimulator, demo_config
 from exporter.sim.api import ApiError as SimApiError
 from exporter.sim.fleet import MEASURED
 from exporter.state.readings import DataPoint
+from exporter.state.savings import Period, PriceUnits, Savings
 from exporter.state.store import DeviceState
 from exporter.state.targets import DeviceTarget, Inventory
 from tests.conftest import INV_A, minimal_config, run_cli, to_config
@@ -319,7 +320,8 @@ def test_labels_equal_the_live_exporters(
     for name in history:
         assert history[name] == live[name], name
     # Every device family the live exporter serves is history, but for these, left out on
-    # purpose: poll outcomes and today's state of the link and the optimisation.
+    # purpose: poll outcomes, today's state of the link and the optimisation, and what the
+    # optimisation saved (today's and this month's figures, on the savings endpoints).
     left_out = {
         f.name
         for f in (
@@ -332,6 +334,7 @@ def test_labels_equal_the_live_exporters(
             ),
             *(common.AUTHENTICATED, common.ACTION_NEEDED),
             *(common.SMART_OPTIMIZATION, common.OPTIMIZATION_SCORE),
+            *savings.DEVICE_FAMILIES,
         )
     }
     # The opt-in families the live exporter leaves out by default, backfill leaves out too.
@@ -680,7 +683,13 @@ def test_device_labels_cover_everything_the_collector_sets() -> None:
     names: set[str] = set()
     for kind in ("inverter", "heat_pump", "electric_vehicle", "wallbox"):
         target = DeviceTarget(INV_A, "o", "u", "n", inventory=inventory, kind=kind)
-        state = DeviceState(target, reading=DataPoint(0.0, {"price": 1.0}), polled=True)
+        state = DeviceState(
+            target,
+            reading=DataPoint(0.0, {"price": 1.0}),
+            polled=True,
+            price=PriceUnits("EUR", "EUR/MWh"),
+            savings=Savings(Period(0.0, 1.0, 1.0, 1.0), None, "EUR", "kWh", 0.0),
+        )
         for samples in (*target_samples(target).values(), *polled_samples(state).values()):
             names.update(key for labels, _ in samples for key, _ in labels)
     assert names == set(device_labels())

@@ -398,6 +398,12 @@ def test_required_fleet_panels_exist() -> None:
         "Devices needing action by code",
         "Devices by manufacturer and model",
         "Discovered devices",
+        "Savings today",
+        "Savings this month",
+        "Consumption today",
+        "Consumption this month",
+        "Organization savings",
+        "Savings today by kind",
     } <= set(panels)
 
     def expr(title: str, i: int = 0) -> str:
@@ -463,10 +469,7 @@ def test_required_inverter_panels_exist() -> None:
     exprs = {title: [t["expr"] for t in p["targets"]] for title, p in panels.items()}
     assert exprs["Poll status"] == [f"podero_device_up{{{INVERTER_S}}}"]
     assert exprs["Inverter details"] == [f"podero_device_info{{{INVERTER_S}}}"]
-    assert metric_names(" ".join(exprs["Data age"])) == {
-        "podero_device_data_timestamp_seconds",
-        "podero_device_last_success_timestamp_seconds",
-    }
+    assert metric_names(" ".join(exprs["Data age"])) == {"podero_device_data_timestamp_seconds"}
     variable = query_variables(INVERTER)[1]
     assert variable["name"] == "device_id"
     assert variable["query"] == (
@@ -569,10 +572,7 @@ def test_required_home_panels_exist() -> None:
         "podero_device_info",
         "podero_device_up",
         "podero_device_data_timestamp_seconds",
-        "podero_device_last_success_timestamp_seconds",
         "podero_device_authenticated",
-        "podero_device_smart_optimization_active",
-        "podero_device_optimization_score",
     }
     for t in devices["targets"]:
         assert t["expr"].startswith("max by (kind, device_id, name"), t
@@ -580,10 +580,7 @@ def test_required_home_panels_exist() -> None:
     assert list(organize["renameByName"].values()) == [
         "Poll",
         "Data age",
-        "Last success",
         "Authenticated",
-        "Smart optimisation",
-        "Score",
         "Inverter dashboard",
     ]
     assert "device_id" not in organize["excludeByName"]  # the inverter link reads it
@@ -698,14 +695,54 @@ def test_every_metric_in_the_dashboards_is_exposed(
         "podero_device_info",
         "podero_device_up",
         "podero_device_data_timestamp_seconds",
-        "podero_device_last_success_timestamp_seconds",
         "podero_device_authenticated",
         "podero_device_action_needed",
-        "podero_device_smart_optimization_active",
-        "podero_device_optimization_score",
     }
     assert "podero_discovery_devices" in used
+    assert {
+        "podero_device_savings_today",
+        "podero_device_savings_this_month",
+        "podero_device_savings_info",
+        "podero_device_consumption_today_joules",
+        "podero_device_consumption_this_month_joules",
+        "podero_organization_savings_today",
+        "podero_organization_savings_this_month",
+        "podero_organization_savings_info",
+    } <= used
     assert {n for n in used if n not in exposed} == set()
+
+
+def test_the_savings_row_sums_money_per_currency_and_energy_in_kwh() -> None:
+    """Money is summed per currency of the savings' info series (joined on the device), never
+    across currencies; energy is joules / 3.6e6; the organization's figures are not added up
+    across replicas."""
+    board = dashboard(FLEET)
+    rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+    assert rows.index("Savings") == rows.index("Energy today") + 1
+    panels = {p["title"]: p for p in data_panels(FLEET)}
+    info = (
+        "* on (job, instance, device_id) group_left (currency) "
+        f"podero_device_savings_info{{{FLEET_S}}})"
+    )
+    for title, family in (
+        ("Savings today", "podero_device_savings_today"),
+        ("Savings this month", "podero_device_savings_this_month"),
+    ):
+        (target,) = panels[title]["targets"]
+        assert target["expr"] == f"sum by (currency) ({family}{{{FLEET_S}}} {info}", title
+        assert target["legendFormat"] == "{{currency}}"
+    for title, family in (
+        ("Consumption today", "podero_device_consumption_today_joules"),
+        ("Consumption this month", "podero_device_consumption_this_month_joules"),
+    ):
+        (target,) = panels[title]["targets"]
+        assert target["expr"] == f"sum by (kind) ({family}{{{FLEET_S}}}) / 3.6e6", title
+        assert panels[title]["fieldConfig"]["defaults"]["unit"] == "kwatth"
+    org = [t["expr"] for t in panels["Organization savings"]["targets"]]
+    assert [e.split(" (")[0] for e in org] == ["max by", "max by"]
+    assert all("group_left (currency) podero_organization_savings_info{" in e for e in org)
+    over_time = panels["Savings today by kind"]["targets"][0]["expr"]
+    assert over_time.startswith("sum by (kind, currency) (podero_device_savings_today{")
 
 
 def test_provisioning_files() -> None:

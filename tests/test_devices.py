@@ -36,7 +36,9 @@ def home_sim(clock: FakeClock) -> Iterator[RunningSimulator]:
 
 
 def polled(sim: RunningSimulator, clock: FakeClock) -> tuple[Exporter, str]:
-    exporter = Exporter(to_config(discovery_config(sim)), clock)
+    # The optimisation's state and score too (opt-in: config `metrics:`).
+    raw = {**discovery_config(sim), "metrics": {"enable": ["optimization"]}}
+    exporter = Exporter(to_config(raw), clock)
     exporter.poll_once()
     text = exporter.page.render().decode()
     return exporter, text
@@ -346,10 +348,12 @@ def test_the_page_with_devices_equals_the_reference_rendering(
     cached = b"".join(exporter.page.refresh()).decode()
     registry = CollectorRegistry()
     max_age = exporter.config.poll.max_data_age_seconds
-    registry.register(InverterCollector(exporter.store, clock, lambda: max_age))
+    served = exporter.config.metrics.selection.served()
+    registry.register(InverterCollector(exporter.store, clock, lambda: max_age, served))
     reference = generate_latest(registry).decode()
     assert samples_of(cached) == samples_of(reference)
-    assert cached == render_inverters(exporter.store.snapshot(), clock.time(), max_age).decode()
+    states = exporter.store.snapshot()
+    assert cached == render_inverters(states, clock.time(), max_age, served).decode()
     assert "podero_device_info{" in cached and "podero_electric_vehicle_charging{" in cached
 
 

@@ -15,6 +15,7 @@ from exporter.render import exposition
 from exporter.render.collector import Sample, current_samples, is_fresh
 from exporter.render.exposition import MetricsPage
 from exporter.state.readings import DataPoint
+from exporter.state.savings import Period, PriceUnits, Savings
 from exporter.state.store import DeviceState, ReadingStore
 from exporter.state.targets import DeviceTarget
 from tests.conftest import NOON
@@ -124,7 +125,15 @@ def random_store(n: int, seed: int) -> ReadingStore:
         if roll < 0.2:
             store.record_failure(t.device_id, "HTTP 503", NOON - 10, NOON + 50)
         else:
-            store.record_success(t.device_id, reading, NOON - 10, NOON + 50)
+            price = PriceUnits("EUR", "EUR/MWh") if roll < 0.6 else None
+            store.record_success(t.device_id, reading, NOON - 10, NOON + 50, price=price)
+        if roll > 0.5:  # savings: some of the periods over (hidden), a currency or none
+            today = Period(NOON - 3600, NOON + rng.choice([-1, 1]) * 60, rng.uniform(-1, 3), 1e7)
+            month = Period(NOON - 86400, NOON + 3600, rng.uniform(0, 90), rng.choice([None, 2e8]))
+            currency = rng.choice(["EUR", None])
+            store.record_savings(
+                t.device_id, t.kind, Savings(today, month, currency, "kWh", NOON - 100)
+            )
     return store
 
 

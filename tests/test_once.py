@@ -65,8 +65,11 @@ def recording(exporter: Exporter, log: CallLog, monkeypatch: pytest.MonkeyPatch)
 
 
 def with_concurrency(config: Config, workers: int) -> Config:
+    """The config on this many workers, without the savings (whose calls --once makes after
+    the first cycle: tests/test_savings.py)."""
     podero = config.podero.model_copy(update={"max_concurrency": workers})
-    return config.model_copy(update={"podero": podero})
+    savings = config.savings.model_copy(update={"enabled": False})
+    return config.model_copy(update={"podero": podero, "savings": savings})
 
 
 def test_once_runs_detail_calls_beside_the_polls(

@@ -18,10 +18,12 @@ from tests.metric_names import with_thresholds
 
 
 def emitted_labels(config: Config, clock: FakeClock) -> set[str]:
-    """Every label name on a per-device series of a real exporter's page (every kind)."""
+    """Every label name on a per-device series of a real exporter's page (every kind, their
+    savings and the units of prices and savings)."""
     exporter = Exporter(with_thresholds(config, every_family=True), clock)
     exporter.refresh_inventory()
     exporter.poller.poll_all()
+    exporter.fetch_savings()
     text = exporter.page.render().decode()
     exporter.stop()
     return {
@@ -44,8 +46,10 @@ def test_every_label_the_exporter_emits_is_refused_as_a_custom_label(
     sim_config: Config, clock: FakeClock
 ) -> None:
     emitted = emitted_labels(sim_config, clock)
-    # Every kind's identity, the info series' descriptions, a state set and an action.
+    # Every kind's identity, the info series' descriptions, a state set and an action, the
+    # units of prices and savings.
     assert {"device_id", "user_id", "name", "kind", "org_id", "manufacturer", "status"} <= emitted
+    assert {"currency", "unit", "energy_unit"} <= emitted
     assert emitted <= set(reserved_labels())
     for name in sorted(emitted | {"job", "instance"}):
         with pytest.raises(ConfigError) as refused:

@@ -29,6 +29,7 @@ def page_of(config: Config, clock: FakeClock) -> str:
     exporter = Exporter(config, clock)
     exporter.refresh_inventory()
     exporter.poller.poll_all()
+    exporter.fetch_savings()  # the heat pumps' and vehicles' savings series too
     text = exporter.page.render().decode()
     exporter.stop()
     return text
@@ -57,7 +58,7 @@ def raw_of(config: Config) -> dict[str, Any]:
     return raw
 
 
-def test_the_defaults_serve_at_most_twenty_series_per_inverter_and_fewer_for_the_rest(
+def test_the_defaults_serve_at_most_twenty_series_per_device_of_any_kind(
     sim_config: Config, clock: FakeClock
 ) -> None:
     # Thresholds of every kind set, and the homes' other devices discovered: the most a
@@ -66,10 +67,11 @@ def test_the_defaults_serve_at_most_twenty_series_per_inverter_and_fewer_for_the
     counts = series_per_device(page_of(config, clock))
     assert set(counts) == {"inverter", "heat_pump", "electric_vehicle", "wallbox"}
     assert max(counts["inverter"]) <= INVERTER_SERIES_GOAL
-    assert all(max(counts[k]) < INVERTER_SERIES_GOAL for k in counts if k != "inverter")
+    # A vehicle with both thresholds and its savings: as many; the others fewer.
+    assert all(max(counts[k]) <= INVERTER_SERIES_GOAL for k in counts)
     # Every group on: what the defaults leave out.
     every = series_per_device(page_of(with_thresholds(sim_config, every_family=True), clock))
-    assert max(every["inverter"]) >= max(counts["inverter"]) + 13
+    assert max(every["inverter"]) >= max(counts["inverter"]) + 14
 
 
 def test_a_group_or_a_family_can_be_enabled_or_disabled(
@@ -154,8 +156,11 @@ def test_a_reload_serves_the_new_selection_and_back(sim_config: Config, clock: F
     raw["metrics"] = {"enable": ["schedule"], "disable": ["price"]}
     assert exporter.reload(lambda: to_config(raw)) is None
     after = names()
-    assert after - before == {"podero_device_next_poll_timestamp_seconds"}
-    assert before - after == {"podero_inverter_price"}
+    assert after - before == {
+        "podero_device_next_poll_timestamp_seconds",
+        "podero_device_last_success_timestamp_seconds",
+    }
+    assert before - after == {"podero_inverter_price", "podero_device_price_info"}
     assert exporter.reload(lambda: sim_config) is None
     assert names() == before
     exporter.stop()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from exporter.base.clock import Clock
 
@@ -15,16 +17,33 @@ SUM_MARGIN = 1e-9
 
 
 class RequestBudget:
-    """Hands out send slots spaced 1/rate apart, first come first served, across all threads."""
+    """Hands out send slots spaced 1/rate apart, first come first served, across all threads;
+    a thread inside `yielding()` takes only a slot that is free at once, after everyone else."""
 
     def __init__(self, requests_per_second: float, clock: Clock) -> None:
         self._spacing = SPACING_MARGIN / requests_per_second
         self._clock = clock
         self._lock = threading.Lock()
         self._next_slot = float("-inf")
+        self._local = threading.local()
+
+    @contextmanager
+    def yielding(self) -> Iterator[None]:
+        """In the block, this thread's requests reserve no slot ahead: each waits until the
+        budget is idle and takes the slot of that moment, so that a request of the normal
+        kind (a data poll) arriving meanwhile goes first and is never pushed back by more
+        than the one slot being sent."""
+        before = getattr(self._local, "yielding", False)
+        self._local.yielding = True
+        try:
+            yield
+        finally:
+            self._local.yielding = before
 
     def acquire(self) -> float:
         """Block until this caller's slot; returns how long it waited."""
+        if getattr(self._local, "yielding", False):
+            return self._acquire_idle()
         with self._lock:
             now = self._clock.monotonic()
             slot = max(now, self._next_slot)
@@ -33,6 +52,19 @@ class RequestBudget:
         if wait > 0:
             self._clock.sleep(wait)
         return max(0.0, wait)
+
+    def _acquire_idle(self) -> float:
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock.monotonic()
+                if self._next_slot <= now:
+                    self._next_slot = now + self._spacing
+                    return waited
+                wait = self._next_slot - now
+            # Someone holds the slots up to then; one reserved meanwhile moves it on again.
+            self._clock.sleep(wait)
+            waited += wait
 
 
 def replica_share(total: float, index: int, count: int) -> float:

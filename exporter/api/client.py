@@ -13,9 +13,11 @@ from urllib.parse import quote
 from exporter.api.auth import TokenProvider
 from exporter.api.transport import InvalidResponse, Reply, Transport, decode_json
 from exporter.base.text import clean_text
+from exporter.config.savings import UnitsConfig
 from exporter.kinds import registry
 from exporter.kinds.kind import Field, InvalidData
 from exporter.state.readings import DataPoint, parse_data_response
+from exporter.state.savings import Answer, PriceUnits, parse_savings_response, price_units
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,11 @@ class PoderoClient:
     @property
     def token_expires_at(self) -> float | None:
         return self._tokens.expires_at
+
+    def yielding(self) -> AbstractContextManager[None]:
+        """Calls in the block take only request slots nobody else wants (see
+        `RequestBudget.yielding`): for work that must never delay the data polls."""
+        return self._transport.yielding()
 
     def holding_bodies(self) -> AbstractContextManager[None]:
         """Bodies read in the block keep their share of the byte budget until it ends (see
@@ -108,11 +115,82 @@ class PoderoClient:
     ) -> list[DataPoint]:
         """The points of a device of `kind` (one with a data series) in [start, end], sorted
         by time."""
+        return self.device_series(
+            kind, org_id, user_id, device_id, start=start, end=end, resolution=resolution
+        )[0]
+
+    def device_series(
+        self,
+        kind: str,
+        org_id: str,
+        user_id: str,
+        device_id: str,
+        *,
+        start: float,
+        end: float,
+        resolution: str,
+        units: UnitsConfig | None = None,
+    ) -> tuple[list[DataPoint], PriceUnits | None]:
+        """`device_data`, and what its prices are counted in (the metadata's units, else the
+        `units` fallback)."""
         found = registry.get(kind)
-        path = (
-            f"/org/{_segment(org_id)}/users/{_segment(user_id)}/{found.path}/{_segment(device_id)}"
-        )
-        return self._data(found.data_endpoint, path, found.fields, start, end, resolution)
+        path = _device_path(found.path, org_id, user_id, device_id)
+        fallback = units or UnitsConfig()
+        return self._data(found.data_endpoint, path, found.fields, start, end, resolution, fallback)
+
+    def device_savings(
+        self,
+        kind: str,
+        org_id: str,
+        user_id: str,
+        device_id: str,
+        *,
+        now: float,
+        resolution: str,
+        units: UnitsConfig,
+        stale_at: float,
+    ) -> Answer:
+        """What the optimisation saved a heat pump or vehicle in the period of `resolution`
+        (1DAY, 1MONTH) that holds `now`."""
+        found = registry.get(kind)
+        path = _device_path(found.path, org_id, user_id, device_id) + "/savings"
+        return self._savings(found.savings_endpoint, path, now, resolution, units, stale_at)
+
+    def organization_savings(
+        self, org_id: str, *, now: float, resolution: str, units: UnitsConfig, stale_at: float
+    ) -> Answer:
+        """What the optimisation saved all the organization's devices in the period that
+        holds `now`."""
+        path = f"/org/{_segment(org_id)}/devices/savings"
+        return self._savings("organization_savings", path, now, resolution, units, stale_at)
+
+    def _savings(
+        self,
+        endpoint: str,
+        path: str,
+        now: float,
+        resolution: str,
+        units: UnitsConfig,
+        stale_at: float,
+    ) -> Answer:
+        # From a whole period back: the bucket that holds now, however the API reads a range.
+        back = 31 * 86400 if resolution == "1MONTH" else 86400
+
+        def parse(body: Any) -> Answer:
+            try:
+                return parse_savings_response(
+                    body, now=now, resolution=resolution, fallback=units, stale_at=stale_at
+                )
+            except InvalidData as exc:
+                self._transport.observer.invalid_response(endpoint)
+                raise InvalidResponse(endpoint, clean_text(str(exc), 300)) from None
+
+        params = {
+            "from_datetime": iso(now - back),
+            "to_datetime": iso(now),
+            "resolution": resolution,
+        }
+        return self.get_parsed(endpoint, path, params, parse)
 
     def _data(
         self,
@@ -122,12 +200,14 @@ class PoderoClient:
         start: float,
         end: float,
         resolution: str,
-    ) -> list[DataPoint]:
-        def parse(body: Any) -> list[DataPoint]:
+        units: UnitsConfig,
+    ) -> tuple[list[DataPoint], PriceUnits | None]:
+        def parse(body: Any) -> tuple[list[DataPoint], PriceUnits | None]:
+            price = price_units(body, units)
             if isinstance(body, dict) and isinstance(body.get("data"), list):
                 body["data"] = _LetGo(body["data"])
             try:
-                return parse_data_response(body, until=end, fields=fields)
+                return parse_data_response(body, until=end, fields=fields), price
             except InvalidData as exc:
                 self._transport.observer.invalid_response(endpoint)
                 raise InvalidResponse(endpoint, clean_text(str(exc), 300)) from None
@@ -149,6 +229,10 @@ class _LetGo(list[Any]):
             item = self[index]
             self[index] = None
             yield item
+
+
+def _device_path(path: str, org_id: str, user_id: str, device_id: str) -> str:
+    return f"/org/{_segment(org_id)}/users/{_segment(user_id)}/{path}/{_segment(device_id)}"
 
 
 def _segment(value: str) -> str:

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Protocol, cast
@@ -354,6 +354,10 @@ class Transport:
     def call_deadline(self) -> float:
         """The deadline (on the clock's monotonic time) of a call that starts now."""
         return self._clock.monotonic() + self._call_timeout
+
+    def yielding(self) -> AbstractContextManager[None]:
+        """Sends in the block take only budget slots free now (`RequestBudget.yielding`)."""
+        return self._budget.yielding() if self._budget is not None else nullcontext()
 
     @contextmanager
     def holding_bodies(self) -> Iterator[None]:

@@ -32,6 +32,7 @@ from exporter.config.errors import format_validation_error, join
 from exporter.config.labels import DeviceLabels, check_custom_labels
 from exporter.config.labels import is_label_name as is_label_name  # backfill's --label check
 from exporter.config.metrics import MetricsConfig
+from exporter.config.savings import SavingsConfig, UnitsConfig
 from exporter.kinds import registry
 
 # The API's aggregation buckets. Only 15MIN is accepted (`PollConfig._complete_buckets`): the
@@ -428,6 +429,8 @@ class Config(_Strict):
     # `discovery:`, so that changing them re-labels devices without listing the fleet again.
     device_labels: DeviceLabels = DeviceLabels()
     metrics: MetricsConfig = MetricsConfig()
+    savings: SavingsConfig = SavingsConfig()
+    units: UnitsConfig = UnitsConfig()  # where the API's metadata names no currency or unit
 
     @field_validator("timezone")
     @classmethod

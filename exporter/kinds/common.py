@@ -26,7 +26,8 @@ LAST_SUCCESS = Family(
     "When the last successful poll of this device finished, Unix seconds.",
     Source.POLL,
     shared=True,
-    group="health",
+    group="schedule",
+    default=False,
 )
 NEXT_POLL = Family(
     "podero_device_next_poll_timestamp_seconds",
@@ -73,6 +74,7 @@ SMART_OPTIMIZATION = Family(
     field="is_smart_optimization_active",
     shared=True,
     group="optimization",
+    default=False,
 )
 OPTIMIZATION_SCORE = Family(
     "podero_device_optimization_score",
@@ -81,6 +83,7 @@ OPTIMIZATION_SCORE = Family(
     field="optimization_score",
     shared=True,
     group="optimization",
+    default=False,
 )
 # Polled kinds: these change with every poll.
 POLLED = (DATA_TIMESTAMP, UP, LAST_SUCCESS, NEXT_POLL)

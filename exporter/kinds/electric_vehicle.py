@@ -89,4 +89,5 @@ ELECTRIC_VEHICLE = Kind(
         Column("charging", "Charging", "hidden", CHARGING),
         Column("price", "Price", "number", PRICE),
     ),
+    savings=True,  # /savings: what the optimisation saved, and the consumption
 )

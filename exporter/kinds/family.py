@@ -22,6 +22,9 @@ class Source(Enum):
     POLL = "poll"  # the outcome of polls (up, timestamps)
     ENERGY = "energy"  # counters summed from completed data buckets
     TARGET = "target"  # the device's config and inventory; changes only with the targets
+    SAVINGS = "savings"  # the savings endpoints, on their own slow cadence; a period's figure
+    # is hidden once the period ends
+    ORGANIZATION = "organization"  # an organization's figures (label org_id), no device
     SELF = "self"  # the exporter's own health (telemetry registry)
 
 
@@ -44,6 +47,7 @@ class Family:
     # family is served when the config says nothing of it (kinds/selection.py).
     group: str = "readings"
     default: bool = True
+    period: str | None = None  # savings: the period its figure is of ("today", "this_month")
 
     def convert(self, api_value: float) -> float:
         """The API's value in this family's base unit."""
@@ -58,7 +62,7 @@ class Family:
 
     @property
     def per_device(self) -> bool:
-        return self.source is not Source.SELF
+        return self.source not in (Source.SELF, Source.ORGANIZATION)
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -133,6 +137,8 @@ def energy(name: str, field: str, part: str, what: str) -> Family:
 
 def price_help(of: str) -> str:
     return (
-        f"Energy price of {of}exported data point, as delivered by the API field price "
-        "(unit not documented; examples look like currency per MWh)."
+        f"Energy price of {of}exported data point, as delivered by the API field price, in "
+        "currency per MWh (the API does not document it; its examples look like that): the "
+        "unit and currency the API's metadata names, or the config's units fallback, are the "
+        "labels unit and currency of podero_device_price_info."
     )

@@ -59,4 +59,5 @@ HEAT_PUMP = Kind(
         Column("inlet_celsius", "Inlet", "celsius", INLET_TEMPERATURE),
         Column("price", "Price", "number", PRICE),
     ),
+    savings=True,  # /savings: what the optimisation saved, and the consumption
 )

@@ -86,7 +86,8 @@ class Column:
 class Kind:
     """Everything about one kind of device. `path` is the API's segment below a user
     (`/org/{org}/users/{user}/{path}`, and `/{path}/{id}/data` where it has data); `listing`
-    names its listing endpoint and the users listing's count (`num_{listing}`)."""
+    names its listing endpoint and the users listing's count (`num_{listing}`); `savings`
+    says whether it has `/{path}/{id}/savings` (what the optimisation saved)."""
 
     name: str
     path: str
@@ -99,6 +100,7 @@ class Kind:
     thresholds: tuple[Family, ...] = ()
     columns: tuple[Column, ...] = ()
     info: tuple[str, ...] = ("manufacturer", "model", "lifecycle_state")
+    savings: bool = False
 
     def __post_init__(self) -> None:
         fields = {f.name for f in self.fields}
@@ -132,6 +134,11 @@ class Kind:
     def data_endpoint(self) -> str:
         """The endpoint name of its data series in the exporter's own metrics."""
         return f"{self.name}_data"
+
+    @property
+    def savings_endpoint(self) -> str:
+        """The endpoint name of its savings in the exporter's own metrics."""
+        return f"{self.name}_savings"
 
     @property
     def families(self) -> tuple[Family, ...]:

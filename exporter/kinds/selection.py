@@ -18,14 +18,16 @@ from exporter.kinds.family import Family
 REQUIRED = (common.UP, common.INFO)
 
 GROUPS = {
-    "health": "up, info, data and last-success timestamps, authentication, open actions",
+    "health": "up, info, the data timestamp, authentication, open actions",
     "readings": "each kind's measured values (power, charge, temperatures, vehicle state)",
-    "price": "the energy price of each data point",
+    "price": "the energy price of each data point, and its currency and unit (info series)",
     "consumption": "estimated and unoptimised consumption (inverters' off by default)",
     "energy": "the inverters' energy counters",
     "thresholds": "the configured alert thresholds (only where configured)",
-    "optimization": "smart optimisation active and the optimisation score",
-    "schedule": "when each device is next polled (off by default)",
+    "optimization": "smart optimisation active and the optimisation score (off by default)",
+    "savings": "what the optimisation saved today and this month, consumption, currency",
+    "schedule": "when each device was last polled (and its savings fetched) with success, "
+    "and when it is next polled (off by default)",
     "status": "connection and monitoring status state sets (off by default)",
     "inventory": "rated power, battery capacity and battery connected (off by default)",
 }

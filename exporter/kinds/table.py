@@ -5,7 +5,7 @@ configuration may never set again, are derived from it."""
 
 from __future__ import annotations
 
-from exporter.kinds import common, registry
+from exporter.kinds import common, registry, savings
 from exporter.kinds.family import IDENTITY, Family, Source
 from exporter.kinds.own import SELF_FAMILIES
 
@@ -15,16 +15,17 @@ TARGET_LABELS = ("job", "instance")
 
 def device_families() -> tuple[Family, ...]:
     """Every per-device family in the order they are served: each kind's readings and
-    counters, then the shared ones, then what describes the devices."""
+    counters, then the shared ones (polls, savings and units, descriptions), then what
+    describes the devices."""
     kinds = registry.kinds()
     own = tuple(f for k in kinds for f in (*k.readings, *k.energy))
     described = tuple(f for k in kinds for f in (*k.thresholds, *k.inventory))
-    return (*own, *common.POLLED, *common.DESCRIBED, *described)
+    return (*own, *common.POLLED, *savings.DEVICE_FAMILIES, *common.DESCRIBED, *described)
 
 
 def families() -> tuple[Family, ...]:
-    """Every family, the exporter's own last."""
-    return (*device_families(), *SELF_FAMILIES)
+    """Every family: the devices', the organizations' savings, the exporter's own last."""
+    return (*device_families(), *savings.ORGANIZATION_FAMILIES, *SELF_FAMILIES)
 
 
 def by_name(name: str) -> Family:

@@ -10,13 +10,14 @@ Example output for one inverter:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 from prometheus_client.utils import floatToGoString
 
-from exporter.kinds import common, registry
+from exporter.kinds import common, registry, savings
 from exporter.kinds.family import Family, Source
+from exporter.state.savings import Savings
 from exporter.state.store import DeviceState
 from exporter.state.targets import DeviceTarget, Inventory, authenticated
 
@@ -53,10 +54,22 @@ def is_fresh(state: DeviceState, now: float, max_age: float) -> bool:
 
 
 def visible(samples: Samples, state: DeviceState, now: float, max_age: float) -> Samples:
-    """`samples` without the reading families once the state's data is stale."""
-    if is_fresh(state, now, max_age):
+    """`samples` without the reading families once the state's data is stale, and without
+    the savings of a period that has ended (or was not refreshed for too long)."""
+    fresh = is_fresh(state, now, max_age)
+    expired = state.savings.expired(now) if state.savings is not None else frozenset()
+    if fresh and not expired:
         return samples
-    return {f: s for f, s in samples.items() if f.source is not Source.READING}
+    return {
+        f: s
+        for f, s in samples.items()
+        if not (f.source is Source.READING and not fresh) and f.period not in expired
+    }
+
+
+def savings_expired(state: DeviceState, now: float) -> bool:
+    """Whether some savings figure of the state is no longer shown at `now`."""
+    return state.savings is not None and bool(state.savings.expired(now))
 
 
 def _ids(target: DeviceTarget) -> Labels:
@@ -96,6 +109,43 @@ def polled_samples(state: DeviceState) -> Samples:
             add(family, energy.joules(family.field or "", family.part or ""), ids)
     add(common.LAST_SUCCESS, state.last_success)
     add(common.NEXT_POLL, state.next_poll)
+    with_kind = (*ids, ("kind", kind.name))
+    if state.savings is not None:
+        _add_savings(add, state.savings, with_kind, savings.DEVICE_FAMILIES)
+        add(savings.SAVINGS_LAST_SUCCESS, state.savings.last_success)
+    if state.price is not None:
+        add(savings.PRICE_INFO, 1.0, (*with_kind, *_units(state.price.currency, state.price.unit)))
+    return samples
+
+
+def _units(currency: str | None, unit: str | None, name: str = "unit") -> Labels:
+    return tuple((k, v) for k, v in (("currency", currency), (name, unit)) if v is not None)
+
+
+def _add_savings(
+    add: Callable[..., None], figures: Savings, ids: Labels, families: tuple[Family, ...]
+) -> None:
+    """The period families (by their `period` and `field`) and the info series of `families`
+    for these figures."""
+    for family in families:
+        if family.period is not None:
+            period = figures.period(family.period)
+            if period is not None:
+                add(family, period.value(family.field or ""), ids)
+        elif family in (savings.SAVINGS_INFO, savings.ORG_SAVINGS_INFO):
+            units = _units(figures.currency, figures.energy_unit, "energy_unit")
+            add(family, 1.0, (*ids, *units))
+
+
+def organization_samples(organizations: Mapping[str, Savings], now: float) -> Samples:
+    """Each organization's savings and consumption of the periods not yet over, and what
+    they are counted in."""
+    samples: Samples = {}
+    add = _adder(samples, ())
+    for org_id, figures in organizations.items():
+        expired = figures.expired(now)
+        shown = tuple(f for f in savings.ORGANIZATION_FAMILIES if f.period not in expired)
+        _add_savings(add, figures, (("org_id", org_id),), shown)
     return samples
 
 

@@ -33,17 +33,21 @@ from exporter.base.text import clean_text
 from exporter.kinds import common, selection, table
 from exporter.kinds.family import Family, Source
 from exporter.kinds.own import RENDER_ERRORS
+from exporter.kinds.savings import ORGANIZATION_FAMILIES
 from exporter.render.collector import (
     Samples,
     float_text,
     is_fresh,
     label_text,
+    organization_samples,
     polled_samples,
+    savings_expired,
     target_samples,
     visible,
 )
 from exporter.render.openmetrics import family_name as openmetrics_name
 from exporter.render.openmetrics import header as openmetrics_header
+from exporter.state.savings import Savings
 from exporter.state.store import DeviceState, ReadingStore
 from exporter.state.targets import DeviceTarget
 
@@ -211,6 +215,7 @@ class Format:
 
     headers: dict[Family, bytes]
     own: OwnMetrics
+    org_headers: dict[Family, bytes] = field(default_factory=dict)
     deflated_headers: dict[Family, bytes] = field(default_factory=dict)
     wanted: bool = False  # assembled only once someone asked for this format
     gzip_wanted: bool = False
@@ -249,8 +254,10 @@ class MetricsPage:
         max_age: Callable[[], float],
         telemetry: CollectorRegistry,
         served: Callable[[], frozenset[Family]] = selection.DEFAULT.served,
+        organizations: Callable[[], dict[str, Savings]] = dict,
     ) -> None:
         self._store = store
+        self._organizations = organizations  # their savings, served after the devices
         self._clock = clock
         self._max_age = max_age
         self._served = served  # the config's selection of families (reloadable)
@@ -275,11 +282,13 @@ class MetricsPage:
         self._classic = Format(
             {f: header(f) for f in every},
             OwnMetrics(telemetry, openmetrics=False),
+            {f: header(f) for f in ORGANIZATION_FAMILIES},
             wanted=True,
         )
         self._openmetrics = Format(
             {f: openmetrics_header(f) for f in every},
             OwnMetrics(telemetry, openmetrics=True),
+            {f: openmetrics_header(f) for f in ORGANIZATION_FAMILIES},
         )
         self._formats = (self._classic, self._openmetrics)
         self._select(served())
@@ -381,6 +390,12 @@ class MetricsPage:
         known = previous.reading.time if previous is not None and previous.reading else None
         if reading is not None and reading.time != known and is_fresh(state, now, max_age):
             heapq.heappush(self._stale_at, (reading.time + max_age, i))
+        # And one per savings period, when its figures are shown no longer.
+        figures = state.savings
+        if figures is not None and (previous is None or previous.savings is not figures):
+            for moment in figures.expiries():
+                if moment > now:
+                    heapq.heappush(self._stale_at, (moment, i))
 
     def refresh(self) -> list[bytes]:
         """Bring the per-inverter part up to date; returns it as chunks of the body."""
@@ -413,7 +428,8 @@ class MetricsPage:
             while self._stale_at and self._stale_at[0][0] < now:
                 _, i = heapq.heappop(self._stale_at)
                 # The entry may belong to a reading that a newer one has since replaced.
-                if not is_fresh(self._states[i], now, max_age):
+                state = self._states[i]
+                if not is_fresh(state, now, max_age) or savings_expired(state, now):
                     self._dirty.add(i // BLOCK)
             for b in self._described:
                 self._render_described(b)
@@ -453,11 +469,17 @@ class MetricsPage:
         return self._openmetrics if openmetrics else self._classic
 
     def _rest(self, openmetrics: bool) -> list[bytes]:
-        """What follows the per-device part: the render errors and the exporter's own
-        metrics (in OpenMetrics, ending in `# EOF`)."""
+        """What follows the per-device part: the organizations' savings, the render errors and
+        the exporter's own metrics (in OpenMetrics, ending in `# EOF`)."""
         fmt = self._format(openmetrics)
         own = fmt.own_text if fmt.own_text is not None else fmt.own.text()
-        return [self.guard.exposition(openmetrics), own]
+        return [self._organization_text(openmetrics), self.guard.exposition(openmetrics), own]
+
+    def _organization_text(self, openmetrics: bool) -> bytes:
+        """The organizations' families (a few lines: rendered at every scrape)."""
+        headers = self._format(openmetrics).org_headers
+        lines = lines_of(organization_samples(self._organizations(), self._clock.time()))
+        return b"".join(headers[f] + text for f, text in lines.items() if text)
 
     def chunks(self, openmetrics: bool = False) -> list[bytes]:
         """The whole exposition body as chunks, ready to be written one after another: what

@@ -39,6 +39,17 @@ from exporter.sim.fleet import (
     iso,
 )
 from exporter.sim.noise import STEP
+from exporter.sim.savings import (
+    SAVINGS_KINDS,
+    SAVINGS_RESOLUTIONS,
+    SAVINGS_UNITS,
+    STATISTICS_UNITS,
+    Totals,
+    body,
+    bucket_totals,
+    savings_point,
+    statistics_point,
+)
 
 
 @dataclass
@@ -352,6 +363,67 @@ class SimulatedApi:
             },
             "data": data,
         }
+
+    # --- what the optimisation saved (sim/savings.py) ------------------------------------------
+    def device_savings(
+        self, org_id: str, user_id: str, kind: str, device_id: str, query: dict[str, str]
+    ) -> dict[str, Any]:
+        """A heat pump's or vehicle's savings per bucket (`/savings`)."""
+        device = self._device(org_id, user_id, kind, device_id)
+        if kind not in SAVINGS_KINDS:
+            raise ApiError(404, "Not found.")
+        return self._aggregated([device], query, savings_point, SAVINGS_UNITS)
+
+    def device_statistics(
+        self, org_id: str, user_id: str, kind: str, device_id: str, query: dict[str, str]
+    ) -> dict[str, Any]:
+        """A heat pump's statistics per bucket (`/statistics`)."""
+        device = self._device(org_id, user_id, kind, device_id)
+        if kind != "heat_pump":
+            raise ApiError(404, "Not found.")
+        return self._aggregated(
+            [device], query, statistics_point, STATISTICS_UNITS, temperatures=True
+        )
+
+    def organization_savings(self, org_id: str, query: dict[str, str]) -> dict[str, Any]:
+        """The savings of all the organization's heat pumps and vehicles (`/devices/savings`)."""
+        if org_id not in self.fleet.org_ids:
+            raise ApiError(404, "Not found.")
+        devices = [
+            d
+            for d in self.fleet.devices
+            if d.org_id == org_id
+            and d.kind in SAVINGS_KINDS
+            and not d.deleted
+            and d.id in self.fleet.devices_by_id
+        ]
+        return self._aggregated(devices, query, savings_point, SAVINGS_UNITS)
+
+    def _aggregated(
+        self,
+        devices: list[SimDevice],
+        query: dict[str, str],
+        point: Any,
+        units: dict[str, str],
+        temperatures: bool = False,
+    ) -> dict[str, Any]:
+        now = self.clock.time()
+        resolution = query.get("resolution") or "1DAY"
+        if resolution not in SAVINGS_RESOLUTIONS:
+            raise ApiError(
+                400,
+                f"Invalid resolution '{resolution}': use one of {', '.join(SAVINGS_RESOLUTIONS)}.",
+            )
+        _, start, end = _data_range({**query, "resolution": resolution}, now)
+        data: list[dict[str, Any]] = []
+        t = bucket_start(start, resolution)
+        while t < end and t <= now and len(data) < MAX_POINTS:
+            t_end = bucket_end(t, resolution)
+            totals: Totals = bucket_totals(devices, t, t_end, now, temperatures)
+            data.append(point(iso(t), totals))
+            t = t_end
+        asked = {"from_datetime": iso(start), "to_datetime": iso(end), "resolution": resolution}
+        return body(data, asked, iso(now), units)
 
     def listing(self, inv: SimInverter) -> dict[str, Any]:
         """The inverter's listing, hostile if the faults say so."""

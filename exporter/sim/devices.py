@@ -167,31 +167,70 @@ def device_day(device: SimDevice, day: int) -> list[dict[str, float | bool | Non
     return steps
 
 
+def consumption(device: SimDevice, t: float, day: int) -> tuple[float, float]:
+    """A heat pump's or vehicle's consumption in the quarter-hour at t, with and without the
+    optimisation (W), exactly as its data curve (`device_day`) has it, without the rest of
+    the quarter-hour: what the savings sum over weeks of quarter-hours."""
+    if device.kind == HEAT_PUMP:
+        return _heat_pump_power(device, t, _heat_pump_cycle(device, t)[3])
+    state = _ev_state(device, t, day)
+    return state[4], state[5]
+
+
+@lru_cache(maxsize=64)
+def day_prices(day: int) -> tuple[float, ...]:
+    """The price (EUR/MWh) of each quarter-hour of a day, as the curves have it."""
+    return tuple(price_at(day * 86400 + k * STEP) for k in range(86400 // STEP))
+
+
+@lru_cache(maxsize=65_536)
+def _cycle_offset(seed: int) -> float:
+    return 3 * _unit(seed)
+
+
+@lru_cache(maxsize=65_536)
+def _arrival(seed: int, day: int) -> float:
+    """A vehicle's battery level (percent) when it comes home at 18:00 on a day."""
+    return 25.0 + 35.0 * _unit(seed, "arrival", day)
+
+
+def _heat_pump_cycle(device: SimDevice, t: float) -> tuple[float, float, float, bool]:
+    """(hour, cold, phase, running): the compressor's two-hour cycles, longer when cold."""
+    hour = local_hour(t)
+    cold = 0.5 + 0.5 * math.cos(2 * math.pi * (hour - 3) / 24)  # 1 at 3 am, 0 at 3 pm
+    phase = (t / 3600.0 + _cycle_offset(device.seed)) % 2.0 / 2.0  # two-hour cycles
+    return hour, cold, phase, phase < 0.3 + 0.5 * cold
+
+
+def _heat_pump_power(device: SimDevice, t: float, running: bool) -> tuple[float, float]:
+    """(estimated, unoptimized) consumption in W, as published (one decimal)."""
+    power = device.power_w * (0.8 + 0.2 * _unit(device.seed, "w", t)) if running else 25.0
+    return round(power, 1), round(power * 1.12 + 40.0, 1)
+
+
 def _heat_pump_step(device: SimDevice, t: float) -> dict[str, float | bool | None]:
     """The compressor runs in cycles (longer at night, when it is cold); the inlet follows
     it between ~35 and ~55 °C; hot water cools with use and is reheated to ~60 °C."""
-    hour = local_hour(t)
-    cold = 0.5 + 0.5 * math.cos(2 * math.pi * (hour - 3) / 24)  # 1 at 3 am, 0 at 3 pm
-    phase = (t / 3600.0 + 3 * _unit(device.seed)) % 2.0 / 2.0  # two-hour cycles
-    running = phase < 0.3 + 0.5 * cold
+    hour, cold, phase, running = _heat_pump_cycle(device, t)
     inlet = 35.0 + 20.0 * math.sin(math.pi * min(phase / (0.3 + 0.5 * cold), 1.0)) * running
     reheat = (hour % 8.0) / 8.0  # reheated every 8 hours, drawn down in between
     hot_water = 60.0 - 15.0 * reheat + 1.5 * _unit(device.seed, "hw", t)
-    power = device.power_w * (0.8 + 0.2 * _unit(device.seed, "w", t)) if running else 25.0
+    power, unoptimized = _heat_pump_power(device, t, running)
     return {
         "inlet_temp_act": round(inlet if running else 35.0 + 5.0 * cold, 1),
         "hot_water_temp": round(hot_water, 1),
-        "estimated_consumption": round(power, 1),
-        "unoptimized_consumption": round(power * 1.12 + 40.0, 1),
+        "estimated_consumption": power,
+        "unoptimized_consumption": unoptimized,
         "price": price_at(t),
     }
 
 
-def _ev_step(device: SimDevice, t: float, day: int) -> dict[str, float | bool | None]:
-    """Away from 7:00 to 18:00; plugged in at home from 18:00; charged from 22:00 (smart:
-    the cheap night hours) until full or unplugged; the level drops while driving."""
+def _ev_state(
+    device: SimDevice, t: float, day: int
+) -> tuple[float, bool, bool, bool, float, float]:
+    """(level, plugged, charging, home, power, unoptimized power) of a vehicle at t."""
     hour = local_hour(t)
-    arrival = 25.0 + 35.0 * _unit(device.seed, "arrival", day)  # percent at 18:00
+    arrival = _arrival(device.seed, day)  # percent at 18:00
     per_hour = device.power_w / 1000.0 / device.capacity_kwh * 100.0  # percent per hour
     if 7.0 <= hour < 18.0:  # driving: from 90 % in the morning down to the arrival level
         level = 90.0 - (90.0 - arrival) * (hour - 7.0) / 11.0
@@ -206,12 +245,19 @@ def _ev_step(device: SimDevice, t: float, day: int) -> dict[str, float | bool | 
     # Without optimisation the car charges as soon as it is plugged in.
     since_plug = (hour - 18.0) % 24.0
     unoptimized = device.power_w if since_plug < (90.0 - arrival) / per_hour else 0.0
+    return level, plugged, charging, home, round(power, 1), round(unoptimized, 1)
+
+
+def _ev_step(device: SimDevice, t: float, day: int) -> dict[str, float | bool | None]:
+    """Away from 7:00 to 18:00; plugged in at home from 18:00; charged from 22:00 (smart:
+    the cheap night hours) until full or unplugged; the level drops while driving."""
+    level, plugged, charging, home, power, unoptimized = _ev_state(device, t, day)
     return {
         "battery_level": round(level, 1),
         "is_charging": charging,
         "is_plugged_in": plugged,
         "is_at_optimized_location": home,
-        "estimated_consumption": round(power, 1),
-        "unoptimized_consumption": round(unoptimized, 1),
+        "estimated_consumption": power,
+        "unoptimized_consumption": unoptimized,
         "price": price_at(t),
     }

@@ -25,15 +25,19 @@ _DATA = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/data/?$
 _DETAIL = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/([^/]+)/?$")
 _INVERTERS = re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/inverters/?$")
 _USERS = re.compile(rf"^{API}/org/([^/]+)/users/?$")
+_ORG_SAVINGS = re.compile(rf"^{API}/org/([^/]+)/devices/savings/?$")
 # The other devices of a home: (endpoint, kind, pattern), e.g. ("heat_pump_data", ...).
 _DEVICE_ROUTES = [
     route
     for kind, segment in PATHS.items()
     for route in (
-        (
-            f"{kind}_data",
-            kind,
-            re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/([^/]+)/data/?$"),
+        *(
+            (
+                f"{kind}_{what}",
+                kind,
+                re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/([^/]+)/{what}/?$"),
+            )
+            for what in ("data", "savings", "statistics")
         ),
         (kind, kind, re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/([^/]+)/?$")),
         (LISTINGS[kind], kind, re.compile(rf"^{API}/org/([^/]+)/users/([^/]+)/{segment}/?$")),
@@ -236,6 +240,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("inverter", _DETAIL),
             ("inverters", _INVERTERS),
             ("users", _USERS),
+            ("organization_savings", _ORG_SAVINGS),
         ]
         for endpoint, pattern in routes:  # noqa: B007 - the matched endpoint is used below
             match = pattern.match(path)
@@ -272,6 +277,8 @@ class _Handler(BaseHTTPRequestHandler):
                 payload = api.inverter_detail(args[0], args[1], args[2])
             elif endpoint == "inverters":
                 payload = api.user_inverters(args[0], args[1], include_deleted)
+            elif endpoint == "organization_savings":
+                payload = api.organization_savings(args[0], query)
             else:
                 payload = api.users(args[0], include_deleted)
         except ApiError as exc:
@@ -301,6 +308,10 @@ class _Handler(BaseHTTPRequestHandler):
             payload: Any
             if endpoint.endswith("_data"):
                 payload = api.device_data(org_id, user_id, kind, rest[0], query)
+            elif endpoint.endswith("_savings"):
+                payload = api.device_savings(org_id, user_id, kind, rest[0], query)
+            elif endpoint.endswith("_statistics"):
+                payload = api.device_statistics(org_id, user_id, kind, rest[0], query)
             elif rest:
                 payload = api.device_detail(org_id, user_id, kind, rest[0])
             else:

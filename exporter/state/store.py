@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 from exporter.state.energy import EnergyTotals
 from exporter.state.readings import DataPoint
+from exporter.state.savings import PriceUnits, Savings
 from exporter.state.targets import DeviceTarget
 
 
@@ -24,6 +25,8 @@ class DeviceState:
     last_error: str | None = None
     next_poll: float | None = None
     energy: EnergyTotals | None = None  # from the first poll on
+    price: PriceUnits | None = None  # what its price is counted in (data metadata, fallback)
+    savings: Savings | None = None  # from the savings endpoint, on its own cadence
 
 
 class ReadingStore:
@@ -91,9 +94,11 @@ class ReadingStore:
         next_poll: float | None,
         energy: EnergyTotals | None = None,
         kind: str | None = None,
+        price: PriceUnits | None = None,
     ) -> None:
-        """A poll that answered; a newer reading replaces the old, no reading keeps it.
-        `kind`: the kind polled; a device that became another kind meanwhile keeps none."""
+        """A poll that answered; a newer reading replaces the old, no reading keeps it (and
+        no price unit the old one). `kind`: the kind polled; a device that became another
+        kind meanwhile keeps none."""
         with self._lock:
             old = self._states.get(device_id)
             # Removed by a reload while the poll was in flight, or now another kind.
@@ -112,6 +117,7 @@ class ReadingStore:
                 last_error=None,
                 next_poll=next_poll,
                 energy=energy or old.energy,
+                price=price or old.price,
             )
             self._mark_changed(device_id)
 
@@ -138,6 +144,16 @@ class ReadingStore:
                 next_poll=next_poll,
                 energy=old.energy or energy,
             )
+            self._mark_changed(device_id)
+
+    def record_savings(self, device_id: str, kind: str, savings: Savings | None) -> None:
+        """A savings fetch of a device of `kind` (ignored if it is gone or another kind);
+        None: the device has no savings (any more)."""
+        with self._lock:
+            old = self._states.get(device_id)
+            if old is None or old.target.kind != kind or old.savings == savings:
+                return
+            self._states[device_id] = replace(old, savings=savings)
             self._mark_changed(device_id)
 
     def _mark_changed(self, device_id: str) -> None:

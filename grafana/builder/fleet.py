@@ -1,5 +1,6 @@
-"""The fleet dashboard ("Podero fleet", uid podero-fleet): totals, energy, the devices in
-trouble, firing alerts and exporter health per replica. It draws the same ~40 panels for 3
+"""The fleet dashboard ("Podero fleet", uid podero-fleet): totals, energy, what the
+optimisation saved (savings.py), the devices in trouble, firing alerts and exporter health
+per replica. It draws the same ~40 panels for 3
 devices or 10,000: nothing repeats per device. A fleet question is one selector over the
 shared podero_device_* families, answered by kind."""
 
@@ -39,6 +40,7 @@ from .common import (
     timeseries_panel,
     without_data,
 )
+from .savings import savings
 
 S = 'job=~"$job", instance=~"$instance"'
 IDENTITY = "job, instance, device_id, name, user_id"
@@ -496,6 +498,7 @@ def fleet() -> dm.Dashboard:
     )
     now(board)
     energy_today(board)
+    savings(board)
     devices_in_trouble(board)
     over_time(board)
     exporter_health(board)

@@ -157,13 +157,7 @@ def devices_table(board: Board) -> None:
     columns = (  # (column, expression per device): every kind from one shared family each
         ("Poll", series("podero_device_up", HOME)),
         ("Data age", f"time() - {series('podero_device_data_timestamp_seconds', HOME)}"),
-        (
-            "Last success",
-            f"time() - {series('podero_device_last_success_timestamp_seconds', HOME)}",
-        ),
         ("Authenticated", series("podero_device_authenticated", HOME)),
-        ("Smart optimisation", series("podero_device_smart_optimization_active", HOME)),
-        ("Score", series("podero_device_optimization_score", HOME)),
         # Inverters only: the link to the inverter's own dashboard.
         ("Inverter dashboard", series("podero_device_info", f'{HOME}, kind="inverter"')),
     )
@@ -193,10 +187,7 @@ def devices_table(board: Board) -> None:
             overrides=[
                 column("Poll", prop("mappings", value_mappings(OK_FAILING))),
                 column("Data age", prop("unit", "s")),
-                column("Last success", prop("unit", "s")),
                 column("Authenticated", prop("mappings", value_mappings(YES_NO))),
-                column("Smart optimisation", prop("mappings", value_mappings(YES_NO))),
-                column("Score", prop("decimals", 2)),
                 column(
                     "Inverter dashboard",
                     prop("mappings", value_mappings({"1": ("open", "blue")})),

@@ -188,15 +188,11 @@ def power(board: Board) -> None:
         ),
         (
             "Data age",
-            f"Age of the newest data point (above {hours} h PoderoDeviceDataStale fires) and "
-            "time since the last successful poll.",
+            f"Age of the newest data point (above {hours} h PoderoDeviceDataStale fires); "
+            "the poll's outcome is the Poll status panel.",
             "s",
             queries(
                 (f"time() - {series('podero_device_data_timestamp_seconds', ONE)}", "data age"),
-                (
-                    f"time() - {series('podero_device_last_success_timestamp_seconds', ONE)}",
-                    "since the last successful poll",
-                ),
             ),
             {},
         ),
