@@ -290,8 +290,13 @@ class Exporter:
         return Reloader(
             lambda: self.reload(load),
             wait_seconds=wait_seconds,
-            on_overdue=lambda: self.telemetry.config_loaded(False, self.clock.time()),
+            on_overdue=self._reload_failed,
         ).start()
+
+    def _reload_failed(self) -> None:
+        """Count a failed (or overdue) reload, and show it on the next scrape already."""
+        self.telemetry.config_loaded(False, self.clock.time())
+        self.page.update()
 
     def reload(self, load: Callable[[], Config]) -> str | None:
         """Apply a new config; on any error keep the running one and return the reason.
@@ -301,7 +306,7 @@ class Exporter:
             try:
                 new = load()
             except ConfigError as exc:
-                self.telemetry.config_loaded(False, self.clock.time())
+                self._reload_failed()
                 log.error("reload refused, keeping the running config", extra=kv(reason=str(exc)))
                 return str(exc)
             old = self.config

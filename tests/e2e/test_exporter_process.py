@@ -20,7 +20,6 @@ PER_INVERTER = (
     *VALUE_METRICS,
     "podero_device_data_timestamp_seconds",
     "podero_device_up",
-    "podero_device_last_success_timestamp_seconds",
     "podero_device_info",
 )
 INVENTORY = ("podero_device_authenticated", "podero_device_action_needed")
@@ -32,6 +31,8 @@ OPT_IN = (
     "podero_inverter_battery_capacity_joules",
     "podero_inverter_battery_connected",
     "podero_device_next_poll_timestamp_seconds",
+    "podero_device_last_success_timestamp_seconds",
+    "podero_device_smart_optimization_active",
 )
 EXPORTER_WIDE = (
     "podero_api_requests_total",

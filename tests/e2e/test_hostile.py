@@ -59,6 +59,7 @@ def test_hostile_api_leaves_the_healthy_inverters_served(tmp_path: Path) -> None
             "max_concurrency": 2,
         },
         "discovery": {"org_ids": info["org_ids"]},
+        "metrics": {"enable": ["schedule"]},  # the last-success times, compared below
     }
     try:
         with exporter_process(tmp_path, config, timeout=30) as exporter:
