@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 from collections.abc import Callable
@@ -16,7 +17,15 @@ import responses
 from pydantic import SecretStr
 from responses import matchers
 
-from exporter.api.auth import TokenProvider
+from exporter.api import auth
+from exporter.api.auth import (
+    MAX_LIFETIME,
+    MIN_LIFETIME,
+    KeptSecret,
+    TokenProvider,
+    token_from_response,
+    token_lifetime,
+)
 from exporter.api.client import PoderoClient
 from exporter.api.transport import ApiError, RetryPolicy, Transport, new_session
 from exporter.config.model import AuthConfig
@@ -35,6 +44,7 @@ class Recorder:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str]] = []
         self.tokens: list[bool] = []
+        self.expiries: list[float | None] = []  # what the token expiry gauge is set to
         self.invalid: list[str] = []
 
     def request_done(self, endpoint: str, code: str, seconds: float) -> None:
@@ -45,6 +55,7 @@ class Recorder:
 
     def token_result(self, ok: bool, expires_at: float | None) -> None:
         self.tokens.append(ok)
+        self.expiries.append(expires_at)
 
 
 def make(
@@ -397,24 +408,28 @@ def test_token_lifetimes_are_clamped_into_a_sane_window(expires_in: str, lifetim
     assert len(responses.calls) == 1  # not a new token for every request
 
 
+UNFIT = "token response has an access_token unfit for a header"
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ({"access_token": "tok\r\nX-Evil: 1"}, "unfit for a header"),
-        ({"access_token": "tok en"}, "unfit for a header"),
-        ({"access_token": "t" * 10_000}, "unfit for a header"),
-        ({"access_token": "tök"}, "unfit for a header"),
-        ({"access_token": 42}, "no access_token"),
+        ({"access_token": "tok\r\nX-Evil: 1"}, UNFIT),
+        ({"access_token": "tok en"}, UNFIT),
+        ({"access_token": "t" * 10_000}, UNFIT),
+        ({"access_token": "tök"}, UNFIT),
+        ({"access_token": 42}, "token response has no access_token"),
         ({"access_token": "tok", "token_type": "MAC"}, "token_type 'MAC' is not Bearer"),
-        (["tok"], "not an object"),
+        (["tok"], "token response is not an object"),
     ],
 )
 @responses.activate
 def test_unusable_token_responses_are_refused(body: Any, reason: str) -> None:
     responses.post(TOKEN_URL, json=body)
     tokens, _, recorder, _ = make(CLIENT)
-    with pytest.raises(ApiError, match=reason):
+    with pytest.raises(ApiError) as info:
         tokens.token()
+    assert str(info.value) == f"token: {reason}"
     assert recorder.invalid == ["token"] and recorder.tokens == [False]
 
 
@@ -509,8 +524,9 @@ def test_a_secret_file_gone_bad_is_a_token_failure_not_a_crash(tmp_path: Path) -
     path.write_text("csecret\n")
     tokens, _, recorder, _ = make(AuthConfig(client_id="cid", client_secret_file=str(path)))
     path.unlink()
-    with pytest.raises(ApiError, match="cannot read the secret"):
+    with pytest.raises(ApiError) as info:
         tokens.token()
+    assert str(info.value).startswith("token: cannot read the secret: ")
     assert recorder.tokens == [False] and len(responses.calls) == 0
 
 
@@ -626,3 +642,467 @@ def test_the_secret_file_is_read_again_only_when_it_changes(
     tokens.token()
     assert slow.reads == 2
     assert basic_secrets() == ["csecret", "csecret", "rotated"]
+
+
+# --- what a mutation run found unpinned (issue 22) ----------------------------------------------
+def auth_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, Any]]:
+    """(level, message, fields) of the auth module's log lines."""
+    return [
+        (r.levelname, r.getMessage(), getattr(r, "kv", None))
+        for r in caplog.records
+        if r.name == "exporter.api.auth"
+    ]
+
+
+BASIC_CID = {"Authorization": "Basic " + base64.b64encode(b"cid:csecret").decode()}
+
+
+@pytest.mark.parametrize(
+    ("value", "lifetime"), [(10**400, MAX_LIFETIME), (-(10**400), MIN_LIFETIME)]
+)
+def test_an_integer_too_large_for_a_float_is_clamped_by_its_sign(
+    value: int, lifetime: float
+) -> None:
+    assert token_lifetime(value) == (lifetime, "expires_in is outside 60..86400 s, clamped")
+
+
+def test_only_the_first_40_characters_of_a_lifetime_string_are_read() -> None:
+    # A megabyte of digits costs no more than a short string; what follows is not looked at.
+    assert token_lifetime("0" * 36 + "3600" + "x") == (3600.0, None)
+
+
+@pytest.mark.parametrize(
+    ("refresh", "kept"),
+    [("r1", "r1"), ("r1\r\nX-Evil: 1", None), ("r" * 10_000, None), (42, None), ("", None)],
+)
+def test_a_refresh_token_unfit_for_a_request_is_dropped(refresh: Any, kept: str | None) -> None:
+    token, _ = token_from_response({"access_token": "tok", "refresh_token": refresh}, NOON)
+    assert token.refresh_token == kept
+
+
+def test_a_token_type_is_shown_cut_to_20_characters() -> None:
+    with pytest.raises(ApiError) as info:
+        token_from_response({"access_token": "tok", "token_type": "X" * 30}, NOON)
+    assert str(info.value) == f"token: token_type '{'X' * 19}…' is not Bearer"
+
+
+@responses.activate
+def test_a_reply_that_is_not_json_is_an_invalid_token_response() -> None:
+    responses.post(TOKEN_URL, body="<html>", content_type="text/html")
+    tokens, _, recorder, _ = make(CLIENT)
+    with pytest.raises(ApiError) as info:
+        tokens.token()
+    assert str(info.value) == "token: content type 'text/html' is not JSON"
+    assert recorder.invalid == ["token"]
+
+
+@responses.activate
+def test_every_token_result_reports_the_expiry_in_use(caplog: pytest.LogCaptureFixture) -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    tokens, clock, recorder, _ = make(CLIENT, attempts=1)
+    with caplog.at_level(logging.DEBUG, logger="exporter.api.auth"):
+        tokens.token()
+        clock.advance(950)
+        assert tokens.token() == "tok-1"
+    # A failed renewal leaves the gauge at the token still in use, not at nothing.
+    assert recorder.expiries == [NOON + 1000, NOON + 1000]
+    assert auth_logs(caplog) == [
+        ("DEBUG", "obtained an access token", {"valid_seconds": 1000}),
+        (
+            "WARNING",
+            "token renewal failed, using the current token",
+            {"reason": "HTTP 503: down", "status": 503},
+        ),
+    ]
+
+
+@responses.activate
+def test_a_renewal_is_due_at_exactly_its_time_and_sends_the_credentials() -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    responses.post(TOKEN_URL, json=token_body(2), match=[matchers.header_matcher(BASIC_CID)])
+    tokens, clock, _, _ = make(CLIENT)
+    tokens.token()
+    clock.advance(900)  # 1000 s lifetime: due 100 s before expiry, to the second
+    assert tokens.token() == "tok-2"
+
+
+@responses.activate
+def test_a_token_is_not_used_at_exactly_its_expiry() -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    tokens, clock, _, _ = make(CLIENT, attempts=1)
+    tokens.token()
+    clock.advance(1000)
+    with pytest.raises(ApiError, match="HTTP 503"):
+        tokens.token()
+
+
+@responses.activate
+def test_the_failure_backoff_starts_over_after_a_success() -> None:
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    responses.post(TOKEN_URL, json=token_body(2, expires_in=100))
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    responses.post(TOKEN_URL, json=token_body(4, expires_in=100))
+    tokens, clock, _, _ = make(CLIENT, attempts=1)
+    with pytest.raises(ApiError):
+        tokens.token()
+    clock.advance(10)
+    assert tokens.token() == "tok-2"
+    clock.advance(90)
+    assert tokens.token() == "tok-2"  # the renewal failed: 10 s backoff, not 20
+    clock.advance(10)
+    assert tokens.token() == "tok-4"
+    assert len(responses.calls) == 4
+
+
+@responses.activate
+def test_an_unusable_lifetime_is_logged_once_with_what_was_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    odd = {**token_body(2), "expires_in": "x" * 50}
+    responses.post(TOKEN_URL, json=odd)
+    responses.post(TOKEN_URL, json={**odd, "access_token": "tok-3"})
+    tokens, clock, _, _ = make(CLIENT)
+    with caplog.at_level(logging.WARNING, logger="exporter.api.auth"):
+        tokens.token()  # a usable lifetime: nothing to say
+        clock.advance(900)
+        assert tokens.token() == "tok-2"
+        clock.advance(35100)  # 36000 s assumed: renewed 900 s ahead
+        assert tokens.token() == "tok-3"
+    assert auth_logs(caplog) == [
+        (
+            "WARNING",
+            "token lifetime not usable as sent",
+            {
+                "reason": "expires_in is not a number, assumed 36000 s",
+                "expires_in": "'" + "x" * 38 + "…",
+                "valid_seconds": 36000,
+            },
+        )
+    ]
+
+
+@responses.activate
+def test_a_401_renewal_sends_the_credentials_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    responses.post(TOKEN_URL, json=token_body(1), match=[matchers.header_matcher(BASIC_CID)])
+    responses.post(TOKEN_URL, json=token_body(2), match=[matchers.header_matcher(BASIC_CID)])
+    tokens, _, _, _ = make(CLIENT)
+    with caplog.at_level(logging.INFO, logger="exporter.api.auth"):
+        assert tokens.authorized("inverter_data", refusing("tok-1")) == "tok-2"
+    assert auth_logs(caplog) == [
+        ("INFO", "token refused, renewing it and retrying", {"endpoint": "inverter_data"})
+    ]
+
+
+@responses.activate
+def test_a_401_renewal_of_the_password_grant_uses_the_refresh_token() -> None:
+    responses.post(PASSWORD_URL, json=token_body(1, refresh="r1"))
+    responses.post(PASSWORD_URL, json=token_body(2, refresh="r2"))
+    tokens, _, _, _ = make(PASSWORD, PASSWORD_URL)
+    assert tokens.authorized("inverter_data", refusing("tok-1")) == "tok-2"
+    grants = [json.loads(c.request.body or b"{}")["grant_type"] for c in responses.calls]
+    assert grants == ["password", "refresh_token"]
+
+
+@responses.activate
+def test_a_refused_refresh_token_is_logged_before_the_password_is_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    responses.post(PASSWORD_URL, json=token_body(1, 100, refresh="r1"))
+    responses.post(PASSWORD_URL, status=401, json={"error": "invalid_grant"})
+    responses.post(PASSWORD_URL, json=token_body(3, 100))
+    tokens, clock, _, _ = make(PASSWORD, PASSWORD_URL)
+    tokens.token()
+    clock.advance(101)
+    with caplog.at_level(logging.INFO, logger="exporter.api.auth"):
+        assert tokens.token() == "tok-3"
+    assert auth_logs(caplog) == [
+        (
+            "INFO",
+            "refresh token refused, signing in with the password",
+            {"reason": "HTTP 401: invalid_grant", "status": 401},
+        )
+    ]
+
+
+@responses.activate
+def test_a_failed_401_renewal_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    responses.post(TOKEN_URL, json=token_body(1))
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    tokens, _, _, _ = make(CLIENT, attempts=1)
+    tokens.token()
+    with caplog.at_level(logging.WARNING, logger="exporter.api.auth"), pytest.raises(ApiError):
+        tokens.authorized("inverter_data", refusing("tok-1"))
+    assert auth_logs(caplog) == [
+        (
+            "WARNING",
+            "token renewal after a 401 failed, keeping the current token",
+            {"reason": "HTTP 503: down", "status": 503},
+        )
+    ]
+
+
+@responses.activate
+def test_the_401_backoff_starts_over_once_a_renewal_helps(caplog: pytest.LogCaptureFixture) -> None:
+    for n in range(1, 7):
+        responses.post(TOKEN_URL, json=token_body(n))
+    tokens, clock, _, _ = make(CLIENT)
+    with caplog.at_level(logging.WARNING, logger="exporter.api.auth"):
+        with pytest.raises(ApiError):
+            tokens.authorized("inverter_data", refusing("tok-1", "tok-2"))  # backoff 10 s
+        clock.advance(10)
+        assert tokens.authorized("inverter_data", refusing("tok-2")) == "tok-3"  # it helped
+        clock.advance(1)
+        with pytest.raises(ApiError):
+            tokens.authorized("inverter_data", refusing("tok-3", "tok-4"))  # 10 s again
+        clock.advance(10)
+        assert tokens.authorized("inverter_data", refusing("tok-4")) == "tok-5"
+    assert token_requests() == 5
+    verdict = "a renewed token was refused as well: renewals for 401s back off"
+    assert auth_logs(caplog) == [
+        ("WARNING", verdict, {"backoff_seconds": 10.0}),
+        ("WARNING", verdict, {"backoff_seconds": 10.0}),
+    ]
+
+
+@responses.activate
+def test_one_verdict_per_token_however_many_calls_it_failed() -> None:
+    for n in range(1, 5):
+        responses.post(TOKEN_URL, json=token_body(n))
+    tokens, clock, _, _ = make(CLIENT)
+    tokens.token()
+    revoked = refusing("tok-1", "tok-2", "tok-3")
+
+    def send_b(token: str) -> str:
+        if token == "tok-1":
+            # Meanwhile another call renews for its own 401 and tok-2 is refused as well.
+            with pytest.raises(ApiError):
+                tokens.authorized("inverter_data", revoked)
+        return revoked(token)
+
+    with pytest.raises(ApiError):
+        tokens.authorized("inverter_data", send_b)  # tok-1, then tok-2: refused again
+    assert token_requests() == 2
+    clock.advance(10)  # the one verdict on tok-2 set 10 s, whatever calls shared it
+    with pytest.raises(ApiError):
+        tokens.authorized("inverter_data", revoked)
+    assert token_requests() == 3
+
+
+@responses.activate
+def test_a_token_at_exactly_its_expiry_is_not_tried_after_a_401() -> None:
+    for n in range(1, 4):
+        responses.post(TOKEN_URL, json=token_body(n, expires_in=1000))
+    tokens, clock, _, _ = make(CLIENT)
+    tokens.token()
+
+    def send(token: str) -> str:
+        if token == "tok-1":
+            clock.advance(950)
+            assert tokens.token() == "tok-2"  # renewed ahead of expiry meanwhile...
+            clock.advance(1000)  # ...and expired by the time the 401 comes back
+            raise ApiError("inverter_data", "HTTP 401: revoked", 401)
+        return token
+
+    assert tokens.authorized("inverter_data", send) == "tok-3"
+
+
+@responses.activate
+def test_calls_that_make_no_token_request_do_not_look_at_the_secret_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    responses.post(TOKEN_URL, status=503, json={"error": "down"})
+    responses.post(TOKEN_URL, json=token_body(3, expires_in=1000))
+    responses.post(TOKEN_URL, json=token_body(4, expires_in=1000))
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    tokens, clock, _, _ = make(
+        AuthConfig(client_id="cid", client_secret_file=str(path)), attempts=1
+    )
+    looks: list[str] = []
+    real = auth.file_identity
+    monkeypatch.setattr(auth, "file_identity", lambda p: looks.append(p) or real(p))
+    tokens.token()
+    clock.advance(950)
+    assert tokens.token() == "tok-1" and len(looks) == 2  # a renewal, which failed
+    for _ in range(3):  # backing off: no renewal, no look at the file
+        assert tokens.token() == "tok-1"
+    assert len(looks) == 2
+    clock.advance(10)
+    assert tokens.token() == "tok-3" and len(looks) == 3
+    assert tokens.authorized("inverter_data", refusing("tok-3")) == "tok-4"
+    assert len(looks) == 4
+    # Two 401s within a second: the second stands, and costs no look at the file either.
+    with pytest.raises(ApiError):
+        tokens.authorized("inverter_data", refusing("tok-3", "tok-4"))
+    assert len(looks) == 4
+
+
+class WatchedLock:
+    """A lock that sets `waiting` when a caller blocks on it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        if blocking:
+            self.waiting.set()
+        return self._lock.acquire(blocking)
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_a_second_reader_waits_for_the_first_read_of_the_secret_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    kept = KeptSecret(AuthConfig(client_id="cid", client_secret_file=str(path)))
+    lock = WatchedLock()
+    kept._looking = lock  # type: ignore[assignment]
+    reading, release = threading.Event(), threading.Event()
+
+    def slow_read(p: str) -> SecretStr:
+        reading.set()
+        assert release.wait(10)
+        return SecretStr(Path(p).read_text().strip())
+
+    monkeypatch.setattr(auth, "read_secret_file", slow_read)
+    first, first_got = in_thread(kept.value)
+    try:
+        assert reading.wait(10)
+        second, second_got = in_thread(lambda: (kept.value(), lock.waiting.set())[0])
+        assert lock.waiting.wait(10)
+        assert second_got == []  # nothing kept yet: it waits for the read under way
+    finally:
+        release.set()
+    first.join(10)
+    second.join(10)
+    assert first_got == second_got == ["csecret"]
+
+
+def secret_file_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[TokenProvider, FakeClock, SlowSecretFile, Path]:
+    """A provider whose secret file was read once for tok-1 (1000 s), the clock at its renewal,
+    and the file changed: the next caller's read of it hangs until released."""
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    tokens, clock, _, _ = make(AuthConfig(client_id="cid", client_secret_file=str(path)))
+    slow = SlowSecretFile(tokens)
+    monkeypatch.setattr("exporter.api.auth.read_secret_file", slow)
+    assert tokens.token() == "tok-1"
+    path.write_text("csecret-2\n")
+    slow.hold = True
+    return tokens, clock, slow, path
+
+
+@responses.activate
+def test_a_renewal_made_while_a_caller_read_the_secret_is_not_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 4):
+        responses.post(TOKEN_URL, json=token_body(n, expires_in=1000))
+    tokens, clock, slow, _ = secret_file_tokens(tmp_path, monkeypatch)
+    clock.advance(950)
+    reader, got = in_thread(tokens.token)
+    try:
+        assert slow.reading.wait(10)
+        assert tokens.token() == "tok-2"  # another caller renews with the kept secret
+    finally:
+        slow.release.set()
+    reader.join(10)
+    assert got == ["tok-2"] and token_requests() == 2
+
+
+@responses.activate
+def test_a_caller_due_to_renew_takes_the_old_token_while_another_renews(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requesting, answer = threading.Event(), threading.Event()
+
+    def slow_token(_: Any) -> tuple[int, dict[str, str], str]:
+        requesting.set()
+        assert answer.wait(10)
+        return 200, {}, json.dumps(token_body(2))
+
+    responses.post(TOKEN_URL, json=token_body(1, expires_in=1000))
+    responses.add_callback(responses.POST, TOKEN_URL, slow_token, content_type="application/json")
+    tokens, clock, slow, _ = secret_file_tokens(tmp_path, monkeypatch)
+    clock.advance(950)
+    reader, got = in_thread(tokens.token)
+    try:
+        assert slow.reading.wait(10)
+        renewer, renewed = in_thread(tokens.token)
+        assert requesting.wait(10)
+        slow.release.set()
+        reader.join(10)
+        assert got == ["tok-1"]  # not held up by the renewal under way
+    finally:
+        slow.release.set()
+        answer.set()
+    renewer.join(10)
+    assert renewed == ["tok-2"]
+
+
+@responses.activate
+def test_a_caller_that_waited_for_a_renewal_renews_again_if_it_is_already_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 4):
+        responses.post(TOKEN_URL, json=token_body(n, expires_in=1000))
+    tokens, clock, slow, _ = secret_file_tokens(tmp_path, monkeypatch)
+    clock.advance(1000)  # expired: callers wait for a new token
+    reader, got = in_thread(tokens.token)
+    try:
+        assert slow.reading.wait(10)
+        assert tokens.token() == "tok-2"
+        clock.advance(900)  # tok-2 is due for renewal, to the second
+    finally:
+        slow.release.set()
+    reader.join(10)
+    assert got == ["tok-3"]
+
+
+@responses.activate
+def test_a_verdict_while_a_caller_reads_the_secret_still_stops_its_renewal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 4):
+        responses.post(TOKEN_URL, json=token_body(n))
+    path = tmp_path / "secret"
+    path.write_text("csecret\n")
+    tokens, clock, _, _ = make(AuthConfig(client_id="cid", client_secret_file=str(path)))
+    slow = SlowSecretFile(tokens)
+    monkeypatch.setattr("exporter.api.auth.read_secret_file", slow)
+    tokens.token()
+    outcome: list[Any] = []
+
+    def call_b() -> None:
+        try:
+            outcome.append(tokens.authorized("inverter_data", refusing("tok-2")))
+        except ApiError as exc:
+            outcome.append(exc.status)
+
+    def send_a(token: str) -> str:
+        if token == "tok-2":
+            clock.advance(1)  # past the spacing: B may renew for its 401, and reads the secret
+            path.write_text("csecret-2\n")
+            slow.hold = True
+            threads.append(in_thread(call_b)[0])
+            assert slow.reading.wait(10)
+        raise ApiError("inverter_data", "HTTP 401: revoked", 401)  # tok-2 did not help
+
+    threads: list[threading.Thread] = []
+    try:
+        with pytest.raises(ApiError):
+            tokens.authorized("inverter_data", send_a)
+    finally:
+        slow.release.set()
+    threads[0].join(10)
+    assert outcome == [401] and token_requests() == 2

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 
-from exporter.state.targets import DiscoveredDevice, Inventory, TargetSet
+from exporter.config.model import Config
+from exporter.state.targets import (
+    DeviceTarget,
+    DiscoveredDevice,
+    Inventory,
+    TargetSet,
+    authenticated,
+)
 from tests.conftest import to_config
 
 ORG = "00000000-0000-4000-8000-000000000001"
@@ -123,3 +131,222 @@ def test_an_inverter_listed_by_two_homes_is_counted_once() -> None:
     targets.set_home(ORG, HOME_A, [_device(HOME_A, "inverter", "roof")] * 2)
     targets.set_home(ORG, HOME_B, [_device(HOME_B, "inverter", "roof-b")])
     assert targets.discovered_count(ORG)["inverter"] == 1
+
+
+# --- what a mutation run found unpinned (issue 22) ----------------------------------------------
+HOME_C = "00000000-0000-4000-8000-0000000000cc"  # shard 0 of 2; HOME_A and HOME_B are shard 1
+OTHER_ORG = "00000000-0000-4000-8000-000000000002"
+CONF_A = "00000000-0000-4000-8000-0000000000a1"
+CONF_C = "00000000-0000-4000-8000-0000000000c1"
+PODERO = {"base_url": "http://127.0.0.1:9", "auth": {"client_id": "a", "client_secret": "b"}}
+
+
+def _config(**extra: Any) -> Config:
+    return to_config({"podero": PODERO, "discovery": {"org_ids": [ORG, OTHER_ORG]}, **extra})
+
+
+def _entry(user: str, device: str, **extra: Any) -> dict[str, Any]:
+    return {"org_id": ORG, "user_id": user, "inverter_id": device, **extra}
+
+
+def _pump(user: str, device: str = DEVICE, org: str = ORG, **inventory: Any) -> DiscoveredDevice:
+    return DiscoveredDevice(org, user, device, "pump", Inventory(**inventory), kind="heat_pump")
+
+
+class Follower:
+    """A follower that keeps what it is told: (changed ids, removed ids) per call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], list[str]]] = []
+        self.changed: list[DeviceTarget] = []
+
+    def apply_targets(self, changed: list[DeviceTarget], removed: list[str]) -> None:
+        self.calls.append(([t.device_id for t in changed], list(removed)))
+        self.changed += changed
+
+
+@pytest.mark.parametrize(
+    ("inventory", "expected"),
+    [
+        (Inventory(), None),
+        (Inventory(is_authenticated=True, actions=("reauthenticate",)), True),  # the API's word
+        (Inventory(is_authenticated=False, lifecycle_state="authenticated"), False),
+        (Inventory(actions=("reauthenticate",), lifecycle_state="authenticated"), False),
+        (Inventory(actions=("connect_battery",), lifecycle_state="authenticated"), True),
+        (Inventory(actions=("connect_battery",)), None),
+        (Inventory(actions=()), None),
+        (Inventory(lifecycle_state="revoked"), False),
+    ],
+)
+def test_authenticated_takes_the_flag_then_the_actions_then_the_lifecycle(
+    inventory: Inventory, expected: bool | None
+) -> None:
+    assert authenticated(inventory) is expected
+
+
+def test_a_configured_entry_becomes_a_target_with_the_defaults_it_leaves_unset() -> None:
+    entry = _entry(HOME_A, CONF_A, name="roof", labels={"site": "vienna", "floor": "2"})
+    entry["thresholds"] = {"battery_low_percent": 30}
+    config = _config(inverters=[entry], thresholds={"hot_water_low_celsius": 40})
+    (target,) = TargetSet(config).current()
+    assert target == DeviceTarget(
+        device_id=CONF_A,
+        org_id=ORG,
+        user_id=HOME_A,
+        name="roof",
+        labels=(("floor", "2"), ("site", "vienna")),
+        thresholds=(("battery_low_percent", 30.0),),  # no grid limit set; the pump's not its
+        kind="inverter",
+    )
+    assert target.threshold("battery_low_percent") == 30.0
+    assert target.threshold("grid_export_high_watts") is None
+    assert target.log_fields() == {
+        "device_id": CONF_A,
+        "name": "roof",
+        "user_id": HOME_A,
+        "kind": "inverter",
+    }
+
+
+def test_a_discovered_device_is_a_target_with_its_inventory_and_the_defaults() -> None:
+    targets = TargetSet(_config(thresholds={"hot_water_low_celsius": 40}))
+    targets.set_home(ORG, HOME_A, [_pump(HOME_A, model="X1")], "heat_pump")
+    assert targets.current() == [
+        DeviceTarget(
+            device_id=DEVICE,
+            org_id=ORG,
+            user_id=HOME_A,
+            name="pump",
+            thresholds=(("hot_water_low_celsius", 40.0),),
+            inventory=Inventory(model="X1"),
+            discovered=True,
+            kind="heat_pump",
+        )
+    ]
+
+
+def test_rules_label_by_home_owner_and_device_and_a_device_s_own_labels_win() -> None:
+    rules = [
+        {"match": {"user_id": HOME_A}, "labels": {"tier": "gold"}},
+        {"match": {"owner": "cust-1"}, "labels": {"region": "north"}},
+        {"match": {"device_id": DEVICE}, "labels": {"contract": "flex"}},
+        {"match": {"device_id": CONF_A}, "labels": {"region": "east"}},
+    ]
+    config = _config(
+        device_labels={"rules": rules},
+        inverters=[_entry(HOME_A, CONF_A, labels={"region": "south"})],
+    )
+    targets = TargetSet(config)
+    targets.set_home(ORG, HOME_A, [_pump(HOME_A, owner="cust-1")], "heat_pump")
+    targets.set_home(ORG, HOME_B, [_pump(HOME_B, CONF_C)], "heat_pump")
+    labels = {t.device_id: t.labels for t in targets.current()}
+    assert labels == {
+        CONF_A: (("region", "south"), ("tier", "gold")),
+        DEVICE: (("contract", "flex"), ("region", "north"), ("tier", "gold")),
+        CONF_C: (),  # no rule matches
+    }
+
+
+def test_followers_hear_of_each_real_change_once() -> None:
+    targets = TargetSet(_config(inverters=[_entry(HOME_C, CONF_C)]))
+    follower = Follower()
+    targets.follow(follower)
+    targets.set_home(ORG, HOME_A, [_pump(HOME_A)], "heat_pump")
+    targets.set_home(ORG, HOME_A, [_pump(HOME_A)], "heat_pump")  # the same again: nothing
+    targets.add_inventory({CONF_C: Inventory(model="S1")})
+    targets.add_inventory({CONF_C: Inventory(model="S1")})
+    targets.set_home(ORG, HOME_A, [], "heat_pump")
+    assert follower.calls == [([DEVICE], []), ([CONF_C], []), ([], [DEVICE])]
+    assert follower.changed[1].inventory == Inventory(model="S1")
+
+
+def test_a_configured_device_takes_its_listing_s_inventory_else_the_detail_endpoint_s() -> None:
+    targets = TargetSet(_config(inverters=[_entry(HOME_A, CONF_A), _entry(HOME_C, CONF_C)]))
+    targets.add_inventory({CONF_A: Inventory(model="old"), CONF_C: Inventory(model="S1")})
+    listed = DiscoveredDevice(ORG, HOME_A, CONF_A, "roof", Inventory(model="listed"))
+    targets.set_home(ORG, HOME_A, [listed])
+    inventory = {t.device_id: (t.inventory, t.discovered) for t in targets.current()}
+    assert inventory == {
+        CONF_A: (Inventory(model="listed"), False),  # configured, whatever lists it
+        CONF_C: (Inventory(model="S1"), False),
+    }
+    assert [t.device_id for t in targets.configured_only()] == [CONF_C]
+
+
+def test_a_shard_keeps_the_homes_it_owns_configured_or_discovered() -> None:
+    config = _config(
+        inverters=[_entry(HOME_A, CONF_A), _entry(HOME_C, CONF_C)], shard={"count": 2, "index": 0}
+    )
+    targets = TargetSet(config)
+    targets.set_home(ORG, HOME_A, [_pump(HOME_A)], "heat_pump")
+    targets.set_home(
+        ORG, HOME_C, [_pump(HOME_C, "00000000-0000-4000-8000-0000000000c2")], "heat_pump"
+    )
+    assert sorted(t.device_id for t in targets.current()) == [
+        CONF_C,
+        "00000000-0000-4000-8000-0000000000c2",
+    ]
+    assert [t.device_id for t in targets.configured_only()] == [CONF_C]
+
+
+def test_discovered_counts_and_listed_homes_are_per_organization() -> None:
+    targets = _targets_of_two_orgs()
+    assert targets.discovered_count(ORG) == {
+        "inverter": 0,
+        "heat_pump": 2,
+        "electric_vehicle": 0,
+        "wallbox": 0,
+    }
+    assert targets.discovered_count(OTHER_ORG)["heat_pump"] == 1
+    assert targets.listed_homes(ORG) == {HOME_A, HOME_B}
+    assert targets.listed_homes(OTHER_ORG) == {HOME_C}
+
+
+def _targets_of_two_orgs() -> TargetSet:
+    targets = TargetSet(_config())
+    targets.set_home(ORG, HOME_A, [_pump(HOME_A)], "heat_pump")
+    targets.set_home(ORG, HOME_B, [_pump(HOME_B, CONF_A)], "heat_pump")
+    targets.set_home(OTHER_ORG, HOME_C, [_pump(HOME_C, CONF_C, OTHER_ORG)], "heat_pump")
+    return targets
+
+
+def test_a_reload_keeps_the_discovered_devices_and_tells_followers_nothing() -> None:
+    targets = _targets_of_two_orgs()
+    follower = Follower()
+    targets.follow(follower)
+    before = targets.current()
+    targets.set_config(_config())
+    assert targets.current() == before and len(before) == 3
+    assert follower.calls == []
+
+
+def test_two_organizations_removed_at_once_take_all_their_devices_along() -> None:
+    targets = _targets_of_two_orgs()
+    follower = Follower()
+    targets.follow(follower)
+    kept = "00000000-0000-4000-8000-0000000000c3"
+    targets.set_config(to_config({"podero": PODERO, "inverters": [_entry(HOME_C, kept)]}))
+    assert [t.device_id for t in targets.current()] == [kept] and len(targets) == 1
+    assert follower.calls == [([kept], [DEVICE, CONF_A, CONF_C])]
+    assert targets.listed_homes(ORG) == set() and targets.listed_homes(OTHER_ORG) == set()
+
+
+def test_a_device_id_claimed_by_two_homes_is_logged_with_both_and_forgotten_once_unlisted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    targets = _targets()
+    targets.set_home(ORG, HOME_A, [_device(HOME_A, "heat_pump", "a-pump")], "heat_pump")
+    with caplog.at_level(logging.WARNING, logger="exporter.state.targets"):
+        targets.set_home(ORG, HOME_B, [_device(HOME_B, "wallbox", "b-box")], "wallbox")
+    assert [getattr(r, "kv", None) for r in caplog.records] == [
+        {
+            "device_id": DEVICE,
+            "user_id": HOME_B,
+            "kind": "wallbox",
+            "owner_user_id": HOME_A,
+            "owner_kind": "heat_pump",
+        }
+    ]
+    targets.set_home(ORG, HOME_A, [], "heat_pump")
+    targets.set_home(ORG, HOME_B, [], "wallbox")
+    assert targets.current() == [] and targets._claims == {}  # nothing kept for a gone id

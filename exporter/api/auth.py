@@ -370,12 +370,10 @@ class TokenProvider:
                     "refresh token refused, signing in with the password",
                     extra=kv(reason=exc.reason, status=exc.status),
                 )
+        username = self._auth.username
+        assert username is not None  # guaranteed by AuthConfig._credentials_complete
         return self._post(
-            {
-                "grant_type": "password",
-                "username": self._auth.username or "",
-                "password": _secret(secret),
-            }
+            {"grant_type": "password", "username": username, "password": _secret(secret)}
         )
 
 

@@ -498,7 +498,7 @@ class Transport:
                 )
                 try:
                     code = str(response.status_code)
-                    body = self._body(endpoint, response)
+                    body = self._body(response)
                 finally:
                     response.close()
         except BodyTooLarge as exc:
@@ -515,7 +515,7 @@ class Transport:
             self._observer.request_done(endpoint, code, time.perf_counter() - started)
         return Reply(response.status_code, response.headers, body, url)
 
-    def _body(self, endpoint: str, response: requests.Response) -> bytes:
+    def _body(self, response: requests.Response) -> bytes:
         status = response.status_code
         if status in REDIRECT_STATUS or not is_json(response.headers):
             # Not JSON: decode_json says so, without reading what nobody will parse.

@@ -67,14 +67,13 @@ def check_expansion(root: Any, budget: int) -> None:
     """Refuse a tree that aliases make larger than `budget` nodes, or recursive: everything
     after loading (${VAR} expansion, validation) walks it as if it were a tree. Counts each
     shared node once per use without walking it again."""
-    sizes: dict[int, int] = {}
-    on_path: set[int] = set()
+    sizes: dict[int, int] = {}  # of the nodes finished
+    started: set[int] = set()
     stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, finished = stack.pop()
         children = list(node.values()) if isinstance(node, dict) else node
         if finished:
-            on_path.discard(id(node))
             size = 1 + len(node) + sum(sizes.get(id(child), 0) for child in children)
             if size > budget:
                 raise RefusedYaml(f"aliases expand the config beyond {budget} nodes")
@@ -82,9 +81,9 @@ def check_expansion(root: Any, budget: int) -> None:
             continue
         if id(node) in sizes:
             continue
-        if id(node) in on_path:
+        if id(node) in started:  # started, not finished: on the path to itself
             raise RefusedYaml("an alias refers to a node that contains it (a recursive config)")
-        on_path.add(id(node))
+        started.add(id(node))
         stack.append((node, True))
         stack.extend(
             (child, False)

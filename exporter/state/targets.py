@@ -214,14 +214,12 @@ class TargetSet:
         the listings of organizations no longer discovered are dropped."""
         with self._lock:
             orgs = set(config.discovery.org_ids) if config.discovery else set()
-            dropped: list[str] = []
             for key in [k for k in self._listed if k[0] not in orgs]:
-                dropped += self._replace_listing(key, [])
+                self._replace_listing(key, [])
             self._reconfigure(config)
-            # In a stable order (configured, then discovered), as new ones join the page.
-            touched = dict.fromkeys(
-                [*self._configured, *self._discovered, *self._targets, *dropped]
-            )
+            # In a stable order (configured, then discovered), as new ones join the page. A
+            # device a dropped listing took along is among the current targets.
+            touched = dict.fromkeys([*self._configured, *self._discovered, *self._targets])
             self._publish(list(touched))
 
     def set_home(
