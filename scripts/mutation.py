@@ -38,9 +38,14 @@ MODULES: dict[str, tuple[str, ...]] = {
     "exporter/state/energy.py": ("tests/test_energy.py",),
     "exporter/base/text.py": ("tests/test_text.py",),
     "exporter/api/auth.py": ("tests/test_auth.py",),
-    "exporter/base/safeyaml.py": ("tests/test_config.py",),
+    # The fast, direct tests first: a mutant dies in them before the slow cases run.
+    "exporter/base/safeyaml.py": ("tests/test_safeyaml.py", "tests/test_config.py"),
     "exporter/state/targets.py": ("tests/test_targets.py",),
-    "exporter/api/transport.py": ("tests/test_api.py",),
+    "exporter/api/transport.py": (
+        "tests/test_transport.py",
+        "tests/test_api.py",
+        "tests/test_memory_budget.py",
+    ),
 }
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code) in the table's columns. A mutant that
