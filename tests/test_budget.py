@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,108 @@ def test_the_exporter_takes_its_replicas_share(index: int, expected: int) -> Non
     raw = minimal_config(shard={"count": 4, "index": index})
     raw["podero"]["max_requests_per_second"] = TOTAL
     assert requests_per_second(to_config(raw)) == expected
+
+
+# --- yielding(): savings fetches take only free slots, after every poll -----------------------
+
+
+class Interleaved(FakeClock):
+    """A clock whose first sleep lets another thread (a data poll) reserve a slot meanwhile."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self.budget: RequestBudget | None = None
+        self.poll_waited: list[float] = []
+        self.mine: list[float] = []  # the sleeps of the thread under test (not the poll's)
+
+    def sleep(self, seconds: float) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self.mine.append(seconds)
+        if self.budget is not None and len(self.sleeps) == 0:
+            budget = self.budget
+            poll = threading.Thread(target=lambda: self.poll_waited.append(budget.acquire()))
+            with self._lock_free_sleep():
+                poll.start()
+                poll.join(10)
+        super().sleep(seconds)
+
+    def _lock_free_sleep(self) -> Any:
+        # The poll's own sleep (its slot is ahead) must not recurse into this hook.
+        budget, self.budget = self.budget, None
+        clock = self
+
+        class Restore:
+            def __enter__(self) -> None:
+                return None
+
+            def __exit__(self, *exc: object) -> None:
+                clock.budget = budget
+
+        return Restore()
+
+
+def test_a_yielding_request_on_an_idle_budget_goes_at_once_and_holds_one_slot() -> None:
+    clock = FakeClock(100.0)
+    budget = RequestBudget(4, clock)
+    with budget.yielding():
+        assert budget.acquire() == 0.0
+    assert clock.sleeps == []
+    # It took the slot of that moment: the next request waits one spacing, not more.
+    assert budget.acquire() == pytest.approx(1.02 / 4)
+
+
+def test_a_yielding_request_waits_for_the_reserved_slots_and_takes_the_next_free_one() -> None:
+    clock = FakeClock(100.0)
+    budget = RequestBudget(2, clock)
+    budget.acquire()
+    budget.acquire()  # at 100.51, and the next slot at 101.02
+    with budget.yielding():
+        waited = budget.acquire()
+    assert waited == pytest.approx(0.51)
+    assert clock.time() == pytest.approx(101.02)
+    assert budget.acquire() == pytest.approx(0.51)  # one spacing after the yielding one
+
+
+def test_a_poll_arriving_while_a_yielding_request_waits_goes_first() -> None:
+    clock = Interleaved(100.0)
+    budget = RequestBudget(2, clock)
+    budget.acquire()  # the slot after this one is at 100.51
+    clock.budget = budget
+    with budget.yielding():
+        waited = budget.acquire()
+    # The poll reserved 100.51 while the yielding request slept towards it; the yielding one
+    # then took the slot after the poll's (101.02), and the next one is after that.
+    assert clock.poll_waited == [pytest.approx(0.51)]
+    assert clock.time() == pytest.approx(101.02) and waited > 0
+    clock.budget = None
+    assert budget.acquire() == pytest.approx(0.51)
+
+
+def test_a_request_outside_yielding_reserves_ahead_and_waits_once() -> None:
+    clock = Interleaved(100.0)
+    budget = RequestBudget(2, clock)
+    budget.acquire()
+    clock.budget = budget
+    with budget.yielding(), budget.yielding():
+        pass  # nested blocks restore what was before them
+    assert budget.acquire() == pytest.approx(0.51)  # its slot is reserved: one sleep only
+    assert clock.poll_waited == [pytest.approx(1.02)]  # the poll took the slot after it
+    assert clock.mine == [pytest.approx(0.51)]
+
+
+def test_yielding_blocks_nest_and_end_with_their_thread() -> None:
+    clock = FakeClock(100.0)
+    budget = RequestBudget(2, clock)
+    flags = []
+    with budget.yielding():
+        with budget.yielding():
+            flags.append(budget._local.yielding)
+        flags.append(budget._local.yielding)
+        other: list[bool] = []
+        thread = threading.Thread(
+            target=lambda: other.append(getattr(budget._local, "yielding", False))
+        )
+        thread.start()
+        thread.join(10)
+    flags.append(budget._local.yielding)
+    assert flags == [True, True, False] and other == [False]

@@ -32,6 +32,7 @@ from cryptography.x509.oid import NameOID
 
 from exporter.api import transport as transport_module
 from exporter.api.bodies import ByteBudget
+from exporter.api.budget import RequestBudget
 from exporter.api.transport import (
     ApiError,
     InvalidResponse,
@@ -698,3 +699,22 @@ def test_a_tls_connection_s_socket_is_wrapped_after_the_handshake(
     finally:
         connection.close()
     server.join(30)
+
+
+def test_yielding_marks_this_threads_sends_on_the_budget_and_is_a_no_op_without_one() -> None:
+    clock = FakeClock(NOON)
+    budget = RequestBudget(5, clock)
+    transport = Transport(
+        new_session(1),
+        timeout=5,
+        policy=RetryPolicy(1, 1.0, 0.5),
+        clock=clock,
+        observer=Reports(),
+        budget=budget,
+    )
+    with transport.yielding():
+        assert budget._local.yielding is True
+    assert budget._local.yielding is False
+    unbudgeted, _, _ = make()
+    with unbudgeted.yielding() as inside:
+        assert inside is None
