@@ -156,8 +156,9 @@ class Interleaved(FakeClock):
         self.mine: list[float] = []  # the sleeps of the thread under test (not the poll's)
 
     def sleep(self, seconds: float) -> None:
-        if threading.current_thread() is threading.main_thread():
-            self.mine.append(seconds)
+        if threading.current_thread() is not threading.main_thread():
+            return  # the poll's wait for its slot: its own, not the clock's under test
+        self.mine.append(seconds)
         if self.budget is not None and len(self.sleeps) == 0:
             budget = self.budget
             poll = threading.Thread(target=lambda: self.poll_waited.append(budget.acquire()))
@@ -213,7 +214,8 @@ def test_a_poll_arriving_while_a_yielding_request_waits_goes_first() -> None:
     # The poll reserved 100.51 while the yielding request slept towards it; the yielding one
     # then took the slot after the poll's (101.02), and the next one is after that.
     assert clock.poll_waited == [pytest.approx(0.51)]
-    assert clock.time() == pytest.approx(101.02) and waited > 0
+    assert clock.mine == [pytest.approx(0.51), pytest.approx(0.51)]
+    assert waited == pytest.approx(1.02) and clock.time() == pytest.approx(101.02)
     clock.budget = None
     assert budget.acquire() == pytest.approx(0.51)
 
