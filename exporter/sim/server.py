@@ -200,8 +200,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             self._admin_post(path, body)
             return
-        api.arrived()
         auth = self.headers.get("Authorization")
+        api.arrived(auth)
         if path.rstrip("/") in ("/oauth2/token", f"{API}/auth/token"):
             if self._faulted("token") or self._redirected("token"):
                 return
@@ -228,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             self._admin_get(path)
             return
-        api.arrived()
+        api.arrived(self.headers.get("Authorization"))
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         include_deleted = query.get("include_deleted", "false").lower() == "true"
         routes: list[tuple[str, re.Pattern[str]]] = [
