@@ -4,11 +4,22 @@ per client (access token), which the request-budget benchmarks read from `/_sim/
 from __future__ import annotations
 
 import base64
+import io
+import socket
+import sys
+import time
 
+import pytest
 import requests
 
 from exporter.sim import Faults, SimFleet, SimulatedApi, start_simulator
-from exporter.sim.arrivals import MAX_SECONDS, NO_TOKEN, Arrivals
+from exporter.sim.arrivals import (
+    MAX_SECONDS,
+    NO_TOKEN,
+    SETTLE_SECONDS,
+    Arrivals,
+    StampedSocketReader,
+)
 from tests.fakes import FakeClock
 
 
@@ -37,6 +48,37 @@ def test_the_busiest_window_slides_across_whole_seconds() -> None:
 def test_a_request_exactly_one_second_later_starts_a_new_window() -> None:
     stats = arrivals_at([(0.0, "a"), (1.0, "a"), (2.0, "a")])
     assert stats["busiest_second"] == 1
+
+
+def test_arrivals_noted_out_of_order_count_where_they_arrived() -> None:
+    # Threads note in their own order: 0.5 and 0.6 are noted after 0.9 and 1.4.
+    stats = arrivals_at([(0.9, "a"), (0.5, "a"), (1.4, "a"), (0.6, "a")])
+    assert stats["per_second"] == [3, 1]
+    assert stats["busiest_second"] == 4  # 0.5, 0.6, 0.9 and 1.4 are within one second
+
+
+def test_the_busiest_window_is_kept_when_its_seconds_are_long_past() -> None:
+    clock = FakeClock(0.0)
+    arrivals = Arrivals(clock.monotonic)
+    times = sorted([s + k / 3 for s in range(40) for k in range(3)] + [7.95, 8.0, 8.05])
+    for at in times:
+        clock.set(at)
+        arrivals.note("a")
+    stats = arrivals.stats()
+    # Against every window that starts at an arrival, counted the simple way.
+    brute = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert stats["busiest_second"] == brute >= 6  # the burst across seconds 7 and 8
+    assert stats["per_second"][7:9] == [4, 5]
+    # Only the last few seconds' arrival times are kept, however long the run.
+    assert len(arrivals._all._recent) <= SETTLE_SECONDS + 2
+
+
+def test_an_arrival_noted_after_its_window_settled_counts_per_second_only() -> None:
+    late = SETTLE_SECONDS + 3.0
+    stats = arrivals_at([(0.1, "a"), (0.2, "a"), (late, "a"), (0.3, "a")])
+    assert stats["per_second"][0] == 3
+    assert stats["clients"]["a"]["requests"] == 4
+    assert stats["busiest_second"] == 2  # 0.3 came after second 0 was settled
 
 
 def test_each_client_counts_from_its_first_second() -> None:
@@ -117,3 +159,25 @@ def test_the_simulator_counts_requests_by_the_token_they_carry() -> None:
     assert sum(stats["per_second"]) == 9
     assert stats["busiest_second"] >= 1
     assert stats["responses"]["users"] == {"200": 5, "401": 2}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel receive timestamps (SO_TIMESTAMP)")
+def test_a_request_is_stamped_when_it_reached_the_host_not_when_it_was_read() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+        with client, server:
+            reader = StampedSocketReader(server)
+            buffered = io.BufferedReader(reader)
+            # The kernel turns stamping on a moment after it is first asked: until then a
+            # read has no stamp (None, so the request counts when it is read).
+            for _ in range(10_000):
+                before = time.monotonic()
+                client.sendall(b"GET / HTTP/1.1\r\n")
+                read_from = time.monotonic()  # the bytes are in the kernel's queue by now
+                assert buffered.readline() == b"GET / HTTP/1.1\r\n"
+                if reader.stamp is not None:
+                    break
+    assert reader.stamp is not None
+    # The kernel's time (in microseconds): after the send began, before the read began.
+    assert before - 1e-3 <= reader.stamp <= read_from + 1e-5

@@ -133,6 +133,8 @@ class SimulatedApi:
         # The access token's name for the arrival counts: token-1, token-2, ... in issue order.
         self._token_names: dict[str, str] = {}
         self.arrivals = Arrivals(arrival_clock)
+        # The kernel's arrival times are on the real monotonic clock; with another, "now".
+        self._kernel_times = arrival_clock is time.monotonic
         self.connections = 0
         self.overrides: dict[str, dict[str, float]] = {}
 
@@ -143,15 +145,16 @@ class SimulatedApi:
         with self._lock:
             return self._rng.random() < probability
 
-    def arrived(self, authorization: str | None = None) -> None:
-        """Note a request's arrival, by the access token it carries (`Authorization`), for
-        the per-second counts (a real request budget is per credential; each process that
-        shares one fetches its own token, so a token stands for one exporter process)."""
+    def arrived(self, authorization: str | None = None, at: float | None = None) -> None:
+        """Note a request's arrival (`at`, on time.monotonic: when it reached the host; None:
+        now) by the access token it carries (`Authorization`), for the per-second counts. A
+        real request budget is per credential; each process that shares one fetches its own
+        token, so a token stands for one exporter process."""
         client = NO_TOKEN
         if authorization and authorization.startswith("Bearer "):
             with self._lock:
                 client = self._token_names.get(authorization[len("Bearer ") :], "unknown-token")
-        self.arrivals.note(client)
+        self.arrivals.note(client, at if self._kernel_times else None)
 
     def count(self, endpoint: str, code: str) -> None:
         with self._lock:

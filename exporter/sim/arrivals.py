@@ -1,15 +1,25 @@
 """When requests reach the simulator: the busiest one-second window and counts per whole second,
 in all and per client (the access token a request carries), so that a benchmark can check a
-request budget from the server's side, for one exporter or several sharing a credential."""
+request budget from the server's side, for one exporter or several sharing a credential. A
+request counts when it reached the host (the kernel's receive time, on Linux), not when a busy
+simulator got round to parsing it."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import socket
+import struct
+import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+# Linux's SO_TIMESTAMP (= SCM_TIMESTAMP; 29 on x86 and Arm), which the socket module does not
+# name: the kernel stamps each received packet with the wall-clock time it arrived (a timeval).
+SO_TIMESTAMP = 29 if sys.platform == "linux" else None
+_TIMEVAL = struct.Struct("@qq")
 # Requests without an access token (the token requests themselves, or a client that sends none).
 NO_TOKEN = "no-token"
 # Per-second counts cover this many seconds after a reset (a long demo must not grow without
@@ -17,28 +27,58 @@ NO_TOKEN = "no-token"
 MAX_SECONDS = 86_400
 
 
+# Arrival times are kept per whole second until this many seconds after the newest, for the
+# sliding windows; a note later than that (a thread stalled that long) counts per second only.
+SETTLE_SECONDS = 5
+
+
 class _Counts:
     """Arrivals of one client (or of all): per whole second since the reset, and the busiest
-    sliding one-second window."""
+    sliding one-second window (exact, whatever order the arrivals are noted in, as long as
+    none is noted more than SETTLE_SECONDS after a later one)."""
 
     def __init__(self, first_second: int) -> None:
         self.first_second = first_second
         self.per_second: list[int] = []
-        self.window: deque[float] = deque()
-        self.busiest = 0
         self.requests = 0
+        self._recent: dict[int, list[float]] = {}  # whole second -> arrival times
+        self._settled_below = first_second  # windows starting before this second are counted
+        self._busiest_settled = 0
 
     def note(self, elapsed: float) -> None:
-        second = int(elapsed) - self.first_second
-        if int(elapsed) < MAX_SECONDS:
+        whole = int(elapsed)
+        second = whole - self.first_second
+        if whole < MAX_SECONDS:
             if second >= len(self.per_second):
                 self.per_second.extend([0] * (second + 1 - len(self.per_second)))
             self.per_second[second] += 1
         self.requests += 1
-        self.window.append(elapsed)
-        while self.window[0] <= elapsed - 1.0:
-            self.window.popleft()
-        self.busiest = max(self.busiest, len(self.window))
+        if whole >= self._settled_below:
+            self._recent.setdefault(whole, []).append(elapsed)
+        newest = max(self._recent, default=whole)
+        while self._settled_below < newest - SETTLE_SECONDS:
+            start = self._settled_below
+            self._busiest_settled = max(self._busiest_settled, self._busiest_from(start))
+            self._recent.pop(start, None)
+            self._settled_below = start + 1
+
+    def _busiest_from(self, second: int) -> int:
+        """The most arrivals in a one-second window [t, t + 1) with t in this whole second
+        (such a window ends before the second after next)."""
+        mine = self._recent.get(second)
+        if not mine:
+            return 0
+        times = sorted(mine + self._recent.get(second + 1, []))
+        most, end = 0, 0
+        for i in range(len(mine)):
+            while end < len(times) and times[end] < times[i] + 1.0:
+                end += 1
+            most = max(most, end - i)
+        return most
+
+    @property
+    def busiest(self) -> int:
+        return max([self._busiest_settled, *(self._busiest_from(s) for s in self._recent)])
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -72,9 +112,11 @@ class Arrivals:
         """Seconds since the last reset, on the arrivals' clock."""
         return self._monotonic() - self._started
 
-    def note(self, client: str = NO_TOKEN) -> None:
+    def note(self, client: str = NO_TOKEN, at: float | None = None) -> None:
+        """Count a request of `client` that arrived `at` (on the arrivals' clock; now if
+        None). Notes may come slightly out of order: each counts in its own second."""
         with self._lock:
-            elapsed = max(0.0, self._monotonic() - self._started)
+            elapsed = max(0.0, (self._monotonic() if at is None else at) - self._started)
             self._all.note(elapsed)
             counts = self._clients.get(client)
             if counts is None:
@@ -94,3 +136,37 @@ class Arrivals:
                 "per_second": list(self._all.per_second),
                 "clients": {name: c.stats() for name, c in self._clients.items()},
             }
+
+
+def ask_for_timestamps(sock: socket.socket) -> None:
+    """Have the kernel stamp the packets this socket receives (Linux; elsewhere nothing)."""
+    if SO_TIMESTAMP is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+
+
+class StampedSocketReader(io.RawIOBase):
+    """A socket's reading side that keeps the kernel's arrival time of the latest bytes read
+    (`stamp`, on the monotonic clock; None where the kernel gives none), so that a request is
+    counted when it reached the host, not when a busy simulator got round to parsing it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self.stamp: float | None = None
+        ask_for_timestamps(sock)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data, ancillary, _, _ = self._sock.recvmsg(len(buffer), socket.CMSG_SPACE(_TIMEVAL.size))
+        # The kernel stamps packets only once timestamps are on (it turns them on a moment after
+        # the first socket asks): bytes without a stamp leave None, never an older stamp.
+        self.stamp = None
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(raw) >= _TIMEVAL.size:
+                seconds, micros = _TIMEVAL.unpack(raw[: _TIMEVAL.size])
+                self.stamp = seconds + micros / 1e6 - (time.time() - time.monotonic())
+        buffer[: len(data)] = data
+        return len(data)
