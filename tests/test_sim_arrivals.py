@@ -88,12 +88,14 @@ def test_each_client_counts_from_its_first_second() -> None:
     clients = stats["clients"]
     assert clients["token-1"] == {
         "first_second": 0,
+        "first_arrival_seconds": pytest.approx(0.4),
         "per_second": [1, 0, 0, 0, 1],
         "busiest_second": 1,
         "requests": 2,
     }
     assert clients["token-2"] == {
         "first_second": 2,
+        "first_arrival_seconds": pytest.approx(2.1),
         "per_second": [2],
         "busiest_second": 2,
         "requests": 2,

@@ -41,6 +41,7 @@ class _Counts:
         self.first_second = first_second
         self.per_second: list[int] = []
         self.requests = 0
+        self.first_arrival: float | None = None  # seconds after the reset
         self._recent: dict[int, list[float]] = {}  # whole second -> arrival times
         self._settled_below = first_second  # windows starting before this second are counted
         self._busiest_settled = 0
@@ -53,6 +54,8 @@ class _Counts:
                 self.per_second.extend([0] * (second + 1 - len(self.per_second)))
             self.per_second[second] += 1
         self.requests += 1
+        if self.first_arrival is None or elapsed < self.first_arrival:
+            self.first_arrival = elapsed
         if whole >= self._settled_below:
             self._recent.setdefault(whole, []).append(elapsed)
         newest = max(self._recent, default=whole)
@@ -83,6 +86,7 @@ class _Counts:
     def stats(self) -> dict[str, Any]:
         return {
             "first_second": self.first_second,
+            "first_arrival_seconds": self.first_arrival,
             "per_second": list(self.per_second),
             "busiest_second": self.busiest,
             "requests": self.requests,
