@@ -79,6 +79,28 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def load_average() -> str:
+    """The machine's load average, to quote beside every timed figure (the cores are shared)."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def rss_of(pid: int) -> float:
+    """Resident memory of another process in MB (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) another process has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 

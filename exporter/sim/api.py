@@ -11,12 +11,14 @@ import random
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from exporter.base.clock import Clock, SystemClock
+from exporter.sim.arrivals import NO_TOKEN, Arrivals
 from exporter.sim.devices import (
     COUNTS,
     DEVICE_FORECAST,
@@ -125,6 +127,7 @@ class SimulatedApi:
         client_secret: str | None = None,
         username: str = "partner@example.com",
         password: str | None = None,
+        arrival_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.fleet = fleet
         self.clock = clock or SystemClock()
@@ -138,8 +141,11 @@ class SimulatedApi:
         self._tokens: dict[str, float] = {}
         self._refresh_tokens: set[str] = set()
         self.counts: Counter[tuple[str, str]] = Counter()
-        self._arrivals: deque[float] = deque()
-        self.busiest_second = 0
+        # The access token's name for the arrival counts: token-1, token-2, ... in issue order.
+        self._token_names: dict[str, str] = {}
+        self.arrivals = Arrivals(arrival_clock)
+        # The kernel's arrival times are on the real monotonic clock; with another, "now".
+        self._kernel_times = arrival_clock is time.monotonic
         self.connections = 0
         self.overrides: dict[str, dict[str, float]] = {}
 
@@ -150,14 +156,16 @@ class SimulatedApi:
         with self._lock:
             return self._rng.random() < probability
 
-    def arrived(self) -> None:
-        """Note a request's arrival for the busiest-one-second-window statistic."""
-        now = time.monotonic()
-        with self._lock:
-            self._arrivals.append(now)
-            while self._arrivals and self._arrivals[0] <= now - 1.0:
-                self._arrivals.popleft()
-            self.busiest_second = max(self.busiest_second, len(self._arrivals))
+    def arrived(self, authorization: str | None = None, at: float | None = None) -> None:
+        """Note a request's arrival (`at`, on time.monotonic: when it reached the host; None:
+        now) by the access token it carries (`Authorization`), for the per-second counts. A
+        real request budget is per credential; each process that shares one fetches its own
+        token, so a token stands for one exporter process."""
+        client = NO_TOKEN
+        if authorization and authorization.startswith("Bearer "):
+            with self._lock:
+                client = self._token_names.get(authorization[len("Bearer ") :], "unknown-token")
+        self.arrivals.note(client, at if self._kernel_times else None)
 
     def count(self, endpoint: str, code: str) -> None:
         with self._lock:
@@ -168,19 +176,18 @@ class SimulatedApi:
             responses: dict[str, dict[str, int]] = {}
             for (endpoint, code), n in self.counts.items():
                 responses.setdefault(endpoint, {})[code] = n
-            return {
+            counted = {
                 "responses": responses,
                 "requests": sum(self.counts.values()),
-                "busiest_second": self.busiest_second,
                 "connections": self.connections,
             }
+        return counted | self.arrivals.stats()
 
     def reset_stats(self) -> None:
         with self._lock:
             self.counts.clear()
             self.connections = 0
-            self._arrivals.clear()
-            self.busiest_second = 0
+        self.arrivals.reset()
 
     # --- tokens ----------------------------------------------------------------------------
     def token_body(self, payload: dict[str, Any]) -> bytes:
@@ -196,6 +203,7 @@ class SimulatedApi:
         lifetime = self.faults.token_lifetime_s
         with self._lock:
             self._tokens[token] = self.clock.time() + lifetime
+            self._token_names[token] = f"token-{len(self._token_names) + 1}"
         body: dict[str, Any] = {
             "access_token": token,
             "expires_in": lifetime,

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 @contextlib.contextmanager
 def spawn(*args: str, log_path: str | None = None) -> Iterator[dict[str, Any]]:
     """Run `podero-simulator` in a child process on an ephemeral loopback port for the
-    duration of the block; yields its description (base_url, credentials, ids)."""
+    duration of the block; yields its description (base_url, credentials, ids) and its
+    process id (`pid`)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -123,7 +124,7 @@ def spawn(*args: str, log_path: str | None = None) -> Iterator[dict[str, Any]]:
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"podero-simulator exited with {proc.wait()}")
-        yield dict(json.loads(line))
+        yield dict(json.loads(line)) | {"pid": proc.pid}
     finally:
         stop_process(proc)
         log.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import re
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from exporter.sim.api import HOSTILE_ERROR, ApiError, Faults, SimulatedApi
+from exporter.sim.arrivals import StampedSocketReader, ask_for_timestamps
 from exporter.sim.clock import ManualClock
 from exporter.sim.devices import DEVICE_OVERRIDABLE, LISTINGS, PATHS
 from exporter.sim.fleet import API, MEASURED
@@ -54,6 +56,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        # Reads through a reader that keeps the kernel's arrival time of each request.
+        self._stamped = StampedSocketReader(self.connection)
+        self.rfile.close()
+        self.rfile = io.BufferedReader(self._stamped)
+
+    def _arrived(self) -> None:
+        """Count this request where it arrived (the kernel's time, else now)."""
+        self.server.api.arrived(self.headers.get("Authorization"), at=self._stamped.stamp)
 
     def handle(self) -> None:
         # A client that gives up on an answer (a deadline, a size limit) hangs up mid-way.
@@ -204,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             self._admin_post(path, body)
             return
-        api.arrived()
+        self._arrived()
         auth = self.headers.get("Authorization")
         if path.rstrip("/") in ("/oauth2/token", f"{API}/auth/token"):
             if self._faulted("token") or self._redirected("token"):
@@ -232,7 +245,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/_sim/"):
             self._admin_get(path)
             return
-        api.arrived()
+        self._arrived()
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         include_deleted = query.get("include_deleted", "false").lower() == "true"
         routes: list[tuple[str, re.Pattern[str]]] = [
@@ -387,6 +400,11 @@ class _SimServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     api: SimulatedApi
+
+    def server_bind(self) -> None:
+        # On from the start (the kernel turns stamping on a moment after it is first asked).
+        ask_for_timestamps(self.socket)
+        super().server_bind()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.api._lock:
