@@ -75,7 +75,7 @@ def test_the_exporter_process_serves_every_listen_address(tmp_path: Path) -> Non
         for port in (first, second):
             scrape = _wait_for_metrics(port)
             assert "podero_exporter_build_info{" in scrape
-        assert f"address=127.0.0.1:{first},127.0.0.1:{second}" in log.read_text()
+        _wait_for_log(log, f"address=127.0.0.1:{first},127.0.0.1:{second}")
 
 
 # --- --web.systemd-socket ----------------------------------------------------------------
@@ -112,6 +112,11 @@ def _wait_for_metrics(port: int) -> str:
     return wait_for(scrape, 30, f"/metrics on port {port}")
 
 
+def _wait_for_log(log: Path, text: str) -> None:
+    """The exporter serves before it logs that it started: wait for the line, not for time."""
+    wait_for(lambda: text in log.read_text(), 30, f"{text!r} in the exporter's log")
+
+
 @pytest.mark.e2e
 def test_the_exporter_serves_the_socket_systemd_passes(tmp_path: Path) -> None:
     with socket.socket() as activation:
@@ -123,7 +128,7 @@ def test_the_exporter_serves_the_socket_systemd_passes(tmp_path: Path) -> None:
             # The parent still holds the socket, as systemd does: only the exporter accepts.
             assert "podero_exporter_build_info{" in _wait_for_metrics(port)
             assert requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=5).ok
-            assert f"address=127.0.0.1:{port}" in log.read_text()
+            _wait_for_log(log, f"address=127.0.0.1:{port}")
 
 
 @pytest.mark.e2e
@@ -137,7 +142,7 @@ def test_passed_sockets_without_the_flag_are_not_served_and_say_so(tmp_path: Pat
             # The given address is served (the HTTP library is kept from taking fd 3) ...
             assert "podero_exporter_build_info{" in _wait_for_metrics(own)
             # ... and the operator is told why systemd's socket is not.
-            assert "--web.systemd-socket is not given: not serving them" in log.read_text()
+            _wait_for_log(log, "--web.systemd-socket is not given: not serving them")
 
 
 @pytest.mark.parametrize(
