@@ -210,12 +210,33 @@ def start_phase(devices: int, scrape_count: int, status_seconds: float) -> None:
             f"{verdict(done <= 2 * bound)}); busiest second at the simulator "
             f"{stats['busiest_second']}; {load_average()}"
         )
-        scrape_phase(exporter, kinds, scrape_count, status_seconds)
+        scrape_phase(exporter, sim, kinds, scrape_count, status_seconds)
         exporter.stop()
 
 
+class Meanwhile:
+    """What the exporter did during a measurement: API calls per second (at the simulator) and
+    the CPU its process used (this process: the scrapers and status clients run in others)."""
+
+    def __init__(self, sim: dict[str, Any]) -> None:
+        self._sim = sim
+        self._calls = sim_stats(sim)["requests"]
+        self._cpu = time.process_time()
+        self._started = time.perf_counter()
+
+    def __str__(self) -> str:
+        elapsed = time.perf_counter() - self._started
+        calls = (sim_stats(self._sim)["requests"] - self._calls) / elapsed
+        cpu = (time.process_time() - self._cpu) / elapsed
+        return f"meanwhile {calls:.0f} API calls/s, exporter CPU {cpu:.0%} of a core"
+
+
 def scrape_phase(
-    exporter: Exporter, kinds: dict[str, str], count: int, status_seconds: float
+    exporter: Exporter,
+    sim: dict[str, Any],
+    kinds: dict[str, str],
+    count: int,
+    status_seconds: float,
 ) -> None:
     page = exporter.page
     app = WebApp(
@@ -236,26 +257,29 @@ def scrape_phase(
         + f"; {device_series} device series + {shared} others = {device_series + shared} "
         f"series, {size / 1e6:.1f} MB plain page"
     )
+    meanwhile = Meanwhile(sim)
     plain, plain_size = scrapes(port, count, gzip_ok=False)
     p50 = median(plain) * 1000
     print(
         f"plain (whole body read, 2 scrapers): p50 {p50:7.1f} ms, p99 "
         f"{percentile(plain, 99) * 1000:7.1f} ms, {plain_size / 1e6:.1f} MB ({len(plain)} scrapes; "
-        f"goal p50 <= 150 ms: {verdict(p50 <= 150)}); {load_average()}"
+        f"goal p50 <= 150 ms: {verdict(p50 <= 150)}); {meanwhile}; {load_average()}"
     )
+    meanwhile = Meanwhile(sim)
     zipped, zipped_size = scrapes(port, count, gzip_ok=True)
     z50 = median(zipped) * 1000
     print(
         f"gzip (2 scrapers):                   p50 {z50:7.1f} ms, p99 "
         f"{percentile(zipped, 99) * 1000:7.1f} ms, {zipped_size / 1e6:.2f} MB ({len(zipped)} "
-        f"scrapes; goal p50 <= 50 ms: {verdict(z50 <= 50)}); {load_average()}"
+        f"scrapes; goal p50 <= 50 ms: {verdict(z50 <= 50)}); {meanwhile}; {load_average()}"
     )
+    meanwhile = Meanwhile(sim)
     busy, served = scrapes_beside_status(port, status_seconds)
     b50, bmax = median(busy) * 1000, max(busy) * 1000
     print(
         f"gzip while 4 clients read /api/v1/devices for {status_seconds:g} s: p50 {b50:7.1f} ms, "
         f"max {bmax:7.1f} ms ({len(busy)} scrapes; goal max <= 1 s: {verdict(bmax <= 1000)}); "
-        f"status requests answered 200: {served}; {load_average()}"
+        f"status requests answered 200: {served}; {meanwhile}; {load_average()}"
     )
 
 

@@ -53,6 +53,9 @@ from exporter.sim import demo_config, spawn, stop_process
 
 LATENCY_MS = 300
 CONCURRENCY = 64
+# The users listing of one organisation is one body (no pagination is documented): about 17 MB
+# for 52,000 homes in the simulator, over the default cap of 16 MiB (max_response_bytes).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 _REQUESTS = re.compile(rb"^podero_api_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
 _ENDPOINT = re.compile(rb'endpoint="([^"]*)"')
 
@@ -136,7 +139,10 @@ def write_config(sim: dict[str, Any], budget: float, directory: Path) -> Path:
     raw["inverters"] = []
     raw["discovery"] = {"org_ids": sim["org_ids"]}
     raw["podero"].update(
-        max_concurrency=CONCURRENCY, max_requests_per_second=budget, timeout_seconds=30
+        max_concurrency=CONCURRENCY,
+        max_requests_per_second=budget,
+        timeout_seconds=30,
+        max_response_bytes=MAX_RESPONSE_BYTES,
     )
     path = directory / "config.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -169,6 +175,11 @@ def watch(replicas: list[Replica], limit: float) -> None:
 
 def page_figures(replica: Replica) -> dict[str, Any]:
     """From the replica's /metrics: device series, other series, listings made, bytes."""
+    _, listed = http_get(replica.port, "/api/v1/devices?limit=1")
+    devices = int(json.loads(listed)["total"])
+    if not devices:
+        tail = replica.log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"replica {replica.index} is ready with no devices:\n{tail}")
     _, body = http_get(replica.port, "/metrics")
     device = other = 0
     for line in body.split(b"\n"):
@@ -185,6 +196,7 @@ def page_figures(replica: Replica) -> dict[str, Any]:
             requests[endpoint.group(1).decode()] += int(float(value))
     listings = sum(n for e, n in requests.items() if e in LISTINGS)
     return {
+        "devices": devices,
         "device_series": device,
         "other_series": other,
         "bytes": len(body),
@@ -214,7 +226,8 @@ def run_size(devices: int, count: int, budget: float, restart: bool, limit: floa
         f"### {count} replicas, simulator --inverters {inverters} (mixed homes), latency "
         f"{LATENCY_MS} ms, concurrency {CONCURRENCY} per replica, organisation budget {budget:g}"
         f"/s (shares {shares}; unbounded, the replicas would send up to "
-        f"{count * CONCURRENCY / (LATENCY_MS / 1000):.0f}/s); {load_average()}"
+        f"{count * CONCURRENCY / (LATENCY_MS / 1000):.0f}/s), max_response_bytes "
+        f"{MAX_RESPONSE_BYTES >> 20} MiB; {load_average()}"
     )
     with (
         tempfile.TemporaryDirectory(prefix="bench-replicas-") as tmp,
@@ -268,17 +281,19 @@ def report_cluster(
     pages = [page_figures(r) for r in replicas]
     print(f"simulated devices besides inverters: {dict(sim_kinds)}")
     print(
-        "replica  listings (share)  req/s: mean to ready, most in a whole second (sliding) "
-        "vs share  device series  first call  first data  all data   RSS at ready  CPU to ready"
+        "replica  devices  listings (share)  req/s: mean from first call to ready, most in a whole "
+        "second (sliding) vs share  device series  first call  first data  all data   "
+        "RSS at ready  CPU to ready"
     )
     total_listings = sum(p["listings"] for p in pages)
     for r, share, page in zip(replicas, shares, pages, strict=True):
         client = clients[r.token]
         assert r.ready is not None and r.first is not None
-        w = window_figures(client, r.sim_second, r.sim_second + r.ready)
+        w = window_figures(client, client["first_arrival_seconds"], r.sim_second + r.ready)
         most = max(client["per_second"], default=0)
         print(
-            f"{r.index:>7}  {page['listings']:>8} ({page['listings'] / total_listings:.3f})  "
+            f"{r.index:>7}  {page['devices']:>7}  {page['listings']:>8} "
+            f"({page['listings'] / total_listings:.3f})  "
             f"{w['mean']:>6.1f}, {most:>4} ({client['busiest_second']:>4}) vs {share:>5g} "
             f"{verdict(most <= share):>7}   {page['device_series']:>13}  "
             f"{client['first_arrival_seconds'] - r.sim_second:>8.2f} s  {r.first:>8.2f} s  "
@@ -288,7 +303,7 @@ def report_cluster(
     series = sum(p["device_series"] for p in pages)
     others = sum(p["other_series"] for p in pages)
     slowest = max(r.ready or 0 for r in replicas)
-    sim_rss = rss_of(sim_pid)
+    sim_rss, sim_cpu = rss_of(sim_pid), cpu_of(sim_pid)
     print(
         f"cluster: most requests in one whole second at the simulator {most} against the total "
         f"{budget:g} (goal never above: {verdict(most <= budget)}); in any sliding one-second "
@@ -300,7 +315,7 @@ def report_cluster(
         f"scrape interval for Prometheus ({series / devices:.1f} per device), "
         f"{sum(p['bytes'] for p in pages) / 1e6:.1f} MB of plain pages; every device's data "
         f"after {slowest:.1f} s; replicas' RSS {sum(r.rss_at_ready for r in replicas):.0f} MB, "
-        f"simulator's {sim_rss:.0f} MB; {load_average()}"
+        f"simulator's {sim_rss:.0f} MB (CPU {sim_cpu:.0f} s); {load_average()}"
     )
     return {
         "devices": devices,
@@ -310,6 +325,7 @@ def report_cluster(
         "replica RSS MB": max(r.rss_at_ready for r in replicas),
         "replica CPU s": max(r.cpu_at_ready for r in replicas),
         "simulator RSS MB": sim_rss,
+        "simulator CPU s": sim_cpu,
         "requests": stats["requests"],
     }
 
@@ -329,11 +345,12 @@ def restart_storm(
     stats = sim_stats(sim)
     client = stats["clients"][replica.token]
     assert replica.ready is not None and replica.first is not None
-    w = window_figures(client, replica.sim_second, replica.sim_second + replica.ready)
+    w = window_figures(client, client["first_arrival_seconds"], replica.sim_second + replica.ready)
     most = max(client["per_second"], default=0)
     cluster = max(stats["per_second"][int(replica.sim_second) :], default=0)
     print(
-        f"restarted replica: {w['mean']:.1f} requests/s on average until ready, most in one "
+        f"restarted replica: {w['mean']:.1f} requests/s on average from its first call until "
+        f"ready, most in one "
         f"whole second {most} (sliding window {client['busiest_second']}) against its share "
         f"{share:g} ({verdict(most <= share)}); first call with its token after "
         f"{client['first_arrival_seconds'] - replica.sim_second:.2f} s, first data after "
@@ -352,7 +369,7 @@ def extrapolate(results: list[dict[str, Any]], target: int) -> None:
         f"extrapolated to {target} devices (NOT measured)"
     )
     for key in ("all data s", "series", "requests", "replica RSS MB", "replica CPU s",
-                "simulator RSS MB"):  # fmt: skip
+                "simulator RSS MB", "simulator CPU s"):  # fmt: skip
         slope = (b[key] - a[key]) / (b["devices"] - a["devices"])
         base = a[key] - slope * a["devices"]
         print(
