@@ -3,6 +3,8 @@ exact limits (the config tests see it only through whole configs)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -10,11 +12,13 @@ import pytest
 from exporter.base.safeyaml import (
     ALIAS_EXPANSION_FLOOR,
     ALIAS_EXPANSION_PER_CHAR,
+    COMPACT_FROM_CHARS,
     BoundedLoader,
     RefusedYaml,
     check_expansion,
     load_yaml,
 )
+from tests.project import ROOT
 
 RECURSIVE = "an alias refers to a node that contains it (a recursive config)"
 
@@ -133,3 +137,65 @@ def test_a_document_with_aliases_is_held_to_the_budget() -> None:
 def test_a_scalar_document_with_a_star_in_its_text_is_that_scalar() -> None:
     assert load_yaml("5  # a star: *\n") == 5
     assert load_yaml("'a*b'\n") == "a*b"
+
+
+# --- a large document is rebuilt in fresh memory -------------------------------------------
+
+
+def fleet_yaml(entries: int) -> str:
+    """A config-like document: one mapping of four UUID-sized strings per entry, with a
+    shared anchor used by every entry."""
+    head = "shared: &labels {region: north}\ninverters:\n"
+    rows = (
+        f"- {{org_id: {i:036d}, user_id: u{i:035d}, inverter_id: i{i:035d}, "
+        f"name: Home {i}, labels: *labels}}\n"
+        for i in range(entries)
+    )
+    return head + "".join(rows)
+
+
+def test_a_large_document_keeps_its_values_and_its_shared_nodes() -> None:
+    text = fleet_yaml(600)
+    assert len(text) >= COMPACT_FROM_CHARS  # rebuilt
+    document = load_yaml(text)
+    rows = document["inverters"]
+    assert rows[599] == {
+        "org_id": f"{599:036d}",
+        "user_id": f"u{599:035d}",
+        "inverter_id": f"i{599:035d}",
+        "name": "Home 599",
+        "labels": {"region": "north"},
+    }
+    # Aliases still name one object, as the loader made them (the expansion check needs it).
+    assert rows[0]["labels"] is rows[599]["labels"] is document["shared"]
+
+
+# Resident memory of a fresh interpreter that loads a 10,000-entry document, after the
+# allocator got back what it can: about 36 MB without the rebuild, about 6 MB with it.
+RSS_PROBE = """
+import gc, sys
+from exporter.base.memory import limit_malloc_arenas, release_free_memory
+from exporter.base.safeyaml import load_yaml
+from tests.test_safeyaml import fleet_yaml
+
+def rss_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+limit_malloc_arenas()
+text = fleet_yaml(10_000)
+gc.collect(); release_free_memory()
+before = rss_kb()
+document = load_yaml(text)
+gc.collect(); release_free_memory()
+print(rss_kb() - before, len(document["inverters"]))
+"""
+
+
+def test_a_large_document_leaves_no_more_resident_memory_than_it_needs() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.split()
+    grown_kb, rows = int(out[0]), int(out[1])
+    assert rows == 10_000
+    assert grown_kb < 15 * 1024, f"{grown_kb} KB resident after loading"
