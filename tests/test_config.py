@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from exporter.base.safeyaml import RefusedYaml, load_yaml
+from exporter.config.errors import MAX_ERROR_LINES
 from exporter.config.model import Config, ConfigError, load_config, parse_config, shard_of
 from tests.conftest import INV_A, INV_B, ORG, USER, minimal_config, run_cli, to_config
 from tests.project import ROOT
@@ -634,3 +635,26 @@ def test_an_unknown_kind_is_refused_in_one_short_line_naming_the_kinds(kind: str
     assert message.startswith("inverters[0].kind: ") and len(message) < 300, message
     assert "\n" not in message and "\x00" not in message
     assert "one of inverter, heat_pump, electric_vehicle, wallbox" in message
+
+
+def test_many_errors_are_shown_up_to_a_limit_and_counted() -> None:
+    raw = minimal_config()
+    entry = raw["inverters"][0]
+    raw["inverters"] = [{**entry, "inverter_id": f"bad-{n}"} for n in range(MAX_ERROR_LINES + 7)]
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_dump(raw), {}, source="config.yaml")
+    lines = str(info.value).splitlines()
+    assert len(lines) == MAX_ERROR_LINES + 1
+    assert lines[0] == "inverters[0].inverter_id: 'bad-0' is not a UUID"
+    assert lines[MAX_ERROR_LINES - 1].startswith(f"inverters[{MAX_ERROR_LINES - 1}].inverter_id")
+    assert lines[-1] == f"... and 7 more errors ({MAX_ERROR_LINES + 7} in all)"
+
+
+def test_one_error_past_the_limit_is_counted_in_the_singular() -> None:
+    raw = minimal_config()
+    entry = raw["inverters"][0]
+    raw["inverters"] = [{**entry, "inverter_id": f"bad-{n}"} for n in range(MAX_ERROR_LINES + 1)]
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_dump(raw), {}, source="config.yaml")
+    last = str(info.value).splitlines()[-1]
+    assert last == f"... and 1 more error ({MAX_ERROR_LINES + 1} in all)"

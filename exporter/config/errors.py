@@ -58,10 +58,16 @@ def _describe(error: Mapping[str, Any]) -> str:
     return str(error["msg"])
 
 
+# A config of 10,000 inverters with one mistake repeated would otherwise print 30,000 lines.
+MAX_ERROR_LINES = 50
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    """One line per pydantic error: `key.path: reason`."""
+    """One line per pydantic error: `key.path: reason`; the first MAX_ERROR_LINES of them
+    and how many more there are."""
     lines = []
-    for error in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    for error in errors[:MAX_ERROR_LINES]:
         message = _describe(error)
         path = _loc_path(tuple(error["loc"]))
         # Cross-field checks carry their own key path in the message.
@@ -69,4 +75,7 @@ def format_validation_error(exc: ValidationError) -> str:
             lines.append(message)
         else:
             lines.append(f"{path}: {message}")
+    if len(errors) > MAX_ERROR_LINES:
+        more = len(errors) - MAX_ERROR_LINES
+        lines.append(f"... and {more} more error{'s' if more > 1 else ''} ({len(errors)} in all)")
     return "\n".join(lines)
