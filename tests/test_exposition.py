@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import random
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -264,3 +265,34 @@ def test_additions_and_target_changes_do_not_rebuild_the_page() -> None:
     text = b"".join(page.refresh())
     assert text == render_inverters(store.snapshot(), clock.time(), 3600)
     assert b'name="new-name"' in text and b"inv-5000" in text
+
+
+def test_a_poll_renders_its_own_device_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(NOON)
+    store = random_store(300, seed=6)
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    page.refresh()
+    rendered: list[str] = []
+    polled, described = exposition.polled_lines, exposition.described_lines
+
+    def polled_spy(state: Any, *args: Any) -> Any:
+        rendered.append(state.target.device_id)
+        return polled(state, *args)
+
+    def described_spy(target: Any, *args: Any) -> Any:
+        rendered.append(target.device_id)
+        return described(target, *args)
+
+    monkeypatch.setattr(exposition, "polled_lines", polled_spy)
+    monkeypatch.setattr(exposition, "described_lines", described_spy)
+    targets = [s.target for s in store.snapshot()]
+    # Two devices of one block and one of another; a neighbour of the first renamed.
+    for t in (targets[3], targets[5], targets[200]):
+        store.record_success(t.device_id, DataPoint(NOON - 60, dict(VALUES)), NOON, None)
+    store.apply_targets([replace(targets[4], name="renamed")], [])
+    text = b"".join(page.refresh())
+    assert sorted(rendered) == sorted(
+        [targets[3].device_id, targets[5].device_id, targets[200].device_id]
+        + [targets[4].device_id] * 2  # its description and its polled lines
+    )
+    assert text == render_inverters(store.snapshot(), clock.time(), 3600)

@@ -17,6 +17,7 @@ import logging
 import struct
 import threading
 import zlib
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -231,20 +232,21 @@ class Format:
         self.deflated_headers = {f: _gzip(text) for f, text in self.headers.items()}
 
 
-# Inverters per cached block: a change re-renders one block, not the whole page.
+# Devices per cached block: a change re-joins one block (and compresses it again for gzip),
+# not the whole page.
 BLOCK = 128
 
 
 class MetricsPage:
-    """Builds the /metrics body: inverter families (incrementally) plus telemetry.
+    """Builds the /metrics body: the devices' families (incrementally) plus telemetry.
 
-    The inverters are cut into blocks, and for every family the joined lines of each block
-    are kept. A poll marks its inverter's block dirty; the next refresh re-renders the polled
-    families of dirty blocks only, and the describing families too where a target changed.
-    New inverters take new slots at the end; only a removal rebuilds everything. Nothing is
-    kept per inverter and family, so
-    the page costs about the size of the body. `refresh()` can run in the background so
-    that scrapes find everything ready.
+    The devices are cut into blocks, and for every family the joined lines of each block
+    are kept, with each device's length in them. A poll marks its device; the next refresh
+    renders the polled families of the marked devices only (the describing families too
+    where a target changed) and splices their lines into their blocks, so a poll costs one
+    device's rendering, not a block's. New devices take new slots at the end; only a removal
+    rebuilds everything. Besides the body, the page keeps 4 bytes per device and family.
+    `refresh()` can run in the background so that scrapes find everything ready.
     """
 
     def __init__(
@@ -270,9 +272,12 @@ class MetricsPage:
         self._rendered_max_age = -1.0
         self._slot: dict[str, int] = {}
         self._blocks: dict[Family, list[bytes]] = {}
+        # Per family and block, the byte length of each device's lines in the block, in slot
+        # order: where to splice a device's new lines without rendering its neighbours.
+        self._lengths: dict[Family, list[array[int]]] = {}
         self._states: list[DeviceState] = []
-        self._dirty: set[int] = set()  # blocks whose polled families need rendering
-        self._described: set[int] = set()  # blocks whose targets changed too
+        self._dirty: set[int] = set()  # slots whose polled families need rendering
+        self._described: set[int] = set()  # slots whose targets changed too
         self._stale_at: list[tuple[float, int]] = []  # heap of (moment, slot)
         # Each non-empty block also as a raw deflate segment, compressed once per change of the
         # block; a gzip scrape writes a header, the segments and one trailer (one gzip member).
@@ -303,22 +308,19 @@ class MetricsPage:
 
     def _rebuild(self, states: list[DeviceState], now: float, max_age: float) -> None:
         # Let go of the old page first, so the new one reuses its memory instead of doubling it.
-        self._blocks, self._gz = {}, {}
+        self._blocks, self._gz, self._lengths = {}, {}, {}
         self._changed()
         self._states = []
         self._slot = {}
         self._blocks = {f: [] for f in self._families}
+        self._lengths = {f: [] for f in self._families}
         self._gz = {f: [] for f in self._families}
         self._stale_at = []
         self._unrenderable = set()
         self._dirty.clear()
         self._described.clear()
         self._append(states, now, max_age)
-        for b in self._described:
-            self._render_described(b)
-            self._render_polled(b, now, max_age)
-        self._described.clear()
-        self._dirty.clear()
+        self._render_marked(now, max_age)
         release_free_memory()
 
     def _append(self, states: list[DeviceState], now: float, max_age: float) -> None:
@@ -330,25 +332,79 @@ class MetricsPage:
             if i % BLOCK == 0:
                 for family, blocks in self._blocks.items():
                     blocks.append(b"")
+                    self._lengths[family].append(array("I"))
                     self._gz[family].append(None)
                 self._changed()
             self._expire_later(i, None, state, now, max_age)
-            self._described.add(i // BLOCK)
-            self._dirty.add(i // BLOCK)
+            self._described.add(i)
+            self._dirty.add(i)
 
-    def _render_described(self, b: int) -> None:
-        described: dict[Family, list[bytes]] = {f: [] for f in self._target_families}
-        for state in self._block_states(b):
-            target = state.target
-            rendered = self.guard.render(target, partial(described_lines, target, self._selected))
-            if rendered is None:
-                self._unrenderable.add(target.device_id)
-                continue
-            self._unrenderable.discard(target.device_id)
-            for family, text in rendered.items():
-                described[family].append(text)
-        for family, lines in described.items():
-            self._set_block(family, b, b"".join(lines))
+    def _render_marked(self, now: float, max_age: float) -> None:
+        """Render the marked devices' lines and splice them into their blocks: the describing
+        families first (a device whose description fails is left out whole), then the
+        polled ones."""
+        if self._described:
+            self._render(self._described, self._target_families, self._describe)
+        if self._dirty:
+            self._render(self._dirty, self._polled_families, partial(self._poll, now, max_age))
+        self._described.clear()
+        self._dirty.clear()
+
+    def _render(
+        self,
+        slots: set[int],
+        families: tuple[Family, ...],
+        render: Callable[[DeviceState], dict[Family, bytes]],
+    ) -> None:
+        by_block: dict[int, dict[int, dict[Family, bytes]]] = {}
+        for i in sorted(slots):
+            by_block.setdefault(i // BLOCK, {})[i % BLOCK] = render(self._states[i])
+        for b, rendered in by_block.items():
+            for family in families:
+                texts = {j: lines.get(family, b"") for j, lines in rendered.items()}
+                self._splice(family, b, texts)
+
+    def _describe(self, state: DeviceState) -> dict[Family, bytes]:
+        target = state.target
+        rendered = self.guard.render(target, partial(described_lines, target, self._selected))
+        if rendered is None:
+            self._unrenderable.add(target.device_id)
+            return {}
+        self._unrenderable.discard(target.device_id)
+        return rendered
+
+    def _poll(self, now: float, max_age: float, state: DeviceState) -> dict[Family, bytes]:
+        if state.target.device_id in self._unrenderable:
+            return {}  # counted when its description failed; all or nothing per device
+        rendered = self.guard.render(
+            state.target, partial(polled_lines, state, now, max_age, self._selected)
+        )
+        return rendered or {}
+
+    def _splice(self, family: Family, b: int, texts: dict[int, bytes]) -> None:
+        """Block `b` of `family` with the lines of the devices at these positions (in
+        ascending order) replaced, or appended after the block's last device."""
+        lengths = self._lengths[family][b]
+        known = len(lengths)
+        pieces: list[bytes | memoryview] = []
+        with memoryview(self._blocks[family][b]) as view:
+            offset = index = 0  # in the old block: bytes and devices passed
+            for j, text in texts.items():
+                if j >= known:
+                    break
+                start = offset + sum(lengths[index:j])
+                pieces += (view[offset:start], text)
+                offset, index = start + lengths[j], j + 1
+                lengths[j] = len(text)
+            pieces.append(view[offset:])
+            for j, text in texts.items():
+                if j >= known:  # new devices: the next slots, in order
+                    assert j == len(lengths), (j, len(lengths))
+                    lengths.append(len(text))
+                    pieces.append(text)
+            data = b"".join(pieces)
+            del pieces
+        self._set_block(family, b, data)
 
     def _set_block(self, family: Family, b: int, data: bytes) -> None:
         if self._blocks[family][b] != data:
@@ -360,22 +416,6 @@ class MetricsPage:
         """The blocks changed: each format's body is assembled again at the next refresh."""
         for fmt in self._formats:
             fmt.chunks = fmt.gz_chunks = None
-
-    def _block_states(self, b: int) -> list[DeviceState]:
-        return self._states[b * BLOCK : (b + 1) * BLOCK]
-
-    def _render_polled(self, b: int, now: float, max_age: float) -> None:
-        parts: dict[Family, list[bytes]] = {f: [] for f in self._polled_families}
-        for state in self._block_states(b):
-            if state.target.device_id in self._unrenderable:
-                continue  # counted when its description failed; all or nothing per device
-            rendered = self.guard.render(
-                state.target, partial(polled_lines, state, now, max_age, self._selected)
-            )
-            for family, text in (rendered or {}).items():
-                parts[family].append(text)
-        for family, lines in parts.items():
-            self._set_block(family, b, b"".join(lines))
 
     def _expire_later(
         self,
@@ -421,22 +461,17 @@ class MetricsPage:
                     previous = self._states[i]
                     self._expire_later(i, previous, state, now, max_age)
                     self._states[i] = state
-                    self._dirty.add(i // BLOCK)
+                    self._dirty.add(i)
                     if state.target is not previous.target:
-                        self._described.add(i // BLOCK)
+                        self._described.add(i)
                 self._append(added, now, max_age)
             while self._stale_at and self._stale_at[0][0] < now:
                 _, i = heapq.heappop(self._stale_at)
                 # The entry may belong to a reading that a newer one has since replaced.
                 state = self._states[i]
                 if not is_fresh(state, now, max_age) or savings_expired(state, now):
-                    self._dirty.add(i // BLOCK)
-            for b in self._described:
-                self._render_described(b)
-            for b in self._dirty:
-                self._render_polled(b, now, max_age)
-            self._described.clear()
-            self._dirty.clear()
+                    self._dirty.add(i)
+            self._render_marked(now, max_age)
             self._epoch, self._seq = epoch, seq
             for fmt in self._formats:
                 if fmt.wanted:
