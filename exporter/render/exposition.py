@@ -21,6 +21,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -356,10 +357,9 @@ class MetricsPage:
         families: tuple[Family, ...],
         render: Callable[[DeviceState], dict[Family, bytes]],
     ) -> None:
-        by_block: dict[int, dict[int, dict[Family, bytes]]] = {}
-        for i in sorted(slots):
-            by_block.setdefault(i // BLOCK, {})[i % BLOCK] = render(self._states[i])
-        for b, rendered in by_block.items():
+        # Block by block, so that only one block's new lines are held apart from the page.
+        for b, group in groupby(sorted(slots), key=lambda i: i // BLOCK):
+            rendered = {i % BLOCK: render(self._states[i]) for i in group}
             for family in families:
                 texts = {j: lines.get(family, b"") for j, lines in rendered.items()}
                 self._splice(family, b, texts)
