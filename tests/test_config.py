@@ -637,24 +637,26 @@ def test_an_unknown_kind_is_refused_in_one_short_line_naming_the_kinds(kind: str
     assert "one of inverter, heat_pump, electric_vehicle, wallbox" in message
 
 
-def test_many_errors_are_shown_up_to_a_limit_and_counted() -> None:
+def refused_lines(errors: int) -> list[str]:
+    """The lines of the refusal of a config with this many bad inverter ids."""
     raw = minimal_config()
     entry = raw["inverters"][0]
-    raw["inverters"] = [{**entry, "inverter_id": f"bad-{n}"} for n in range(MAX_ERROR_LINES + 7)]
+    raw["inverters"] = [{**entry, "inverter_id": f"bad-{n}"} for n in range(errors)]
     with pytest.raises(ConfigError) as info:
         parse_config(yaml.safe_dump(raw), {}, source="config.yaml")
-    lines = str(info.value).splitlines()
+    return str(info.value).splitlines()
+
+
+def test_many_errors_are_shown_up_to_a_limit_and_counted() -> None:
+    lines = refused_lines(MAX_ERROR_LINES + 7)
     assert len(lines) == MAX_ERROR_LINES + 1
     assert lines[0] == "inverters[0].inverter_id: 'bad-0' is not a UUID"
     assert lines[MAX_ERROR_LINES - 1].startswith(f"inverters[{MAX_ERROR_LINES - 1}].inverter_id")
     assert lines[-1] == f"... and 7 more errors ({MAX_ERROR_LINES + 7} in all)"
 
 
-def test_one_error_past_the_limit_is_counted_in_the_singular() -> None:
-    raw = minimal_config()
-    entry = raw["inverters"][0]
-    raw["inverters"] = [{**entry, "inverter_id": f"bad-{n}"} for n in range(MAX_ERROR_LINES + 1)]
-    with pytest.raises(ConfigError) as info:
-        parse_config(yaml.safe_dump(raw), {}, source="config.yaml")
-    last = str(info.value).splitlines()[-1]
-    assert last == f"... and 1 more error ({MAX_ERROR_LINES + 1} in all)"
+def test_errors_up_to_the_limit_are_all_shown_and_one_more_is_counted_alone() -> None:
+    assert len(refused_lines(MAX_ERROR_LINES)) == MAX_ERROR_LINES
+    assert refused_lines(MAX_ERROR_LINES + 1)[-1] == (
+        f"... and 1 more error ({MAX_ERROR_LINES + 1} in all)"
+    )
