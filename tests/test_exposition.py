@@ -296,3 +296,40 @@ def test_a_poll_renders_its_own_device_only(monkeypatch: pytest.MonkeyPatch) -> 
         + [targets[4].device_id] * 2  # its description and its polled lines
     )
     assert text == render_inverters(store.snapshot(), clock.time(), 3600)
+
+
+def test_savings_are_hidden_from_the_moment_their_period_expires() -> None:
+    clock = FakeClock(NOON)
+    t = target(1)
+    store = ReadingStore([t])
+    today = Period(NOON - 3600, NOON + 10, 1.5, 1e7)
+    store.record_savings(t.device_id, t.kind, Savings(today, None, "EUR", "kWh", NOON))
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    assert b"podero_device_savings_today{" in b"".join(page.refresh())
+    clock.advance(10)  # exactly the end of the period: Savings.expired says it is over
+    text = b"".join(page.refresh())
+    assert b"podero_device_savings_today{" not in text
+    assert text == render_inverters(store.snapshot(), clock.time(), 3600.0)
+
+
+def test_a_device_whose_polled_lines_fail_is_left_out_whole_until_they_render() -> None:
+    clock = FakeClock(NOON)
+    good, bad = target(1), target(2)
+    store = ReadingStore([good, bad])
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    page.refresh()
+    broken = PriceUnits("E\udc80", "EUR/MWh")  # a string that cannot be encoded
+    for t in (good, bad):
+        price = broken if t is bad else None
+        store.record_success(
+            t.device_id, DataPoint(NOON - 60, dict(VALUES)), NOON, None, price=price
+        )
+    text = b"".join(page.refresh())
+    assert page.guard.errors == 1
+    assert bad.device_id.encode() not in text  # not even its podero_device_info
+    assert text.count(good.device_id.encode()) > 5  # the other device keeps all it has
+    fixed = PriceUnits("EUR", "EUR/MWh")
+    store.record_success(bad.device_id, DataPoint(NOON, dict(VALUES)), NOON, None, price=fixed)
+    text = b"".join(page.refresh())
+    assert b'podero_device_info{device_id="' + bad.device_id.encode() in text
+    assert text == render_inverters(store.snapshot(), clock.time(), 3600.0)

@@ -147,7 +147,7 @@ def fleet_yaml(entries: int) -> str:
     shared anchor used by every entry."""
     head = "shared: &labels {region: north}\ninverters:\n"
     rows = (
-        f"- {{org_id: {i:036d}, user_id: u{i:035d}, inverter_id: i{i:035d}, "
+        f"- {{org_id: '{i:036d}', user_id: u{i:035d}, inverter_id: i{i:035d}, "
         f"name: Home {i}, labels: *labels}}\n"
         for i in range(entries)
     )

@@ -14,7 +14,8 @@ import yaml
 ALIAS_EXPANSION_PER_CHAR = 10
 ALIAS_EXPANSION_FLOOR = 10_000
 
-# Documents from this size on are rebuilt in fresh memory after loading (see `compact`).
+# Documents of this many characters and more are rebuilt in fresh memory after loading
+# (see `load_yaml`).
 COMPACT_FROM_CHARS = 64 * 1024
 
 # libyaml's loader where PyYAML has it: far faster, and far less garbage, for the config of
@@ -97,7 +98,8 @@ def check_expansion(root: Any, budget: int) -> None:
 
 
 def load_yaml(text: str) -> Any:
-    """The document in `text`; raises yaml.YAMLError (syntax, duplicate keys, aliases)."""
+    """The document in `text`; raises yaml.YAMLError (syntax, duplicate keys, aliases), or
+    RecursionError for a document nested about a thousand levels deep."""
     loader = BoundedLoader(text)
     try:
         document = loader.get_single_data()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import struct
 import threading
 import zlib
@@ -267,6 +268,7 @@ class MetricsPage:
         self._telemetry = telemetry
         self.guard = RenderGuard(created=clock.time())
         self._unrenderable: set[str] = set()  # devices whose description failed to render
+        self._blanked: set[str] = set()  # devices left out whole for their polled lines
         self._lock = threading.Lock()
         self._epoch = -1
         self._seq = -1
@@ -318,6 +320,7 @@ class MetricsPage:
         self._gz = {f: [] for f in self._families}
         self._stale_at = []
         self._unrenderable = set()
+        self._blanked = set()
         self._dirty.clear()
         self._described.clear()
         self._append(states, now, max_age)
@@ -342,12 +345,21 @@ class MetricsPage:
 
     def _render_marked(self, now: float, max_age: float) -> None:
         """Render the marked devices' lines and splice them into their blocks: the describing
-        families first (a device whose description fails is left out whole), then the
-        polled ones."""
+        families first, then the polled ones. All or nothing per device: one whose
+        description fails is left out whole until its target changes; one whose polled lines
+        fail loses its description too, until its polled lines render again."""
+        self._described |= {
+            i for i in self._dirty if self._states[i].target.device_id in self._blanked
+        }
         if self._described:
             self._render(self._described, self._target_families, self._describe)
         if self._dirty:
-            self._render(self._dirty, self._polled_families, partial(self._poll, now, max_age))
+            failed: set[int] = set()
+            self._render(
+                self._dirty, self._polled_families, partial(self._poll, now, max_age, failed)
+            )
+            if failed:
+                self._render(failed, self._target_families, lambda state: {})
         self._described.clear()
         self._dirty.clear()
 
@@ -373,37 +385,46 @@ class MetricsPage:
         self._unrenderable.discard(target.device_id)
         return rendered
 
-    def _poll(self, now: float, max_age: float, state: DeviceState) -> dict[Family, bytes]:
-        if state.target.device_id in self._unrenderable:
-            return {}  # counted when its description failed; all or nothing per device
+    def _poll(
+        self, now: float, max_age: float, failed: set[int], state: DeviceState
+    ) -> dict[Family, bytes]:
+        device_id = state.target.device_id
+        if device_id in self._unrenderable:
+            return {}  # counted when its description failed
         rendered = self.guard.render(
             state.target, partial(polled_lines, state, now, max_age, self._selected)
         )
-        return rendered or {}
+        if rendered is None:
+            failed.add(self._slot[device_id])
+            self._blanked.add(device_id)
+            return {}
+        self._blanked.discard(device_id)
+        return rendered
 
     def _splice(self, family: Family, b: int, texts: dict[int, bytes]) -> None:
         """Block `b` of `family` with the lines of the devices at these positions (in
-        ascending order) replaced, or appended after the block's last device."""
-        lengths = self._lengths[family][b]
+        ascending order) replaced, or appended after the block's last device. The block and
+        its lengths change together, or not at all."""
+        old = memoryview(self._blocks[family][b])
+        lengths = array("I", self._lengths[family][b])
         known = len(lengths)
         pieces: list[bytes | memoryview] = []
-        with memoryview(self._blocks[family][b]) as view:
-            offset = index = 0  # in the old block: bytes and devices passed
-            for j, text in texts.items():
-                if j >= known:
-                    break
+        offset = index = 0  # in the old block: bytes and devices passed
+        for j, text in texts.items():
+            if j < known:
                 start = offset + sum(lengths[index:j])
-                pieces += (view[offset:start], text)
+                pieces += (old[offset:start], text)
                 offset, index = start + lengths[j], j + 1
                 lengths[j] = len(text)
-            pieces.append(view[offset:])
-            for j, text in texts.items():
-                if j >= known:  # new devices: the next slots, in order
-                    assert j == len(lengths), (j, len(lengths))
-                    lengths.append(len(text))
-                    pieces.append(text)
-            data = b"".join(pieces)
-            del pieces
+        pieces.append(old[offset:])
+        for j, text in texts.items():
+            if j >= known:  # new devices: the next slots, in order
+                if j != len(lengths):
+                    raise RuntimeError(f"device {j} of block {b} rendered before {len(lengths)}")
+                lengths.append(len(text))
+                pieces.append(text)
+        data = b"".join(pieces)
+        self._lengths[family][b] = lengths
         self._set_block(family, b, data)
 
     def _set_block(self, family: Family, b: int, data: bytes) -> None:
@@ -430,12 +451,14 @@ class MetricsPage:
         known = previous.reading.time if previous is not None and previous.reading else None
         if reading is not None and reading.time != known and is_fresh(state, now, max_age):
             heapq.heappush(self._stale_at, (reading.time + max_age, i))
-        # And one per savings period, when its figures are shown no longer.
+        # And one per savings period, when its figures are shown no longer: from the moment
+        # it expires on (the readings' entries are due once past theirs), so entered just
+        # below it for the heap's `< now`.
         figures = state.savings
         if figures is not None and (previous is None or previous.savings is not figures):
             for moment in figures.expiries():
                 if moment > now:
-                    heapq.heappush(self._stale_at, (moment, i))
+                    heapq.heappush(self._stale_at, (math.nextafter(moment, -math.inf), i))
 
     def refresh(self) -> list[bytes]:
         """Bring the per-inverter part up to date; returns it as chunks of the body."""
