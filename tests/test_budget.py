@@ -47,27 +47,57 @@ def test_idle_budget_lets_the_first_request_through_at_once() -> None:
 
 
 def test_slots_are_unique_across_threads() -> None:
-    class Recording(FakeClock):
-        def sleep(self, seconds: float) -> None:
-            self.sleeps.append(seconds)  # do not move time: each thread's wait is its slot
-
-    clock = Recording(0.0)
+    clock = FakeClock(0.0)
     budget = RequestBudget(10, clock)
-    waits: list[float] = []
+    slots: list[float] = []
     lock = threading.Lock()
 
     def take() -> None:
-        w = budget.acquire()
+        slot = budget.reserve()
         with lock:
-            waits.append(w)
+            slots.append(slot)
 
     threads = [threading.Thread(target=take) for _ in range(40)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert busiest_window(waits) <= 10
-    assert len(set(round(w, 6) for w in waits)) == 40
+    assert busiest_window(slots) <= 10
+    assert len(set(round(s, 6) for s in slots)) == 40
+
+
+def test_a_process_that_wakes_late_sends_no_more_than_the_budget_in_a_second() -> None:
+    clock = FakeClock(0.0)
+    budget = RequestBudget(10, clock)
+    slots = [budget.reserve() for _ in range(30)]  # 30 threads took their slots (0 to 3 s)
+    clock.set(3.5)  # and the process got no CPU until every slot had passed
+    left = []
+    for slot in slots:  # each thread wakes and goes: as many as may in each second
+        budget.wait_for(slot)
+        left.append(clock.monotonic())
+    assert busiest_window(left) == 10
+    assert left[9] == 3.5 and left[10] == pytest.approx(4.501) and left[-1] == pytest.approx(5.502)
+
+
+def test_requests_at_the_pace_of_the_budget_wait_for_nothing_more() -> None:
+    clock = FakeClock(0.0)
+    budget = RequestBudget(10, clock)
+    waited = [budget.acquire() for _ in range(100)]
+    # The spacing (1.02/10 s) alone keeps every window within 10: the cap never waits.
+    assert waited[0] == 0 and all(math.isclose(w, 0.102) for w in waited[1:])
+
+
+def test_yielding_requests_are_held_to_the_same_cap() -> None:
+    clock = FakeClock(0.0)
+    budget = RequestBudget(5, clock)
+    slots = [budget.reserve() for _ in range(5)]
+    clock.set(10.0)  # every reserved slot passed unused: the cap saw none of them
+    for slot in slots:
+        budget.wait_for(slot)
+    with budget.yielding():
+        # Five left at 10.0: the sixth waits until a second (and a millisecond) later.
+        assert budget.acquire() == pytest.approx(1.001)
+    assert clock.monotonic() == pytest.approx(11.001)
 
 
 TOTAL = 25
@@ -124,16 +154,21 @@ def test_replicas_together_never_exceed_the_total_in_any_second(count: int) -> N
 
 
 def test_an_even_fraction_would_exceed_the_total_in_some_second() -> None:
-    """Why the shares are whole requests: two replicas of 12.5/s, in step, send 26 in one
-    second."""
+    """Why the shares are whole requests: two replicas of 12.5/s, in step, would take 26
+    slots in one second (each replica's cap then holds it to 12: 24 together)."""
+    slots: list[float] = []
     sent: list[float] = []
     for _ in range(2):
+        clock = FakeClock(0.0)
+        budget = RequestBudget(TOTAL / 2, clock)
+        slots += [budget.reserve() for _ in range(100)]
         clock = FakeClock(0.0)
         budget = RequestBudget(TOTAL / 2, clock)
         for _ in range(100):
             budget.acquire()
             sent.append(clock.time())
-    assert busiest_window(sent) == 26
+    assert busiest_window(slots) == 26
+    assert busiest_window(sent) == 24
 
 
 @pytest.mark.parametrize(("index", "expected"), [(0, 7), (3, 6)])

@@ -3,6 +3,7 @@ is this replica's share of the organization's budget."""
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 from collections.abc import Iterator
@@ -14,11 +15,20 @@ from exporter.base.clock import Clock
 # budget and reaching the server cannot squeeze N+1 requests into one second at the server.
 SPACING_MARGIN = 1.02
 SUM_MARGIN = 1e-9
+# The window of the cap on departures, a millisecond wider than a second so that two
+# departures exactly a second apart by the clock are never in one second at the server.
+CAP_WINDOW = 1.001
 
 
 class RequestBudget:
     """Hands out send slots spaced 1/rate apart, first come first served, across all threads;
-    a thread inside `yielding()` takes only a slot that is free at once, after everyone else."""
+    a thread inside `yielding()` takes only a slot that is free at once, after everyone else.
+
+    And a hard cap on when requests actually leave: a thread that wakes late for its slot (a
+    process starved of CPU wakes many at once) goes only while fewer than `floor(rate)`
+    requests left in the last second. Without it, a stalled replica sent the slots it missed
+    together with the next second's: 85 requests in one second against a share of 50, with
+    four replicas and their simulator on two cores (benchmarks/bench_replicas.py)."""
 
     def __init__(self, requests_per_second: float, clock: Clock) -> None:
         self._spacing = SPACING_MARGIN / requests_per_second
@@ -26,6 +36,10 @@ class RequestBudget:
         self._lock = threading.Lock()
         self._next_slot = float("-inf")
         self._local = threading.local()
+        # The moments requests left within the last window, in order (no cap below one
+        # request per second, where the spacing alone is the budget).
+        self._limit = math.floor(requests_per_second)
+        self._left: list[float] = []
 
     @contextmanager
     def yielding(self) -> Iterator[None]:
@@ -43,15 +57,41 @@ class RequestBudget:
     def acquire(self) -> float:
         """Block until this caller's slot; returns how long it waited."""
         if getattr(self._local, "yielding", False):
-            return self._acquire_idle()
+            return self._acquire_idle() + self._leave(float("-inf"))
+        return self.wait_for(self.reserve())
+
+    def reserve(self) -> float:
+        """The next free slot (a monotonic moment), taken for the caller."""
         with self._lock:
-            now = self._clock.monotonic()
-            slot = max(now, self._next_slot)
+            slot = max(self._clock.monotonic(), self._next_slot)
             self._next_slot = slot + self._spacing
-        wait = slot - now
+        return slot
+
+    def wait_for(self, slot: float) -> float:
+        """Block until `slot`, and then until the request may leave; how long it waited."""
+        wait = slot - self._clock.monotonic()
         if wait > 0:
             self._clock.sleep(wait)
-        return max(0.0, wait)
+        return max(0.0, wait) + self._leave(slot)
+
+    def _leave(self, slot: float) -> float:
+        """Wait while `limit` requests left in the last window; then count this one as
+        leaving now (never before its slot)."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = max(self._clock.monotonic(), slot)
+                while self._left and self._left[0] + CAP_WINDOW <= now:  # as `due` below
+                    del self._left[0]
+                recent = bisect.bisect_right(self._left, now)  # left by now, in the window
+                if not self._limit or recent < self._limit:
+                    bisect.insort(self._left, now)
+                    return waited
+                due = self._left[recent - self._limit] + CAP_WINDOW
+                wait = due - now
+            self._clock.sleep(wait)
+            waited += wait
+            slot = due  # not before it, even if the clock's sleep came back a hair early
 
     def _acquire_idle(self) -> float:
         waited = 0.0
