@@ -11,7 +11,6 @@ Example output for one inverter:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 
 from prometheus_client.utils import floatToGoString
 
@@ -37,7 +36,6 @@ def float_text(value: float) -> str:
     return text
 
 
-@lru_cache(maxsize=65536)
 def label_text(labels: Labels) -> str:
     """The inside of a sample's braces: `key="value",...`, escaped."""
     return ",".join(f'{key}="{escape(value)}"' for key, value in labels)

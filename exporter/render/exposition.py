@@ -38,6 +38,7 @@ from exporter.kinds.family import Family, Source
 from exporter.kinds.own import RENDER_ERRORS
 from exporter.kinds.savings import ORGANIZATION_FAMILIES
 from exporter.render.collector import (
+    Labels,
     Samples,
     float_text,
     is_fresh,
@@ -144,10 +145,19 @@ def _pieces(chunks: list[bytes]) -> list[bytes]:
 
 def lines_of(samples: Samples, served: frozenset[Family] | None = None) -> dict[Family, bytes]:
     """Exposition lines by family (only the `served` families, if given)."""
+    # A device's samples share a few label sets: each is escaped once here. (A cache across
+    # devices held two entries per device: 30 MB at 30,000 devices, for little gain.)
+    texts: dict[Labels, str] = {}
+
+    def braces(labels: Labels) -> str:
+        text = texts.get(labels)
+        if text is None:
+            text = texts[labels] = label_text(labels)
+        return text
+
     return {
         family: "".join(
-            f"{family.name}{{{label_text(labels)}}} {float_text(value)}\n"
-            for labels, value in found
+            f"{family.name}{{{braces(labels)}}} {float_text(value)}\n" for labels, value in found
         ).encode()
         for family, found in samples.items()
         if served is None or family in served
