@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.kinds.table import device_families
-from exporter.render import exposition
+from exporter.render import deflate, exposition
 from exporter.render.collector import Sample, current_samples, is_fresh
 from exporter.render.exposition import MetricsPage
 from exporter.state.readings import DataPoint
@@ -224,8 +224,8 @@ def test_gzip_members_are_compressed_once_per_change_of_their_block(
     store = random_store(1000, seed=4)
     page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
     calls: list[int] = []
-    real = exposition._gzip
-    monkeypatch.setattr(exposition, "_gzip", lambda data: calls.append(len(data)) or real(data))
+    real = deflate.segment
+    monkeypatch.setattr(deflate, "segment", lambda data: calls.append(len(data)) or real(data))
     page.gzip_chunks()
     first = len(calls)
     page.gzip_chunks()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import struct
 import threading
 import zlib
 from array import array
@@ -37,6 +36,7 @@ from exporter.kinds import common, selection, table
 from exporter.kinds.family import Family, Source
 from exporter.kinds.own import RENDER_ERRORS
 from exporter.kinds.savings import ORGANIZATION_FAMILIES
+from exporter.render import deflate
 from exporter.render.collector import (
     Labels,
     Samples,
@@ -102,45 +102,6 @@ class OwnMetrics:
 # The exporter's own families by the name prometheus_client gives them (a counter's without
 # `_total`).
 OWN_BY_NAME = {openmetrics_name(f): f for f in table.families() if not f.per_device}
-
-
-# A gzip stream built from pieces compressed at different times: the 10-byte header (no
-# name, mtime 0), raw deflate segments each ended by a sync flush (so they concatenate into
-# one deflate stream), an empty final block, and CRC-32 and size of the whole. One member,
-# because some clients (urllib3 reading in chunks) stop after the first of several.
-GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
-FINAL_BLOCK = b"\x03\x00"
-
-
-def _gzip(data: bytes) -> bytes:
-    """A raw deflate segment of `data` that another segment may follow (sync flush).
-    Level 6 (zlib's default): a block changes a few times a minute at most, a scrape ships
-    every block."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
-    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-
-
-def _gzip_trailer(crc: int, size: int) -> bytes:
-    return FINAL_BLOCK + struct.pack("<II", crc & 0xFFFFFFFF, size & 0xFFFFFFFF)
-
-
-PIECE = 1 << 20
-
-
-def _pieces(chunks: list[bytes]) -> list[bytes]:
-    """Chunks joined into pieces of about PIECE bytes (whole chunks, in order)."""
-    pieces: list[bytes] = []
-    group: list[bytes] = []
-    size = 0
-    for chunk in chunks:
-        group.append(chunk)
-        size += len(chunk)
-        if size >= PIECE:
-            pieces.append(b"".join(group))
-            group, size = [], 0
-    if group:
-        pieces.append(b"".join(group))
-    return pieces
 
 
 def lines_of(samples: Samples, served: frozenset[Family] | None = None) -> dict[Family, bytes]:
@@ -241,7 +202,7 @@ class Format:
     own_text: bytes | None = None
 
     def __post_init__(self) -> None:
-        self.deflated_headers = {f: _gzip(text) for f, text in self.headers.items()}
+        self.deflated_headers = {f: deflate.segment(text) for f, text in self.headers.items()}
 
 
 # Devices per cached block: a change re-joins one block (and compresses it again for gzip),
@@ -530,7 +491,7 @@ class MetricsPage:
                 with self._lock:
                     if fmt.gz_chunks is None:
                         segments, crc, size = self._gz_segments(fmt)
-                        fmt.gz_chunks = (_pieces(segments), crc, size)
+                        fmt.gz_chunks = (deflate.pieces(segments), crc, size)
                     fmt.gz_served = fmt.gz_chunks
 
     def _format(self, openmetrics: bool) -> Format:
@@ -572,8 +533,8 @@ class MetricsPage:
         assert fmt.gz_served is not None
         served, crc, size = fmt.gz_served
         rest = b"".join(self._rest(openmetrics))
-        tail = _gzip(rest) + _gzip_trailer(zlib.crc32(rest, crc), size + len(rest))
-        return [GZIP_HEADER, *served, tail]
+        tail = deflate.segment(rest) + deflate.trailer(zlib.crc32(rest, crc), size + len(rest))
+        return [deflate.GZIP_HEADER, *served, tail]
 
     def _gz_segments(self, fmt: Format) -> tuple[list[bytes], int, int]:
         """Every family's header and blocks as deflate segments, with the CRC-32 and size of
@@ -589,7 +550,7 @@ class MetricsPage:
                 if block:
                     segment = compressed[b]
                     if segment is None:
-                        segment = compressed[b] = _gzip(block)
+                        segment = compressed[b] = deflate.segment(block)
                     segments.append(segment)
                     crc, size = zlib.crc32(block, crc), size + len(block)
         return segments, crc, size
