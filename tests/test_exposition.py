@@ -333,3 +333,26 @@ def test_a_device_whose_polled_lines_fail_is_left_out_whole_until_they_render() 
     text = b"".join(page.refresh())
     assert b'podero_device_info{device_id="' + bad.device_id.encode() in text
     assert text == render_inverters(store.snapshot(), clock.time(), 3600.0)
+
+
+def test_a_failed_update_is_followed_by_a_page_rendered_from_scratch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock(NOON)
+    store = random_store(300, seed=8)
+    page = MetricsPage(store, clock, lambda: 3600.0, CollectorRegistry())
+    assert page.update_or_rebuild()
+    one = store.snapshot()[0].target.device_id
+    store.record_failure(one, "HTTP 500", NOON, None)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(page, "_splice", broken)
+    assert not page.update_or_rebuild()  # the refresher lives on ...
+    monkeypatch.undo()
+    clock.advance(4000)  # ... and the next update shows the change and the stale readings
+    assert page.update_or_rebuild()
+    text = b"".join(page.chunks()[:-2])
+    assert text == render_inverters(store.snapshot(), clock.time(), 3600)
+    assert b"podero_inverter_solar_production_watts{" not in text

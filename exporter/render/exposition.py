@@ -563,4 +563,20 @@ class MetricsPage:
     def run_refresher(self, stop: threading.Event, interval: float = 1.0) -> None:
         """Refresh every `interval` seconds until `stop`, so scrapes find the body ready."""
         while not stop.wait(interval):
+            self.update_or_rebuild()
+
+    def update_or_rebuild(self) -> bool:
+        """`update()`, and if it fails (a bug), a page rendered from scratch next time: the
+        refresher must outlive it, or the last page (and readings turning stale in it) would
+        be served for ever. Whether the update succeeded."""
+        try:
             self.update()
+        except Exception as exc:
+            log.error(
+                "page update failed: the next one renders the page from scratch",
+                extra=kv(reason=clean_text(f"{type(exc).__name__}: {exc}")),
+            )
+            with self._lock:
+                self._epoch = -1  # the store's changes are then none to go by: a rebuild
+            return False
+        return True
