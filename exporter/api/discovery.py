@@ -22,6 +22,7 @@ from exporter.api.client import PoderoClient
 from exporter.api.transport import ApiError, InvalidResponse
 from exporter.base.clock import Clock
 from exporter.base.logs import kv
+from exporter.base.memory import release_free_memory
 from exporter.base.text import DEFAULT_LIMIT, clean_text
 from exporter.config.model import INVERTER, DiscoveryConfig, ShardConfig
 from exporter.kinds import registry
@@ -300,6 +301,9 @@ class FleetDiscovery:
             self.last_success = self._clock.time()
         if complete:
             self.round_done.set()
+            # The round's listing bodies (the users listing of 10,000 homes alone is MBs of
+            # JSON) are garbage now: hand the freed memory back instead of keeping the peak.
+            release_free_memory()
 
 
 @dataclass
