@@ -72,11 +72,38 @@ def test_a_process_that_wakes_late_sends_no_more_than_the_budget_in_a_second() -
     slots = [budget.reserve() for _ in range(30)]  # 30 threads took their slots (0 to 3 s)
     clock.set(3.5)  # and the process got no CPU until every slot had passed
     left = []
+    waited = []
     for slot in slots:  # each thread wakes and goes: as many as may in each second
-        budget.wait_for(slot)
+        waited.append(budget.wait_for(slot))
         left.append(clock.monotonic())
+    assert waited[:10] == [0.0] * 10 and waited[10] == pytest.approx(1.02)  # the cap's wait
     assert busiest_window(left) == 10
     assert left[9] == 3.5 and left[10] == pytest.approx(4.52) and left[-1] == pytest.approx(5.54)
+
+
+class CutIn(FakeClock):
+    """Twice, another thread's request leaves just as the thread under test wakes in the cap."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__(start)
+        self.budget: RequestBudget | None = None
+        self.cuts = 0
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if self.budget is not None and self.cuts < 2:
+            self.cuts += 1
+            self.budget.wait_for(self.monotonic())
+
+
+def test_a_request_that_loses_its_turn_in_the_cap_waits_again_and_counts_every_wait() -> None:
+    clock = CutIn(0.0)
+    budget = RequestBudget(1, clock)  # one request in any 1.02 s
+    budget.acquire()  # left at 0.0
+    clock.budget = budget
+    waited = budget.wait_for(0.0)  # its slot long past: only the cap holds it back
+    assert clock.cuts == 2
+    assert waited == pytest.approx(3 * 1.02) and clock.monotonic() == pytest.approx(3.06)
 
 
 def test_requests_at_the_pace_of_the_budget_wait_for_nothing_more() -> None:
