@@ -80,13 +80,17 @@ def run(seed: int, steps: int = 60) -> None:
         return tgt(rng, i, rng.random() < 0.15, kind)
 
     store = ReadingStore([new_target() for _ in range(rng.choice([0, 3, 9, 20]))])
-    page = MetricsPage(
-        store,
-        clock,
-        lambda: conf["max_age"],
-        CollectorRegistry(),
-        served=lambda: conf["sel"].served(),
-    )
+
+    def new_page() -> MetricsPage:
+        return MetricsPage(
+            store,
+            clock,
+            lambda: conf["max_age"],
+            CollectorRegistry(),
+            served=lambda: conf["sel"].served(),
+        )
+
+    page = new_page()
     om_wanted = rng.random() < 0.5
     for step in range(steps):
         states = store.snapshot()
@@ -147,13 +151,7 @@ def run(seed: int, steps: int = 60) -> None:
             for b, block in enumerate(blocks):
                 assert sum(page._lengths[fam][b]) == len(block), (seed, step, fam.name, b)
         if om_wanted:
-            fresh = MetricsPage(
-                store,
-                clock,
-                lambda: conf["max_age"],
-                CollectorRegistry(),
-                served=lambda: conf["sel"].served(),
-            )
+            fresh = new_page()
             assert b"".join(page.chunks(True)[:-3]) == b"".join(fresh.chunks(True)[:-3]), (
                 seed,
                 step,
