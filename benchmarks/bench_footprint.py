@@ -15,11 +15,18 @@ import argparse
 import gc
 import time
 
-from benchmarks.harness import LockstepClock, exporter_config, machine, rss_mb, verdict
+from benchmarks.harness import (
+    LockstepClock,
+    exporter_config,
+    machine,
+    poll_for_hours,
+    rss_mb,
+    settled_rss,
+    verdict,
+)
 from exporter.app import Exporter
 from exporter.base.memory import limit_malloc_arenas, release_free_memory
 from exporter.sim import spawn
-from tests.fakes import poll_due
 
 START = 1_795_428_000.0  # 2026-11-23 10:00:00 UTC
 
@@ -36,9 +43,7 @@ def main() -> None:
         clock = LockstepClock(START, sim["base_url"])
         config = exporter_config(sim, max_concurrency=16, max_requests_per_second=10_000)
         sim.clear()  # the benchmark's copy of the fleet is not the exporter's memory
-        gc.collect()
-        release_free_memory()
-        stages = {"config": rss_mb()}
+        stages = {"config": settled_rss()}
         exporter = Exporter(config, clock)
         cpu_started = time.process_time()
         polls = exporter.poller.poll_all().succeeded
@@ -48,13 +53,7 @@ def main() -> None:
         stages["inventory"] = rss_mb()
         exporter.page.refresh()
         stages["page"] = after_first = rss_mb()
-        now, end = START, START + args.hours * 3600
-        while now < end:
-            now += 1.0
-            clock.set(now)
-            result = poll_due(exporter.poller, exporter.clock.time())
-            polls += result.succeeded + result.failed
-            exporter.page.refresh()
+        polls += poll_for_hours(exporter, clock, START, args.hours)
         cpu = time.process_time() - cpu_started
         gc.collect()
         final = rss_mb()

@@ -35,14 +35,16 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from benchmarks.bench_fleet_start import config_for, first_and_all
-from benchmarks.bench_scrape_fleet import scrape_many
+from benchmarks.bench_scrape_fleet import scrape_many, status_client
 from benchmarks.harness import (
     LockstepClock,
     load_average,
     machine,
     median,
     percentile,
+    poll_for_hours,
     rss_mb,
+    settled_rss,
     sim_stats,
     verdict,
 )
@@ -51,7 +53,6 @@ from exporter.base.clock import SystemClock
 from exporter.base.memory import limit_malloc_arenas, release_free_memory
 from exporter.serve.web import WebApp, start_web
 from exporter.sim import spawn
-from tests.fakes import poll_due
 
 START = 1_795_428_000.0  # 2026-11-23 10:00:00 UTC, as bench_footprint
 # Devices listed per simulated inverter in the mixed homes (deleted inverters are not listed):
@@ -93,20 +94,6 @@ def calls_by_class(responses: dict[str, dict[str, int]]) -> dict[str, int]:
     return {k: classes[k] for k in ("tokens", "listings", "details", "data")}
 
 
-def status_client(port: int, seconds: float) -> int:
-    """One status client process: `/api/v1/devices` as fast as it can; how many got 200."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    deadline, ok, i = time.monotonic() + seconds, 0, 0
-    while time.monotonic() < deadline:
-        connection.request("GET", DEVICE_PATHS[i % len(DEVICE_PATHS)])
-        response = connection.getresponse()
-        response.read()
-        ok += response.status == 200
-        i += 1
-    connection.close()
-    return ok
-
-
 def scrape_for(port: int, seconds: float, gzip_ok: bool) -> list[float]:
     """One scraper process: /metrics again and again for `seconds`; the latency of each."""
     latencies = []
@@ -136,7 +123,7 @@ def scrapes_beside_status(port: int, seconds: float) -> tuple[list[float], int]:
     as they can (started a second earlier): every scrape's latency, status answers with 200."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(6, mp_context=context) as pool:
-        clients = [pool.submit(status_client, port, seconds + 1.0) for _ in range(4)]
+        clients = [pool.submit(status_client, port, seconds + 1.0, DEVICE_PATHS) for _ in range(4)]
         time.sleep(1.0)  # let the status clients get going first
         runs = [pool.submit(scrape_for, port, seconds, True) for _ in range(2)]
         latencies = [t for r in runs for t in r.result()]
@@ -257,22 +244,18 @@ def scrape_phase(
         + f"; {device_series} device series + {shared} others = {device_series + shared} "
         f"series, {size / 1e6:.1f} MB plain page"
     )
-    meanwhile = Meanwhile(sim)
-    plain, plain_size = scrapes(port, count, gzip_ok=False)
-    p50 = median(plain) * 1000
-    print(
-        f"plain (whole body read, 2 scrapers): p50 {p50:7.1f} ms, p99 "
-        f"{percentile(plain, 99) * 1000:7.1f} ms, {plain_size / 1e6:.1f} MB ({len(plain)} scrapes; "
-        f"goal p50 <= 150 ms: {verdict(p50 <= 150)}); {meanwhile}; {load_average()}"
-    )
-    meanwhile = Meanwhile(sim)
-    zipped, zipped_size = scrapes(port, count, gzip_ok=True)
-    z50 = median(zipped) * 1000
-    print(
-        f"gzip (2 scrapers):                   p50 {z50:7.1f} ms, p99 "
-        f"{percentile(zipped, 99) * 1000:7.1f} ms, {zipped_size / 1e6:.2f} MB ({len(zipped)} "
-        f"scrapes; goal p50 <= 50 ms: {verdict(z50 <= 50)}); {meanwhile}; {load_average()}"
-    )
+    for label, gzip_ok, goal in (
+        ("plain (whole body read, 2 scrapers):", False, 150),
+        ("gzip (2 scrapers):                  ", True, 50),
+    ):
+        meanwhile = Meanwhile(sim)
+        latencies, body = scrapes(port, count, gzip_ok)
+        p50 = median(latencies) * 1000
+        print(
+            f"{label} p50 {p50:7.1f} ms, p99 {percentile(latencies, 99) * 1000:7.1f} ms, "
+            f"{body / 1e6:.2f} MB ({len(latencies)} scrapes; goal p50 <= {goal} ms: "
+            f"{verdict(p50 <= goal)}); {meanwhile}; {load_average()}"
+        )
     meanwhile = Meanwhile(sim)
     busy, served = scrapes_beside_status(port, status_seconds)
     b50, bmax = median(busy) * 1000, max(busy) * 1000
@@ -293,9 +276,7 @@ def memory_run(devices: int, hours: float) -> dict[str, Any]:
         clock = LockstepClock(START, sim["base_url"])
         config = config_for(sim, CONCURRENCY, discovery=True)
         sim.clear()  # the benchmark's copy of the fleet is not the exporter's memory
-        gc.collect()
-        release_free_memory()
-        stages = {"config": rss_mb()}
+        stages = {"config": settled_rss()}
         exporter = Exporter(config, clock)
         cpu_started = time.process_time()
         exporter.poll_once()  # listings and first polls on the scheduler, as --once and start
@@ -304,13 +285,7 @@ def memory_run(devices: int, hours: float) -> dict[str, Any]:
         stages["first cycle"] = rss_mb()
         exporter.page.refresh()
         stages["page"] = rss_mb()
-        now, end = START, START + hours * 3600
-        while now < end:
-            now += 1.0
-            clock.set(now)
-            result = poll_due(exporter.poller, exporter.clock.time())
-            polls += result.succeeded + result.failed
-            exporter.page.refresh()
+        polls += poll_for_hours(exporter, clock, START, hours)
         exporter.discover()  # the inventory loop's next listing round
         exporter.page.refresh()
         cpu = time.process_time() - cpu_started

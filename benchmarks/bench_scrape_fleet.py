@@ -58,12 +58,13 @@ def scrape_many(port: int, scrapes: int, gzip_ok: bool) -> tuple[list[float], in
     return latencies, size
 
 
-def status_client(port: int, seconds: float) -> int:
-    """One status client process: requests as fast as it can for `seconds`; how many got 200."""
+def status_client(port: int, seconds: float, paths: tuple[str, ...] = STATUS_PATHS) -> int:
+    """One status client process: requests for `paths` in turn as fast as it can for
+    `seconds`; how many got 200."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     deadline, ok, i = time.monotonic() + seconds, 0, 0
     while time.monotonic() < deadline:
-        connection.request("GET", STATUS_PATHS[i % len(STATUS_PATHS)])
+        connection.request("GET", paths[i % len(paths)])
         response = connection.getresponse()
         response.read()
         ok += response.status == 200

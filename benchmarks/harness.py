@@ -3,6 +3,7 @@ and small statistics. Run the scripts from the repository root: `python -m bench
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import platform
@@ -13,9 +14,10 @@ from typing import Any
 import requests
 import yaml
 
+from exporter.base.memory import release_free_memory
 from exporter.config.model import Config, parse_config
 from exporter.sim import demo_config
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, poll_due
 
 # Benchmarks inject faults on purpose: keep the per-poll warnings out of their output.
 logging.getLogger("exporter").setLevel(logging.ERROR)
@@ -107,3 +109,23 @@ def machine() -> str:
 
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
+
+
+def settled_rss() -> float:
+    """Resident memory (MB) once garbage is collected and freed memory handed back."""
+    gc.collect()
+    release_free_memory()
+    return rss_mb()
+
+
+def poll_for_hours(exporter: Any, clock: LockstepClock, start: float, hours: float) -> int:
+    """Polling when due, in one-second ticks of the lockstep clock from `start` for `hours`,
+    the page refreshed every tick, as the daemon's loops do; how many polls ran."""
+    polls, now, end = 0, start, start + hours * 3600
+    while now < end:
+        now += 1.0
+        clock.set(now)
+        result = poll_due(exporter.poller, exporter.clock.time())
+        polls += result.succeeded + result.failed
+        exporter.page.refresh()
+    return polls
