@@ -660,3 +660,16 @@ def test_errors_up_to_the_limit_are_all_shown_and_one_more_is_counted_alone() ->
     assert refused_lines(MAX_ERROR_LINES + 1)[-1] == (
         f"... and 1 more error ({MAX_ERROR_LINES + 1} in all)"
     )
+
+
+def test_a_large_deeply_nested_config_is_refused_in_words() -> None:
+    # Over the size from which documents are rebuilt after loading (pickled and unpickled),
+    # nested as deep as the parser allows: refused with a reason, never a traceback.
+    text = "a: " + "[" * 900 + "]" * 900 + "\n" + "# padding\n" * 8000
+    assert len(text) > 64 * 1024
+    with pytest.raises(ConfigError, match=r"^config\.yaml: the YAML is nested too deeply$"):
+        parse_config(text, {}, source="config.yaml")
+    # 400 deep loads, survives the rebuild, and is then refused for what it says.
+    shallower = "a: " + "[" * 400 + "]" * 400 + "\n" + "# padding\n" * 8000
+    with pytest.raises(ConfigError, match="a: unknown key"):
+        parse_config(shallower, {}, source="config.yaml")
