@@ -146,7 +146,8 @@ def trickle_in_process(deadline: float) -> float:
         tokens.token()
         started = time.monotonic()
         try:
-            client.inverter_data(
+            client.device_data(
+                "inverter",
                 FIRST.org_id,
                 FIRST.user_id,
                 FIRST.id,
