@@ -28,9 +28,10 @@ class RequestBudget:
 
     And a hard cap on when requests actually leave: a thread that wakes late for its slot (a
     process starved of CPU wakes many at once) goes only while fewer than `floor(rate)`
-    requests left within the last CAP_WINDOW (1.02 s). Without it, a stalled replica sent the slots it missed
-    together with the next second's: 85 requests in one second against a share of 50, with
-    four replicas and their simulator on two cores (benchmarks/bench_replicas.py)."""
+    requests left within the last CAP_WINDOW (1.02 s). Without it, a stalled replica sent
+    the slots it missed together with the next second's: 85 requests in one second against
+    a share of 50, with four replicas and their simulator on two cores
+    (benchmarks/bench_replicas.py)."""
 
     def __init__(self, requests_per_second: float, clock: Clock) -> None:
         self._spacing = SPACING_MARGIN / requests_per_second
