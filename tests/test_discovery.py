@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from exporter.api.discovery import default_name
+from exporter.api.discovery import default_name, inventory_from, owner_of
 from exporter.app import Exporter
 from exporter.config.model import Config
 from exporter.sim import Faults, RunningSimulator, SimFleet, SimulatedApi, start_simulator
@@ -254,3 +255,20 @@ def test_merge_without_discovery_is_the_configured_list(sim_config: Config) -> N
     assert [t.device_id for t in TargetSet(sim_config).current()] == [
         i.device_id for i in sim_config.inverters
     ]
+
+
+def test_the_strings_thousands_of_devices_share_are_one_string_each() -> None:
+    """Every listing decodes its JSON anew; the inventory keeps one copy of a manufacturer,
+    zone, state or action code however many devices (and rounds) repeat it."""
+    body = (
+        '{"device_model": {"manufacturer": "Fronius", "model": "Symo GEN24"}, "price_zone":'
+        ' "DE-LU", "lifecycle_state": "authenticated", "connection_status": "connected",'
+        ' "monitoring_status": "ok", "actions": [{"code": "connect_battery"}]}'
+    )
+    user = '{"email": "cust-00001@example.com"}'
+    a, b = (inventory_from(json.loads(body), owner_of(json.loads(user))) for _ in range(2))
+    assert a == b and a.manufacturer == "Fronius" and a.owner == "cust-00001"
+    for field in ("manufacturer", "model", "price_zone", "lifecycle_state", "owner"):
+        assert getattr(a, field) is getattr(b, field), field
+    assert a.actions is not None and b.actions is not None
+    assert a.actions[0] is b.actions[0]

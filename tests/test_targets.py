@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 import pytest
@@ -350,3 +351,36 @@ def test_a_device_id_claimed_by_two_homes_is_logged_with_both_and_forgotten_once
     targets.set_home(ORG, HOME_A, [], "heat_pump")
     targets.set_home(ORG, HOME_B, [], "wallbox")
     assert targets.current() == [] and targets._claims == {}  # nothing kept for a gone id
+
+
+def test_an_unchanged_listing_round_keeps_its_objects_and_resolves_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The hourly round of an unchanged fleet copies nothing: memory stays as it was."""
+    import exporter.state.targets as module
+
+    targets = TargetSet(_config())
+    first = [_pump(HOME_A, model="S1"), _pump(HOME_A, CONF_C, model="S2")]
+    targets.set_home(ORG, HOME_A, first, "heat_pump")
+    resolved: list[str] = []
+    real = module._discovered_target
+    monkeypatch.setattr(
+        module, "_discovered_target", lambda d, c: resolved.append(d.device_id) or real(d, c)
+    )
+    again = [_pump(HOME_A, model="S1"), _pump(HOME_A, CONF_C, model="S3")]  # equal, changed
+    targets.set_home(ORG, HOME_A, again, "heat_pump")
+    assert resolved == [CONF_C]
+    targets.set_config(_config(poll={"interval_seconds": 120}))  # everything resolved again
+    by_id = {t.device_id: t for t in targets.current()}
+    assert by_id[DEVICE].inventory is first[0].inventory  # the first round's, not a copy
+    assert by_id[CONF_C].inventory is again[1].inventory
+    assert by_id[CONF_C].inventory.model == "S3"
+
+
+def test_a_discovered_device_s_ids_are_the_listing_s_strings_not_copies() -> None:
+    org, user, device = (str(uuid.UUID(int=i)) for i in (1, 2, 3))
+    targets = TargetSet(to_config({"podero": PODERO, "discovery": {"org_ids": [org]}}))
+    targets.set_home(org, user, [DiscoveredDevice(org, user, device, "inv", Inventory())])
+    (target,) = targets.current()
+    assert (target.org_id, target.user_id, target.device_id) == (org, user, device)
+    assert target.org_id is org and target.user_id is user and target.device_id is device

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 import time
 import uuid
@@ -52,10 +53,13 @@ class DiscoveryObserver(Protocol):
 
 
 def _text(value: Any, limit: int = DEFAULT_LIMIT) -> str | None:
-    """A string field of a listing, cleaned (`text.clean_text`); None if absent or empty."""
+    """A string field of a listing, cleaned (`text.clean_text`); None if absent or empty.
+    Interned: the same manufacturer, zone or state of thousands of devices is one string, not
+    one each (decoded anew by every listing round). Interned strings are freed when unused."""
     if not isinstance(value, str):
         return None
-    return clean_text(value, limit).strip() or None
+    text = clean_text(value, limit).strip()
+    return sys.intern(text) if text else None
 
 
 def _flag(value: Any) -> bool | None:
@@ -79,7 +83,8 @@ def owner_of(user: dict[str, Any]) -> str | None:
     if external:
         return external
     email = _text(user.get("email"))
-    return (email.split("@", 1)[0].strip() or None) if email else None
+    local = email.split("@", 1)[0].strip() if email else None
+    return sys.intern(local) if local else None
 
 
 def _kind_name(owner: str | None, kind: str) -> str:

@@ -240,11 +240,15 @@ class TargetSet:
             self._publish(self._replace_listing((org_id, user_id, kind), inverters))
 
     def _replace_listing(self, key: Listing, inverters: list[DiscoveredDevice]) -> list[str]:
-        """Put a listing's devices in place of its last ones; the ids touched."""
-        before = {d.device_id for d in self._listed.pop(key, [])}
+        """Put a listing's devices in place of its last ones; the ids touched. A device listed
+        as it was keeps its object: an hourly round of an unchanged fleet leaves memory as it
+        found it, with nothing copied."""
+        last = {d.device_id: d for d in self._listed.pop(key, [])}
+        before = set(last)
         now = {d.device_id for d in inverters}
-        if inverters:
-            self._listed[key] = list(inverters)
+        listed = [kept if (kept := last.get(d.device_id)) == d else d for d in inverters]
+        if listed:
+            self._listed[key] = listed
         for device_id in before - now:
             claims = self._claims.get(device_id, [])
             if key in claims:
@@ -261,7 +265,10 @@ class TargetSet:
                 )  # fmt: skip
             if key not in claims:
                 claims.append(key)
-        touched = dict.fromkeys([*(d.device_id for d in inverters), *before])
+        # Claims change only for ids that came or went; a kept device resolves as it did.
+        touched = dict.fromkeys(
+            [*(d.device_id for d in listed if d is not last.get(d.device_id)), *(before - now)]
+        )
         for device_id in touched:
             self._discovered.pop(device_id, None)
             if owners := self._claims.get(device_id):
