@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.base.text import clean_text
+from exporter.base import text
+from exporter.base.text import MAX_SHARED, clean_text, shared
 
 
 @pytest.mark.parametrize(
@@ -48,3 +49,19 @@ def test_controls_are_removed_within_a_window_of_four_limits_and_sixteen() -> No
     # visible characters survive uncut; one character more and the value is cut (ellipsis).
     assert clean_text("\x00" * 46 + "abcdefghij", 10) == "abcdefghij"
     assert clean_text("\x00" * 47 + "abcdefghij", 10) == "abcdefghi…"
+
+
+def test_shared_keeps_one_copy_of_a_repeated_string() -> None:
+    first, again = "".join(["Fron", "ius"]), "".join(["Froni", "us"])
+    assert first is not again
+    assert shared(first) is first and shared(again) is first
+
+
+def test_a_flood_of_distinct_strings_never_grows_the_shared_table_past_its_bound() -> None:
+    """A hostile API sends a new manufacturer for every device of every round: the table
+    stays bounded and starts over, and a common string is kept once again afterwards."""
+    for i in range(3 * MAX_SHARED + 7):
+        shared(f"hostile-{i}-" + "x" * 100)
+        assert len(text._shared) <= MAX_SHARED
+    common = shared("".join(["Hua", "wei"]))
+    assert shared("".join(["Huaw", "ei"])) is common

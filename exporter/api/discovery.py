@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import threading
 import time
 import uuid
@@ -24,7 +23,7 @@ from exporter.api.transport import ApiError, InvalidResponse
 from exporter.base.clock import Clock
 from exporter.base.logs import kv
 from exporter.base.memory import release_free_memory
-from exporter.base.text import DEFAULT_LIMIT, clean_text
+from exporter.base.text import DEFAULT_LIMIT, clean_text, shared
 from exporter.config.model import INVERTER, DiscoveryConfig, ShardConfig
 from exporter.kinds import registry
 from exporter.kinds.kind import Kind
@@ -53,13 +52,17 @@ class DiscoveryObserver(Protocol):
 
 
 def _text(value: Any, limit: int = DEFAULT_LIMIT) -> str | None:
-    """A string field of a listing, cleaned (`text.clean_text`); None if absent or empty.
-    Interned: the same manufacturer, zone or state of thousands of devices is one string, not
-    one each (decoded anew by every listing round). Interned strings are freed when unused."""
+    """A string field of a listing, cleaned (`text.clean_text`); None if absent or empty."""
     if not isinstance(value, str):
         return None
-    text = clean_text(value, limit).strip()
-    return sys.intern(text) if text else None
+    return clean_text(value, limit).strip() or None
+
+
+def _common(value: Any, limit: int = DEFAULT_LIMIT) -> str | None:
+    """A field thousands of devices repeat (manufacturer, model, zone, state, action code),
+    as `_text`, kept once (`text.shared`)."""
+    text = _text(value, limit)
+    return shared(text) if text else None
 
 
 def _flag(value: Any) -> bool | None:
@@ -83,8 +86,7 @@ def owner_of(user: dict[str, Any]) -> str | None:
     if external:
         return external
     email = _text(user.get("email"))
-    local = email.split("@", 1)[0].strip() if email else None
-    return sys.intern(local) if local else None
+    return (email.split("@", 1)[0].strip() or None) if email else None
 
 
 def _kind_name(owner: str | None, kind: str) -> str:
@@ -103,12 +105,12 @@ def inventory_from(item: dict[str, Any], owner: str | None = None) -> Inventory:
     model = item.get("device_model") if isinstance(item.get("device_model"), dict) else {}
     assert isinstance(model, dict)
     return Inventory(
-        manufacturer=_text(model.get("manufacturer")),
-        model=_text(model.get("model")),
-        price_zone=_text(item.get("price_zone")),
-        lifecycle_state=_text(item.get("lifecycle_state")),
-        connection_status=_text(item.get("connection_status")),
-        monitoring_status=_text(item.get("monitoring_status")),
+        manufacturer=_common(model.get("manufacturer")),
+        model=_common(model.get("model")),
+        price_zone=_common(item.get("price_zone")),
+        lifecycle_state=_common(item.get("lifecycle_state")),
+        connection_status=_common(item.get("connection_status")),
+        monitoring_status=_common(item.get("monitoring_status")),
         is_authenticated=_flag(item.get("is_authenticated")),
         action_needed=_flag(item.get("action_needed")),
         solar_power_rating_kw=_number(item.get("solar_power_rating_kw")),
@@ -128,7 +130,7 @@ def _actions(value: Any) -> tuple[str, ...] | None:
     """The codes of a device's `actions` (each `{code, resolution_link}`); None if absent."""
     if not isinstance(value, list):
         return None
-    codes = (_text(a.get("code"), 64) for a in value[:MAX_ACTIONS] if isinstance(a, dict))
+    codes = (_common(a.get("code"), 64) for a in value[:MAX_ACTIONS] if isinstance(a, dict))
     return tuple(sorted({code for code in codes if code}))
 
 

@@ -33,3 +33,23 @@ def clean_text(value: str, limit: int = DEFAULT_LIMIT) -> str:
     if len(text) > limit or len(value) > window:
         return text[: limit - 1] + ELLIPSIS if limit > 0 else ""
     return text
+
+
+# Enough for every manufacturer, model, zone, state and action code of a partner's fleet.
+MAX_SHARED = 4096
+_shared: dict[str, str] = {}
+
+
+def shared(text: str) -> str:
+    """One copy of a string thousands of devices repeat (a manufacturer, a model, a zone, a
+    state): the first one seen, where each listing round decodes a copy per device. Not
+    `sys.intern`: Python 3.12.0 to 3.12.5 keep interned strings for ever, and a hostile API
+    can send endless distinct ones. This table holds at most MAX_SHARED strings and starts
+    over when full (a race of two threads at worst leaves two copies of one string)."""
+    found = _shared.get(text)
+    if found is not None:
+        return found
+    if len(_shared) >= MAX_SHARED:
+        _shared.clear()
+    _shared[text] = text
+    return text
