@@ -13,9 +13,10 @@ from exporter.api.auth import TokenProvider
 from exporter.api.bodies import ByteBudget, budget_for
 from exporter.api.budget import RequestBudget, replica_share
 from exporter.api.client import PoderoClient
+from exporter.api.connections import new_session
 from exporter.api.discovery import FleetDiscovery, Submit, inventory_job, run_now
 from exporter.api.savings import SavingsFetcher
-from exporter.api.transport import RetryPolicy, Transport, new_session
+from exporter.api.transport import RetryPolicy, Transport
 from exporter.base.clock import Clock, Stopped
 from exporter.base.logs import kv
 from exporter.base.memory import release_free_memory

@@ -15,12 +15,12 @@ import responses
 from exporter.api.auth import TokenProvider
 from exporter.api.budget import RequestBudget
 from exporter.api.client import PoderoClient
+from exporter.api.connections import new_session
 from exporter.api.transport import (
     ApiError,
     InvalidResponse,
     RetryPolicy,
     Transport,
-    new_session,
     parse_retry_after,
 )
 from exporter.config.model import AuthConfig
@@ -214,15 +214,20 @@ def test_request_carries_range_and_resolution() -> None:
 
 # --- hostile answers (issue 11): limits, decoding, redirects, deadlines ---------------------
 class CountingBudget(RequestBudget):
-    """A budget that counts the slots it hands out."""
+    """A budget that counts the slots it hands out and the requests that left through it."""
 
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(1000, clock)
         self.slots = 0
+        self.departures = 0
 
-    def acquire(self) -> float:
+    def take_slot(self) -> tuple[float, float]:
         self.slots += 1
-        return super().acquire()
+        return super().take_slot()
+
+    def depart(self, slot: float = float("-inf")) -> float:
+        self.departures += 1
+        return super().depart(slot)
 
 
 def hostile_client(
@@ -349,6 +354,7 @@ def test_a_same_origin_redirect_is_followed_and_every_hop_pays_for_its_slot() ->
     assert len(poll(api)) == 1
     assert [c for e, c in recorder.requests if e == "inverter_data"] == ["301", "200"]
     assert budget.slots == 3  # token, data, and the redirected data
+    assert budget.departures == 3  # each left once (with `responses`, as its exchange ended)
     followed = responses.calls[-1].request
     assert followed.headers["Authorization"] == "Bearer tok-1"  # same origin: still ours
     assert "resolution=15MIN" not in (followed.url or "")  # the Location says the query

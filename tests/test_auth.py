@@ -27,7 +27,8 @@ from exporter.api.auth import (
     token_lifetime,
 )
 from exporter.api.client import PoderoClient
-from exporter.api.transport import ApiError, RetryPolicy, Transport, new_session
+from exporter.api.connections import new_session
+from exporter.api.transport import ApiError, RetryPolicy, Transport
 from exporter.config.model import AuthConfig
 from tests.conftest import NOON
 from tests.fakes import FakeClock

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import http.server
+import inspect
 import json
 import logging
 import random
@@ -30,9 +32,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from exporter.api import connections as connections_module
 from exporter.api import transport as transport_module
 from exporter.api.bodies import ByteBudget
 from exporter.api.budget import RequestBudget
+from exporter.api.connections import (
+    _DeadlineHTTPConnection,
+    _DeadlineHTTPPool,
+    _DeadlineHTTPSConnection,
+    _DeadlineHTTPSPool,
+    _DeadlineSocket,
+    departing,
+    new_session,
+    socket_deadline,
+)
 from exporter.api.transport import (
     ApiError,
     InvalidResponse,
@@ -41,17 +54,10 @@ from exporter.api.transport import (
     RetryPolicy,
     StopBeforeDeadline,
     Transport,
-    _DeadlineHTTPConnection,
-    _DeadlineHTTPPool,
-    _DeadlineHTTPSConnection,
-    _DeadlineHTTPSPool,
-    _DeadlineSocket,
     decode_json,
     media_type,
-    new_session,
     origin,
     parse_retry_after,
-    socket_deadline,
 )
 from tests.conftest import NOON
 from tests.fakes import FakeClock
@@ -232,7 +238,7 @@ def test_a_session_pools_one_connection_per_worker_through_deadline_sockets() ->
     session = new_session(7)
     adapter = session.get_adapter("https://podero.invalid/")
     assert session.get_adapter("http://127.0.0.1:9/") is adapter
-    assert isinstance(adapter, transport_module._DeadlineAdapter)
+    assert isinstance(adapter, connections_module._DeadlineAdapter)
     assert (adapter._pool_connections, adapter._pool_maxsize) == (4, 7)
     assert adapter.max_retries.total == 0
     assert adapter.poolmanager.pool_classes_by_scheme == {
@@ -479,14 +485,14 @@ def test_a_call_without_time_left_sends_nothing() -> None:
 
 def test_an_exchange_gets_what_is_left_however_little_and_its_socket_that_deadline() -> None:
     seen: list[float] = []
-    session = ScriptedSession(lambda kwargs: seen.append(transport_module._deadline.at))
+    session = ScriptedSession(lambda kwargs: seen.append(connections_module._deadline.at))
     transport, clock, _ = make(session=session, timeout=30)
     transport.send("inverter_data", "GET", URL, deadline=clock.monotonic() + 0.5)
     transport.send("inverter_data", "GET", URL)
     assert [call["timeout"] for call in session.calls] == [0.5, 30]
     assert 0 < seen[0] - time.monotonic() <= 0.5 and 0.5 < seen[1] - time.monotonic() <= 30
     assert all(call["allow_redirects"] is False for call in session.calls)
-    assert getattr(transport_module._deadline, "at", None) is None  # only during the exchange
+    assert getattr(connections_module._deadline, "at", None) is None  # only during the exchange
 
 
 @pytest.mark.parametrize(
@@ -586,7 +592,7 @@ def test_a_receive_at_exactly_the_deadline_fails(
     wrapped, theirs = pair
     theirs.sendall(b"hello")
     fake = FakeTime()
-    monkeypatch.setattr(transport_module, "time", fake)
+    monkeypatch.setattr(connections_module, "time", fake)
     fake.monotonic = lambda: 500.0  # type: ignore[method-assign]
     with socket_deadline(500.0), pytest.raises(TimeoutError):
         wrapped.recv_into(bytearray(16))
@@ -718,3 +724,84 @@ def test_yielding_marks_this_threads_sends_on_the_budget_and_is_a_no_op_without_
     unbudgeted, _, _ = make()
     with unbudgeted.yielding() as inside:
         assert inside is None
+
+
+# --- the budget's departure: at the socket ----------------------------------------------------
+def test_a_request_leaves_the_budget_just_before_its_first_byte_and_once(
+    pair: tuple[_DeadlineSocket, socket.socket],
+) -> None:
+    wrapped, theirs = pair
+    theirs.setblocking(False)
+    departed: list[bool] = []
+
+    def depart() -> None:  # records whether the peer could already read anything
+        try:
+            theirs.recv(1, socket.MSG_PEEK)
+            departed.append(True)
+        except BlockingIOError:
+            departed.append(False)
+
+    with departing(depart):
+        assert departed == []  # not at the start of the exchange
+        wrapped.sendall(b"GET / HTTP/1.1\r\n")
+        assert departed == [False]  # once, and before the bytes went
+        wrapped.sendall(b"Host: x\r\n\r\n")
+        wrapped.send(b"")
+    assert departed == [False]  # the rest of the request and the block's end: not again
+    wrapped.sendall(b"outside an exchange")
+    assert departed == [False]
+
+
+def test_a_request_that_never_met_our_socket_leaves_when_its_exchange_ends() -> None:
+    left: list[str] = []
+    with departing(lambda: left.append("left")):
+        assert left == []
+    assert left == ["left"]
+    with pytest.raises(RuntimeError), departing(lambda: left.append("failed")):
+        raise RuntimeError("the connection could not be made")
+    assert left == ["left", "failed"]  # counted: it may have reached the server
+
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    seen = 0
+
+    def do_GET(self) -> None:
+        type(self).seen += 1
+        body = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_real_exchange_leaves_the_budget_from_the_socket_s_send_not_before() -> None:
+    """requests and urllib3 build the request after its slot; only the socket's send counts it
+    as leaving, so a thread held up in between (the interpreter is busy) cannot leave early."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/data"
+
+    class Recording(RequestBudget):
+        def __init__(self) -> None:
+            super().__init__(1000, FakeClock(NOON))
+            self.departures: list[tuple[int, bool]] = []
+
+        def depart(self, slot: float = float("-inf")) -> float:
+            callers = {frame.function for frame in inspect.stack()}
+            self.departures.append((_Counting.seen, "sendall" in callers))
+            return super().depart(slot)
+
+    budget = Recording()
+    transport, _, _ = make()
+    transport._budget = budget
+    try:
+        for _ in range(2):
+            assert transport.send("inverter_data", "GET", url).status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert budget.departures == [(0, True), (1, True)]

@@ -58,10 +58,21 @@ class RequestBudget:
             self._local.yielding = before
 
     def acquire(self) -> float:
-        """Block until this caller's slot; returns how long it waited."""
+        """Block until this caller's slot and until the request may leave; how long it
+        waited."""
+        slot, waited = self.take_slot()
+        return waited + self.depart(slot)
+
+    def take_slot(self) -> tuple[float, float]:
+        """Block until this caller's slot: (the slot, how long it waited). The request then
+        leaves through `depart(slot)`, called as close to the socket as the caller can."""
         if getattr(self._local, "yielding", False):
-            return self._acquire_idle() + self._leave(float("-inf"))
-        return self.wait_for(self.reserve())
+            return float("-inf"), self._acquire_idle()
+        slot = self.reserve()
+        wait = slot - self._clock.monotonic()
+        if wait > 0:
+            self._clock.sleep(wait)
+        return slot, max(0.0, wait)
 
     def reserve(self) -> float:
         """The next free slot (a monotonic moment), taken for the caller."""
@@ -75,11 +86,14 @@ class RequestBudget:
         wait = slot - self._clock.monotonic()
         if wait > 0:
             self._clock.sleep(wait)
-        return max(0.0, wait) + self._leave(slot)
+        return max(0.0, wait) + self.depart(slot)
 
-    def _leave(self, slot: float) -> float:
+    def depart(self, slot: float = float("-inf")) -> float:
         """Wait while `limit` requests left in the last window; then count this one as
-        leaving now (never before its slot)."""
+        leaving now (never before its slot); how long it waited. The transport calls it just
+        before a request's first byte goes to the socket: a thread that took its slot and
+        then waited for the interpreter (64 workers, a render, a process starved of CPU)
+        leaves no earlier than it is counted."""
         waited = 0.0
         while True:
             with self._lock:

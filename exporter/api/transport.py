@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import email.utils
 import http.client
-import io
 import json
 import logging
 import socket
@@ -31,16 +30,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Protocol, cast
+from functools import partial
+from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import requests
 import tenacity
 import urllib3
-from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from exporter.api.bodies import (
     BadBody,
@@ -51,6 +48,7 @@ from exporter.api.bodies import (
     whole_number,
 )
 from exporter.api.budget import RequestBudget
+from exporter.api.connections import current_deadline, departing, socket_deadline
 from exporter.base.clock import Clock
 from exporter.base.logs import kv
 from exporter.base.text import clean_text
@@ -73,8 +71,6 @@ MAX_ERROR_BODY_BYTES = 64 * 1024
 # strings too) or more is refused unparsed. That bounds parsing at ~120 MB; a real listing
 # of 10,000 homes has a few hundred thousand.
 MAX_JSON_ITEMS = 1_000_000
-# Content encodings the transport decodes itself, bounded (see `_Decoder`).
-ACCEPT_ENCODING = "gzip, deflate"
 
 
 class ApiObserver(Protocol):
@@ -171,108 +167,6 @@ def _log_retry(retry_state: RetryCallState) -> None:
     if isinstance(error, ApiError):
         wait = retry_state.upcoming_sleep
         log.debug("retrying", extra=kv(endpoint=error.endpoint, reason=error.reason, wait=wait))
-
-
-# --- deadlines on the socket --------------------------------------------------------------
-# The socket timeout of requests and urllib3 bounds each receive, not the exchange: a server
-# that sends a byte a second is never late. So every connection's socket is wrapped, and
-# each receive waits at most until the deadline of the exchange the calling thread is in.
-_deadline = threading.local()
-
-
-@contextmanager
-def socket_deadline(at: float) -> Iterator[None]:
-    """Receives in this thread give up at `at` (time.monotonic()) for the block's duration."""
-    previous = getattr(_deadline, "at", None)
-    _deadline.at = at
-    try:
-        yield
-    finally:
-        _deadline.at = previous
-
-
-class _DeadlineSocket:
-    """A connection's socket (plain or TLS) whose receives end at the thread's deadline."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-        self._timeout = sock.gettimeout()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
-
-    def settimeout(self, timeout: float | None) -> None:
-        self._timeout = timeout
-        self._sock.settimeout(timeout)
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def makefile(self, *args: Any, **kwargs: Any) -> Any:
-        # http.client reads status line, headers and body through this file: point its raw
-        # reads at recv_into below. (The socket counts the file's reference as usual.)
-        reader = self._sock.makefile(*args, **kwargs)
-        raw = reader.raw if isinstance(reader, io.BufferedReader) else reader
-        cast(Any, raw)._sock = self
-        return reader
-
-    def recv_into(self, buffer: Any, *args: Any) -> int:
-        at: float | None = getattr(_deadline, "at", None)
-        if at is not None:
-            left = at - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("the exchange's deadline has passed")
-            self._sock.settimeout(left if self._timeout is None else min(self._timeout, left))
-        return self._sock.recv_into(buffer, *args)
-
-
-class _DeadlineHTTPConnection(HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock = cast(socket.socket, _DeadlineSocket(cast(socket.socket, self.sock)))
-
-
-class _DeadlineHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock = cast(socket.socket, _DeadlineSocket(cast(socket.socket, self.sock)))
-
-
-class _DeadlineHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _DeadlineHTTPConnection
-
-
-class _DeadlineHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _DeadlineHTTPSConnection
-
-
-_POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """requests' adapter with connections whose sockets know the exchange's deadline."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(_POOLS)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):  # SOCKS pools have connections of their own
-            manager.pool_classes_by_scheme = dict(_POOLS)
-        return manager
-
-
-def new_session(pool_size: int) -> requests.Session:
-    """A keep-alive session whose pool holds one connection per concurrent worker."""
-    session = requests.Session()
-    adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = "podero-exporter"
-    session.headers["Accept-Encoding"] = ACCEPT_ENCODING
-    session.headers["Accept"] = "application/json"
-    return session
 
 
 def media_type(headers: Mapping[str, str]) -> str:
@@ -484,15 +378,17 @@ class Transport:
         kwargs: Mapping[str, Any],
     ) -> Reply:
         """One HTTP request and its whole (bounded) body, within the exchange's deadline."""
+        depart = None
         if self._budget is not None:
-            self._budget.acquire()
+            slot, _ = self._budget.take_slot()
+            depart = partial(self._budget.depart, slot)
         left = min(self._timeout, deadline - self._clock.monotonic())
-        if left <= 0:
+        if left <= 0:  # nothing is sent: nothing leaves
             raise RetryableError(endpoint, "no time left before the call's deadline")
         started = time.perf_counter()
         code = "connection_error"
         try:
-            with socket_deadline(time.monotonic() + left):
+            with socket_deadline(time.monotonic() + left), departing(depart):
                 response = self._session.request(
                     method, url, timeout=left, stream=True, allow_redirects=False, **kwargs
                 )
@@ -532,7 +428,7 @@ class Transport:
         `holding_bodies` block ends."""
         if self._bodies is None:
             return read_body(response.raw, response.headers, limit)
-        share = BodyShare(self._bodies, limit, getattr(_deadline, "at", None))
+        share = BodyShare(self._bodies, limit, current_deadline())
         try:
             body = read_body(response.raw, response.headers, limit, share)
         except BaseException:
