@@ -805,3 +805,12 @@ def test_a_real_exchange_leaves_the_budget_from_the_socket_s_send_not_before() -
         server.shutdown()
         server.server_close()
     assert budget.departures == [(0, True), (1, True)]
+
+
+def test_the_wait_for_the_cap_at_the_socket_does_not_shorten_the_exchange_s_deadline(
+    pair: tuple[_DeadlineSocket, socket.socket],
+) -> None:
+    wrapped, _ = pair
+    with socket_deadline(1000.0), departing(lambda: 0.75):
+        wrapped.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert connections_module.current_deadline() == 1000.75

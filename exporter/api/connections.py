@@ -44,7 +44,7 @@ def current_deadline() -> float | None:
 
 
 @contextmanager
-def departing(depart: Callable[[], object] | None) -> Iterator[None]:
+def departing(depart: Callable[[], float | None] | None) -> Iterator[None]:
     """The request sent in the block leaves through `depart` (the budget's cap) just before
     its first byte goes to the socket. Sent some other way (a SOCKS proxy's connections, a
     test's mocked adapter) or not at all, it is counted when the block ends."""
@@ -62,7 +62,10 @@ def _depart_now() -> None:
     depart = getattr(_deadline, "depart", None)
     if depart is not None:
         _deadline.depart = None
-        depart()
+        waited = depart()
+        at = getattr(_deadline, "at", None)
+        if waited and at is not None:  # the wait for the cap is not the exchange's time
+            _deadline.at = at + waited
 
 
 class _DeadlineSocket:
