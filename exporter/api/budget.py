@@ -69,10 +69,7 @@ class RequestBudget:
         if getattr(self._local, "yielding", False):
             return float("-inf"), self._acquire_idle()
         slot = self.reserve()
-        wait = slot - self._clock.monotonic()
-        if wait > 0:
-            self._clock.sleep(wait)
-        return slot, max(0.0, wait)
+        return slot, self._sleep_until(slot)
 
     def reserve(self) -> float:
         """The next free slot (a monotonic moment), taken for the caller."""
@@ -83,10 +80,13 @@ class RequestBudget:
 
     def wait_for(self, slot: float) -> float:
         """Block until `slot`, and then until the request may leave; how long it waited."""
+        return self._sleep_until(slot) + self.depart(slot)
+
+    def _sleep_until(self, slot: float) -> float:
         wait = slot - self._clock.monotonic()
         if wait > 0:
             self._clock.sleep(wait)
-        return max(0.0, wait) + self.depart(slot)
+        return max(0.0, wait)
 
     def depart(self, slot: float = float("-inf")) -> float:
         """Wait while `limit` requests left in the last window; then count this one as

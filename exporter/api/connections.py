@@ -52,9 +52,7 @@ def departing(depart: Callable[[], float | None] | None) -> Iterator[None]:
     try:
         yield
     finally:
-        pending, _deadline.depart = getattr(_deadline, "depart", None), None
-        if pending is not None:
-            pending()
+        _depart_now()  # if the socket has not already
 
 
 def _depart_now() -> None:
