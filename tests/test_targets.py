@@ -384,3 +384,16 @@ def test_a_discovered_device_s_ids_are_the_listing_s_strings_not_copies() -> Non
     (target,) = targets.current()
     assert (target.org_id, target.user_id, target.device_id) == (org, user, device)
     assert target.org_id is org and target.user_id is user and target.device_id is device
+
+
+def test_a_listing_that_names_one_id_twice_keeps_the_first_and_the_others_intact() -> None:
+    """A hostile listing repeats an id with other contents, round after round: the first
+    entry is the device, and its neighbour in the same listing keeps its data."""
+    targets = TargetSet(_config())
+    for model in ("S1", "S2", "S1"):
+        twice = [_pump(HOME_A, model=model), _pump(HOME_A, model="evil"), _pump(HOME_A, CONF_C)]
+        targets.set_home(ORG, HOME_A, twice, "heat_pump")
+        by_id = {t.device_id: t for t in targets.current()}
+        assert set(by_id) == {DEVICE, CONF_C}
+        assert by_id[DEVICE].inventory is not None and by_id[DEVICE].inventory.model == model
+        assert by_id[CONF_C].inventory == Inventory()
