@@ -34,7 +34,8 @@ import yaml
 from benchmarks.harness import machine, verdict
 from exporter.api.auth import TokenProvider
 from exporter.api.client import PoderoClient
-from exporter.api.transport import ApiError, RetryPolicy, Transport, new_session
+from exporter.api.connections import new_session
+from exporter.api.transport import ApiError, RetryPolicy, Transport
 from exporter.config.model import AuthConfig
 from exporter.sim import SimFleet, spawn
 from tests.fakes import FakeClock
