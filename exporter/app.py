@@ -351,7 +351,7 @@ class Reloader:
         self._on_overdue = on_overdue
         self._changed = threading.Condition()
         self._wake = threading.Event()
-        self._signalled = False  # set by a signal handler, which takes no lock of ours
+        self._signalled = False  # set by ask_soon(), which takes no lock of ours
         self._asked = 0  # requests are numbered 1, 2, ...
         self._served = 0  # every request up to this number has had a run begin after it
         self._result: str | None = None
@@ -369,8 +369,7 @@ class Reloader:
         self._wake.set()
 
     def ask_soon(self) -> None:
-        """Ask for a reload without waiting: all a signal handler may do (a flag and an
-        event)."""
+        """Ask for a reload without waiting for it (the main thread does, for each SIGHUP)."""
         self._signalled = True
         self._wake.set()
 

@@ -9,11 +9,9 @@ import re
 import signal
 import socket
 import sys
-import threading
 import zoneinfo
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from types import FrameType
 
 import yaml
 from pydantic import ValidationError
@@ -23,6 +21,7 @@ from exporter.app import Exporter, Reloader
 from exporter.base.clock import SystemClock
 from exporter.base.logs import LEVELS, kv, setup_logging
 from exporter.base.memory import limit_malloc_arenas
+from exporter.base.signals import SignalInbox
 from exporter.config.model import Config, ConfigError, ShardConfig, load_config, parse_config
 from exporter.serve.server import SYSTEMD_ENV, systemd_sockets
 from exporter.serve.web import FIXED_PATHS, WebApp, parse_listen_address, start_servers
@@ -292,19 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     # Before anything says it has started: a SIGHUP from then on must find its handler.
-    stop = threading.Event()
-
-    def on_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutting down", extra=kv(signal=signal.Signals(signum).name))
-        stop.set()
-
-    def on_hup(_signum: int, _frame: FrameType | None) -> None:
-        reloader.ask_soon()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, on_hup)
+    # The handlers only note a signal; this thread acts on it (exporter/base/signals.py).
+    stops = (signal.SIGTERM, signal.SIGINT)
+    hup = getattr(signal, "SIGHUP", None)
+    inbox = SignalInbox((*stops, hup) if hup else stops)
     try:
         web = start_servers(
             listeners,
@@ -340,8 +330,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
 
-    while not stop.wait(1.0):
-        pass
+    while True:
+        arrived = inbox.wait()
+        if hup in arrived:
+            reloader.ask_soon()
+        if stopped := sorted(arrived.intersection(stops)):
+            log.info("shutting down", extra=kv(signal=stopped[0].name))
+            break
     clock.stop()  # wakes every retry and budget wait with Stopped
     exporter.stop()
     reloader.stop()
