@@ -46,6 +46,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_api.py",
         "tests/test_memory_budget.py",
     ),
+    "exporter/api/connections.py": ("tests/test_transport.py", "tests/test_api.py"),
 }
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code) in the table's columns. A mutant that
