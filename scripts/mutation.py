@@ -47,6 +47,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         "tests/test_memory_budget.py",
     ),
     "exporter/api/connections.py": ("tests/test_transport.py", "tests/test_api.py"),
+    "exporter/base/signals.py": ("tests/test_signals.py",),
 }
 
 # mutmut's exit codes (mutmut.stats.status_by_exit_code) in the table's columns. A mutant that

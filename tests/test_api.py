@@ -220,13 +220,18 @@ class CountingBudget(RequestBudget):
         super().__init__(1000, clock)
         self.slots = 0
         self.departures = 0
+        self.taken: list[float] = []  # the slots handed out
+        self.left: list[float] = []  # the slots requests left with
 
     def take_slot(self) -> tuple[float, float]:
         self.slots += 1
-        return super().take_slot()
+        slot, waited = super().take_slot()
+        self.taken.append(slot)
+        return slot, waited
 
     def depart(self, slot: float = float("-inf")) -> float:
         self.departures += 1
+        self.left.append(slot)
         return super().depart(slot)
 
 
@@ -355,6 +360,7 @@ def test_a_same_origin_redirect_is_followed_and_every_hop_pays_for_its_slot() ->
     assert [c for e, c in recorder.requests if e == "inverter_data"] == ["301", "200"]
     assert budget.slots == 3  # token, data, and the redirected data
     assert budget.departures == 3  # each left once (with `responses`, as its exchange ended)
+    assert budget.left == budget.taken  # each no earlier than its own slot
     followed = responses.calls[-1].request
     assert followed.headers["Authorization"] == "Bearer tok-1"  # same origin: still ours
     assert "resolution=15MIN" not in (followed.url or "")  # the Location says the query

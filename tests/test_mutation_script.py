@@ -84,7 +84,7 @@ def test_an_exclusion_without_a_reason_is_refused(mutation: ModuleType) -> None:
 
 def test_every_default_module_has_its_unit_tests_and_no_end_to_end_test() -> None:
     modules = script().MODULES
-    assert len(modules) == 9
+    assert len(modules) == 11
     for module, tests in modules.items():
         assert (ROOT / module).is_file(), module
         assert tests and all((ROOT / test).is_file() for test in tests), module
