@@ -312,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except OSError as exc:
         print(f"podero-exporter: {exc}", file=sys.stderr)
+        inbox.close()
         exporter.stop()
         return 1
     exporter.start()

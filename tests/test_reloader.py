@@ -241,7 +241,7 @@ def test_a_sighup_flood_at_a_running_exporter_starts_no_threads_and_stops_on_sig
         try:
             child.wait(DEADLINE)
         finally:
-            stop_process(child)  # kills what SIGTERM did not stop; returncode then fails below
+            stop_process(child)  # kills what SIGTERM did not stop (the wait above failed the test)
             reader.join(DEADLINE)
     log = []
     while not lines.empty():

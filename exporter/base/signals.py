@@ -5,6 +5,12 @@ code that holds a lock, an earlier handler's included. A handler that takes a lo
 a `threading.Event` does) can therefore wait for itself for ever when a second signal comes
 while the first is being handled: a flood of SIGHUP did that to the daemon. Here a handler
 only stores a flag and writes a byte to a pipe; both take no lock and never block.
+
+The pipe is also the interpreter's wake-up fd (`signal.set_wakeup_fd`): a signal the kernel
+gives another thread (it does when the main thread has one pending already) runs its Python
+handler only once the main thread runs Python again, and the main thread waits in `read()`.
+The interpreter's own handler writes to the wake-up fd from whichever thread took the
+signal, which ends that wait.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ class SignalInbox:
         os.set_blocking(self._write, False)
         self._arrived = dict.fromkeys(signums, False)
         self._previous = {signum: signal.signal(signum, self._handle) for signum in signums}
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self._arrived[signal.Signals(signum)] = True
-        # A full pipe holds wake-ups enough: the flag above is what counts.
+        # A full pipe holds wake-ups enough: the flag above is what counts. (The wake-up fd
+        # has had a byte already, which wait() may have read before this handler ran.)
         with contextlib.suppress(BlockingIOError):
             os.write(self._write, b"\0")
 
@@ -43,7 +51,8 @@ class SignalInbox:
                 return arrived
 
     def close(self) -> None:
-        """Put the handlers found back, and close the pipe."""
+        """Put the handlers and the wake-up fd found back, and close the pipe."""
+        signal.set_wakeup_fd(self._previous_fd)
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         os.close(self._read)
