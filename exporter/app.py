@@ -351,7 +351,6 @@ class Reloader:
         self._on_overdue = on_overdue
         self._changed = threading.Condition()
         self._wake = threading.Event()
-        self._signalled = False  # set by ask_soon(), which takes no lock of ours
         self._asked = 0  # requests are numbered 1, 2, ...
         self._served = 0  # every request up to this number has had a run begin after it
         self._result: str | None = None
@@ -370,7 +369,8 @@ class Reloader:
 
     def ask_soon(self) -> None:
         """Ask for a reload without waiting for it (the main thread does, for each SIGHUP)."""
-        self._signalled = True
+        with self._changed:
+            self._asked += 1
         self._wake.set()
 
     def ask(self, timeout: float | None = None) -> str | None:
@@ -403,8 +403,7 @@ class Reloader:
                 return
             with self._changed:
                 upto = self._asked
-                due = upto > self._served or self._signalled
-                self._signalled = False
+                due = upto > self._served
                 if due:
                     self.runs += 1
             if not due:

@@ -865,4 +865,4 @@ def test_the_wait_for_the_cap_at_the_socket_does_not_shorten_the_exchange_s_dead
     wrapped, _ = pair
     with socket_deadline(1000.0), departing(lambda: 0.75):
         wrapped.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        assert connections_module.current_deadline() == 1000.75
+        assert current_deadline() == 1000.75

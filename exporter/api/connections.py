@@ -61,7 +61,7 @@ def _depart_now() -> None:
     if depart is not None:
         _deadline.depart = None
         waited = depart()
-        at = getattr(_deadline, "at", None)
+        at = current_deadline()
         if waited and at is not None:  # the wait for the cap is not the exchange's time
             _deadline.at = at + waited
 
